@@ -1,0 +1,38 @@
+"""The exceptions jobrt raises. One base class, shallow branches.
+
+Every message names the thing that is wrong and what to do about it, so the
+CLI can print it as one line without a traceback.
+"""
+
+
+class JobrtError(Exception):
+    """Base class of every error jobrt raises on purpose."""
+
+
+class ConfigError(JobrtError):
+    """The configuration file or a setting in it is invalid.
+
+    Carries the file and the key so the message points at the exact line to fix.
+    """
+
+    def __init__(self, message: str, path: str | None = None, key: str | None = None):
+        self.path = path
+        self.key = key
+        where = ": ".join(part for part in (path, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownJob(JobrtError):
+    """A job name that no imported job module registers."""
+
+
+class PayloadError(JobrtError):
+    """Job arguments or a result that cannot be stored as JSON (or are too large)."""
+
+
+class StorageError(JobrtError):
+    """The storage backend cannot be opened or does not answer."""
+
+
+class JobNotFound(JobrtError):
+    """No job with the given id exists (it may have been pruned)."""

@@ -1,0 +1,262 @@
+"""The storage contract: the domain verbs every backend implements.
+
+The supervisor is the only writer on a host (it batches claims and results);
+clients only enqueue and query. Times are UNIX epoch seconds (float). Job
+payloads and results are JSON bytes that storage keeps verbatim: it never
+decodes them on the hot path and never unpickles anything.
+
+A claimed job is `running`, owned by one supervisor (`owner`) until
+`lease_expires`. Every write that settles a claim is fenced by
+(id, attempt, owner): a stale run cannot overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
+
+import orjson
+
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+
+
+class NewJob(NamedTuple):
+    """A job to insert. `payload` is the JSON of `[args, kwargs]`."""
+
+    queue: str
+    name: str
+    payload: bytes
+    available_at: float
+    priority: int = 0
+    options: bytes | None = None  # JSON object of per-job options, None = pool defaults
+    unique_key: str | None = None
+    batch_id: str | None = None
+
+
+class ClaimedJob(NamedTuple):
+    """A job handed to one supervisor; `attempt` already counts this run (1 = first)."""
+
+    id: int
+    queue: str
+    name: str
+    payload: bytes
+    attempt: int
+    options: bytes | None
+
+
+class Outcome(NamedTuple):
+    """How one claimed run ended, to be written by `settle`.
+
+    state:
+      succeeded  -> `result` (JSON bytes or None) is stored.
+      failed     -> `error` / `traceback` stored; the job is in the failed-jobs store.
+      pending    -> back in the queue at `available_at` (retry with backoff, or
+                    release); `error` / `traceback` kept as the last error.
+                    With `undo_attempt` the run never started (returned unstarted),
+                    so the attempt counter goes back by one.
+    `at` is when the run ended (finished_at for end states).
+    """
+
+    job_id: int
+    attempt: int
+    state: str
+    at: float
+    result: bytes | None = None
+    error: str | None = None
+    traceback: str | None = None
+    available_at: float | None = None
+    undo_attempt: bool = False
+
+
+@dataclass
+class JobRecord:
+    """Everything storage knows about one job, decoded for humans and `--json`."""
+
+    id: int
+    queue: str
+    name: str
+    args: list
+    kwargs: dict
+    state: str
+    attempts: int
+    priority: int
+    available_at: float
+    created_at: float
+    options: dict = field(default_factory=dict)
+    owner: str | None = None
+    lease_expires: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: object = None
+    unique_key: str | None = None
+    batch_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "queue": self.queue,
+            "state": self.state,
+            "attempts": self.attempts,
+            "error": self.error,
+            "result": self.result,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "priority": self.priority,
+            "options": self.options,
+            "available_at": self.available_at,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "owner": self.owner,
+            "lease_expires": self.lease_expires,
+            "traceback": self.traceback,
+            "unique_key": self.unique_key,
+            "batch_id": self.batch_id,
+        }
+
+
+class SupervisorRow(NamedTuple):
+    """A supervisor's heartbeat: who it is and what its workers are doing."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    info: dict
+
+
+def decode_record(row: dict) -> JobRecord:
+    """Build a JobRecord from a row mapping whose payload/options/result are JSON bytes."""
+    args, kwargs = orjson.loads(row["payload"])
+    options = orjson.loads(row["options"]) if row.get("options") else {}
+    result = orjson.loads(row["result"]) if row.get("result") is not None else None
+    return JobRecord(
+        id=row["id"], queue=row["queue"], name=row["name"], args=args, kwargs=kwargs,
+        state=row["state"], attempts=row["attempts"], priority=row["priority"],
+        available_at=row["available_at"], created_at=row["created_at"], options=options,
+        owner=row.get("owner"), lease_expires=row.get("lease_expires"),
+        started_at=row.get("started_at"), finished_at=row.get("finished_at"),
+        error=row.get("error"), traceback=row.get("traceback"), result=result,
+        unique_key=row.get("unique_key"), batch_id=row.get("batch_id"),
+    )
+
+
+class Storage:
+    """Base class of storage backends. Subclasses implement every verb below.
+
+    Backends are opened by `runtime.storage.open_storage(url, role=...)`.
+    `role="client"` commits durably (an enqueue that returned survives a power
+    cut); `role="supervisor"` may relax that, since a lost result write only
+    means the job runs again.
+    """
+
+    url_for_humans: str = ""
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- clients ---------------------------------------------------------
+    def enqueue(self, jobs: list[NewJob]) -> list[int]:
+        """Insert all jobs in one transaction (all or none); return their ids in order.
+
+        A job whose `unique_key` matches a pending or running job is not
+        inserted; the existing job's id is returned in its place.
+        """
+        raise NotImplementedError
+
+    def notify(self) -> None:
+        """Wake the supervisors of this database (after an enqueue committed). Best effort."""
+        raise NotImplementedError
+
+    def listener(self):
+        """For a supervisor: an object with fileno(), drain() and close() that becomes
+        readable when a client calls notify() (fileno() -1 when unsupported)."""
+        raise NotImplementedError
+
+    # -- the supervisor's hot path -----------------------------------------
+    def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
+                 limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
+        """In one transaction: settle `outcomes`, then claim up to `limit` jobs.
+
+        Claims take jobs that are pending with `available_at <= now`, from
+        `queues` in strict order (every due job of queues[0] before any of
+        queues[1]), then by priority (higher first), available_at and id.
+        Each claimed job becomes running, owned by `owner` until
+        `lease_expires`, with its attempt counter incremented.
+        Settling is fenced: an outcome whose (job_id, attempt, owner) no longer
+        matches a running job is ignored.
+        """
+        raise NotImplementedError
+
+    def settle(self, owner: str, outcomes: Iterable[Outcome]) -> None:
+        self.exchange(owner, outcomes, [], 0, 0.0, 0.0)
+
+    def claim(self, owner: str, queues: list[str], limit: int, lease_expires: float,
+              now: float) -> list[ClaimedJob]:
+        return self.exchange(owner, (), queues, limit, lease_expires, now)
+
+    def next_due(self, queues: list[str]) -> float | None:
+        """The earliest available_at of a pending job in `queues`, or None."""
+        raise NotImplementedError
+
+    # -- leases and supervisors --------------------------------------------
+    def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
+                  info: dict, now: float, lease_expires: float) -> int:
+        """Record `owner` as alive (with `info` for status) and extend the lease of
+        every job it runs to `lease_expires`. Returns how many leases were renewed."""
+        raise NotImplementedError
+
+    def supervisors(self) -> list[SupervisorRow]:
+        raise NotImplementedError
+
+    def remove_supervisor(self, owner: str) -> None:
+        raise NotImplementedError
+
+    def rescue(self, now: float, owner: str | None = None) -> int:
+        """Return running jobs to pending: those of `owner` (a supervisor known to be
+        dead), or, with owner None, those whose lease expired before `now`. The
+        attempt stays counted and the last error says why. Returns the count."""
+        raise NotImplementedError
+
+    # -- queries and admin --------------------------------------------------
+    def get(self, job_id: int) -> JobRecord | None:
+        raise NotImplementedError
+
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        """queue -> {pending, delayed, running, succeeded, failed, cancelled}.
+        `pending` counts due jobs only; `delayed` those with available_at > now."""
+        raise NotImplementedError
+
+    def failed(self, limit: int = 100) -> list[JobRecord]:
+        """The failed-jobs store, newest first."""
+        raise NotImplementedError
+
+    def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
+        """Put failed jobs (all when job_ids is None) back to pending with attempts 0."""
+        raise NotImplementedError
+
+    def forget(self, job_id: int) -> bool:
+        """Delete one failed job from the failed-jobs store."""
+        raise NotImplementedError
+
+    def flush_failed(self) -> int:
+        """Delete every failed job."""
+        raise NotImplementedError
+
+    def cancel(self, job_id: int, now: float) -> bool:
+        """Cancel a pending job. Running jobs are not interrupted (returns False)."""
+        raise NotImplementedError
+
+    def clear(self, queue: str) -> int:
+        """Delete the pending jobs of `queue` (running ones finish). Returns the count."""
+        raise NotImplementedError
