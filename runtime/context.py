@@ -1,0 +1,66 @@
+"""What a running job may ask of jobrt: its attempt number, release and fail.
+
+`release()` and `fail()` raise exceptions derived from BaseException so that a
+job's own `except Exception:` cannot swallow them by accident.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+_current: ContextVar[tuple[int, int] | None] = ContextVar("jobrt_current_job", default=None)
+
+
+class Release(BaseException):
+    """Raised by release(): put the job back in its queue after `delay` seconds."""
+
+    def __init__(self, delay: float):
+        super().__init__(delay)
+        self.delay = delay
+
+
+class Fail(BaseException):
+    """Raised by fail(): end the job as failed now, with no further tries."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def release(delay: float = 0) -> None:
+    """Stop this run and put the job back in its queue, available after `delay` seconds.
+
+    The run counts as an attempt, so `tries` still bounds how often a job is released."""
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+        raise ValueError(f"release(delay): delay must be a number of seconds >= 0, got {delay!r}")
+    raise Release(float(delay))
+
+
+def fail(reason: str = "failed by the job") -> None:
+    """Stop this run and mark the job failed at once, whatever tries are left."""
+    raise Fail(str(reason))
+
+
+def _require() -> tuple[int, int]:
+    current = _current.get()
+    if current is None:
+        raise RuntimeError("not inside a jobrt job: attempt() and job_id() work only while a worker runs a job")
+    return current
+
+
+def attempt() -> int:
+    """The number of this run of the current job: 1 for the first."""
+    return _require()[1]
+
+
+def job_id() -> int:
+    """The id of the job this worker is running."""
+    return _require()[0]
+
+
+def enter(job_id_: int, attempt_: int):
+    return _current.set((job_id_, attempt_))
+
+
+def leave(token) -> None:
+    _current.reset(token)

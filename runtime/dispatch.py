@@ -1,0 +1,394 @@
+"""One pool of workers as the supervisor sees it: who runs what, until when.
+
+A WorkerPool holds the jobs its supervisor claimed for it (`buffer`), hands
+them to workers over their pipes, turns the frames that come back into
+Outcomes, enforces each run's deadline by killing the worker's process group,
+and recycles workers after max_jobs / max_time / max_memory_mb.
+
+A worker may be sent a second job while it runs a first one (`prefetch`),
+but only when its current job is known to be short, so a slow job never
+holds a waiting job hostage. A job sent but not yet started is never counted
+as run: if its worker dies or is recycled, it goes back to the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import deque
+
+import orjson
+
+from . import outcomes, protocol
+from .process import Child, describe_exit, spawn
+from .worker import become_worker
+
+log = logging.getLogger("jobrt")
+
+SHORT_JOB = 0.005  # seconds: a job this short on average may have another queued behind it
+EWMA = 0.2
+
+
+class Run:
+    """One job sent to one worker."""
+
+    __slots__ = ("job", "options", "timeout", "started", "deadline")
+
+    def __init__(self, job, options, timeout):
+        self.job = job
+        self.options = options
+        self.timeout = timeout
+        self.started = None
+        self.deadline = None
+
+    def start(self, now: float) -> None:
+        self.started = now
+        self.deadline = now + self.timeout
+
+
+class Worker:
+    """The supervisor's record of one worker process."""
+
+    __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
+                 "retiring", "killed", "said_bye", "rss", "writing")
+
+    def __init__(self, child: Child, max_jobs: int, retire_at: float):
+        self.child = child
+        self.reader = protocol.FrameReader()
+        self.outbuf = bytearray()
+        self.runs: deque[Run] = deque()
+        self.jobs_done = 0
+        self.max_jobs = max_jobs
+        self.retire_at = retire_at
+        self.retiring: str | None = None  # why it was told to stop
+        self.killed: str | None = None  # why it was killed
+        self.said_bye = False
+        self.rss = 0
+        self.writing = False
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    @property
+    def active(self) -> bool:
+        return self.retiring is None and self.killed is None
+
+
+class WorkerPool:
+    def __init__(self, config, registry, loop, outbox: list, stats):
+        self.config = config
+        self.registry = registry
+        self.loop = loop  # watch/unwatch/want_write callbacks of the supervisor
+        self.outbox = outbox  # Outcomes waiting to be written
+        self.stats = stats
+        self.target = config.workers
+        self.workers: dict[int, Worker] = {}
+        self.buffer: deque = deque()
+        self.durations: dict[str, float] = {}
+        self.maybe_more = True
+        self.due_at: float | None = None
+        self.stopping = False
+        self.grace_deadline: float | None = None
+        self.failed_boots = 0
+        self.spawn_after = 0.0
+        self.parent_pid = os.getpid()
+
+    # -- workers ----------------------------------------------------------
+    def spawn_worker(self, now: float) -> Worker:
+        cfg = self.config
+        measure = cfg.max_memory_mb > 0
+        registry = self.registry
+        parent = self.parent_pid
+        child = spawn(lambda r, w: become_worker(r, w, parent, registry, measure))
+        max_jobs = cfg.max_jobs + random.randint(0, cfg.max_jobs // 10) if cfg.max_jobs else 0
+        retire_at = now + cfg.max_time * random.uniform(1.0, 1.1) if cfg.max_time else float("inf")
+        worker = Worker(child, max_jobs, retire_at)
+        self.workers[child.pid] = worker
+        self.loop.watch(worker, self)
+        log.info("pool %s: worker %d started", cfg.name, child.pid)
+        return worker
+
+    def retire(self, worker: Worker, reason: str) -> None:
+        """Ask a worker to finish its current job, hand back the rest and exit."""
+        if worker.retiring or worker.killed:
+            return
+        worker.retiring = reason
+        if reason != "stop":
+            log.info("pool %s: recycling worker %d (%s, %d jobs done)",
+                     self.config.name, worker.pid, reason, worker.jobs_done)
+            self.stats.restarts[reason] = self.stats.restarts.get(reason, 0) + 1
+        self.send(worker, protocol.STOP_FRAME)
+
+    def kill(self, worker: Worker, reason: str) -> None:
+        worker.killed = reason
+        worker.child.kill()
+        self.stats.restarts[reason] = self.stats.restarts.get(reason, 0) + 1
+
+    def send(self, worker: Worker, data: bytes) -> None:
+        if worker.outbuf:
+            worker.outbuf += data
+            return
+        try:
+            written = os.write(worker.child.to_child, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return  # broken pipe: the pidfd reports the death
+        if written < len(data):
+            worker.outbuf += data[written:]
+            self.loop.want_write(worker, True, self)
+
+    def on_writable(self, worker: Worker) -> None:
+        try:
+            written = os.write(worker.child.to_child, worker.outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            worker.outbuf.clear()
+        else:
+            del worker.outbuf[:written]
+        if not worker.outbuf:
+            self.loop.want_write(worker, False, self)
+
+    # -- frames from workers ----------------------------------------------
+    def on_readable(self, worker: Worker, now: float) -> None:
+        fd = worker.child.from_child
+        while fd >= 0:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.loop.unwatch_reader(worker)
+                return
+            try:
+                frames = worker.reader.feed(data)
+            except protocol.ProtocolError as exc:
+                self._broken(worker, f"the worker's result pipe carried garbage ({exc}); "
+                                     "did the job write to an inherited file descriptor?", now)
+                return
+            for kind, header, body in frames:
+                if kind == protocol.DONE:
+                    self._on_done(worker, header, body, now)
+                elif kind == protocol.BYE:
+                    worker.said_bye = True
+            if len(data) < 1 << 20:
+                return
+
+    def _broken(self, worker: Worker, error: str, now: float) -> None:
+        self.loop.unwatch_reader(worker)
+        if worker.runs and not worker.killed:
+            run = worker.runs.popleft()
+            self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+        self.kill(worker, "crash")
+        self._requeue(worker)
+
+    def _on_done(self, worker: Worker, header, body: bytes, now: float) -> None:
+        if worker.killed:
+            return  # its run was already settled when it was killed
+        job_id, attempt, status, seconds, rss, delay = header
+        if not worker.runs or worker.runs[0].job.id != job_id:
+            self._broken(worker, f"the worker reported job {job_id}, which it was not running", now)
+            return
+        run = worker.runs.popleft()
+        job = run.job
+        wall = time.time()
+        if status == protocol.RETURNED:
+            self._give_back(run.job, wall)
+        else:
+            worker.jobs_done += 1
+            self.stats.count(job.queue, status)
+            name = job.name
+            average = self.durations.get(name)
+            self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
+            if status == protocol.OK:
+                self.outbox.append(outcomes.succeeded(job, body, wall))
+            elif status == protocol.RELEASE:
+                self.outbox.append(outcomes.released(job, delay, wall))
+            else:
+                error = orjson.loads(body)
+                if status == protocol.FAIL:
+                    self.outbox.append(outcomes.failed(job, error["error"], wall))
+                else:
+                    self.outbox.append(outcomes.errored(
+                        job, run.options, self.config, error["error"], error["traceback"], wall))
+                log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error["error"])
+            self.failed_boots = 0
+        if worker.runs:
+            worker.runs[0].start(now)
+        worker.rss = rss
+        if worker.active:
+            cfg = self.config
+            if cfg.max_memory_mb and rss > cfg.max_memory_mb * 1048576:
+                self.retire(worker, "memory")
+            elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
+                self.retire(worker, "max_jobs")
+
+    def _give_back(self, job, wall: float) -> None:
+        """A job sent but never started: back to the buffer, or to storage when stopping."""
+        if self.stopping:
+            self.outbox.append(outcomes.returned(job, wall))
+        else:
+            self.buffer.appendleft(job)
+
+    def _requeue(self, worker: Worker) -> None:
+        wall = time.time()
+        while worker.runs:
+            self._give_back(worker.runs.pop().job, wall)
+
+    # -- deaths and deadlines -----------------------------------------------
+    def on_exit(self, worker: Worker, now: float) -> None:
+        self.on_readable(worker, now)  # results written just before death count
+        status = worker.child.reap()
+        if status is None:
+            return
+        how = describe_exit(status)
+        if worker.killed:
+            log.info("pool %s: worker %d killed (%s)", self.config.name, worker.pid, worker.killed)
+        elif worker.said_bye:
+            log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
+        else:
+            self.stats.restarts["crash"] = self.stats.restarts.get("crash", 0) + 1
+            if worker.runs:
+                run = worker.runs.popleft()
+                error = f"the worker {how} while running the job"
+                if status == 0:
+                    error += " without reporting a result (did the job call os._exit?)"
+                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+                log.warning("pool %s: worker %d %s while running job %d (%s)",
+                            self.config.name, worker.pid, how, run.job.id, run.job.name)
+            else:
+                log.warning("pool %s: worker %d %s while idle", self.config.name, worker.pid, how)
+                if worker.jobs_done == 0:
+                    self.failed_boots += 1
+                    self.spawn_after = now + min(10.0, 0.05 * 2 ** self.failed_boots)
+        self._requeue(worker)
+        self.loop.unwatch(worker)
+        worker.child.close()
+        del self.workers[worker.pid]
+
+    def enforce_deadlines(self, now: float) -> float | None:
+        """Kill workers whose job overran; return the next deadline (monotonic) or None."""
+        nearest = None
+        for worker in list(self.workers.values()):
+            if not worker.runs or worker.killed:
+                continue
+            run = worker.runs[0]
+            if run.deadline <= now:
+                self.on_readable(worker, now)  # it may have finished just in time
+                if not worker.runs or worker.runs[0] is not run:
+                    continue
+                self.kill(worker, "timeout")
+                worker.runs.popleft()
+                error = f"timed out after {run.timeout:g} s (worker and its process group killed)"
+                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+                self.stats.count(run.job.queue, "timeout")
+                log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
+                self._requeue(worker)
+                if self.stopping:
+                    continue
+            elif nearest is None or run.deadline < nearest:
+                nearest = run.deadline
+        return nearest
+
+    # -- scheduling -----------------------------------------------------------
+    def _timeout_of(self, options: dict) -> float:
+        return options.get("timeout") or self.config.timeout
+
+    def _is_short(self, worker: Worker) -> bool:
+        durations = self.durations
+        for run in worker.runs:
+            average = durations.get(run.job.name)
+            if average is None or average > SHORT_JOB:
+                return False
+        return True
+
+    def _pick(self) -> Worker | None:
+        best = None
+        for worker in self.workers.values():
+            if worker.retiring or worker.killed:
+                continue
+            queued = len(worker.runs)
+            if queued == 0:
+                return worker
+            if queued < self.config.prefetch and (best is None or queued < len(best.runs)) \
+                    and self._is_short(worker):
+                best = worker
+        return best
+
+    def dispatch(self, now: float) -> None:
+        buffer = self.buffer
+        while buffer:
+            worker = self._pick()
+            if worker is None:
+                return
+            job = buffer.popleft()
+            options = outcomes.options_of(job)
+            run = Run(job, options, self._timeout_of(options))
+            if not worker.runs:
+                run.start(now)
+            worker.runs.append(run)
+            self.send(worker, protocol.run_frame(job.id, job.attempt, job.name, job.payload))
+
+    def wanted(self, extra: int) -> int:
+        """How many jobs to claim now: enough for every free slot plus `extra` read-ahead."""
+        if self.stopping or not self.maybe_more:
+            return 0
+        slots = 0
+        for worker in self.workers.values():
+            if worker.active:
+                slots += self.config.prefetch - len(worker.runs)
+        if len(self.buffer) >= max(slots, 1):
+            return 0
+        return slots + extra - len(self.buffer)
+
+    def manage(self, now: float) -> None:
+        """Recycle workers past max_time, keep the pool at its target size."""
+        if self.stopping:
+            return
+        active = 0
+        for worker in list(self.workers.values()):
+            if worker.active:
+                if worker.retire_at <= now:
+                    self.retire(worker, "max_time")
+                elif active >= self.target and not worker.runs:
+                    self.retire(worker, "scaled down")
+                else:
+                    active += 1
+        while active < self.target and now >= self.spawn_after:
+            self.spawn_worker(now)
+            active += 1
+
+    def begin_stop(self, now: float, grace: float) -> None:
+        self.stopping = True
+        self.grace_deadline = now + grace
+        wall = time.time()
+        while self.buffer:
+            self.outbox.append(outcomes.returned(self.buffer.popleft(), wall))
+        for worker in self.workers.values():
+            if worker.retiring is None and not worker.killed:
+                self.retire(worker, "stop")
+
+    def kill_all(self, why: str) -> None:
+        """Kill every worker now; their running jobs go back to pending, not counted as tried."""
+        wall = time.time()
+        for worker in self.workers.values():
+            if worker.killed:
+                continue
+            worker.killed = why
+            worker.child.kill()
+            if worker.runs:
+                run = worker.runs.popleft()
+                self.outbox.append(outcomes.returned(run.job, wall, f"interrupted: {why}"))
+            self._requeue(worker)
+
+    def describe_workers(self) -> list[dict]:
+        busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731
+        return [{"pid": w.pid, "pool": self.config.name,
+                 "state": w.killed and "killed" or w.retiring and "stopping" or busy(w),
+                 "jobs": w.jobs_done, "rss": w.rss} for w in self.workers.values()]

@@ -1,0 +1,48 @@
+"""Turning how a run ended into the Outcome storage records: retry, fail, succeed.
+
+Pure functions of the job, its options and the pool's settings, so the rules
+(tries, backoff, retry_until) are testable without processes.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .backoff import backoff_delay
+from .storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
+
+NO_OPTIONS: dict = {}
+
+
+def options_of(job: ClaimedJob) -> dict:
+    return orjson.loads(job.options) if job.options else NO_OPTIONS
+
+
+def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
+    return Outcome(job.id, job.attempt, SUCCEEDED, at, result=result if result != b"null" else None)
+
+
+def errored(job: ClaimedJob, options: dict, pool, error: str, tb: str | None, at: float) -> Outcome:
+    """A run that raised, timed out or lost its worker: retry with backoff while tries remain."""
+    tries = options.get("tries") or pool.tries
+    retry_until = options.get("retry_until")
+    if job.attempt >= tries:
+        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
+                       traceback=tb)
+    delay = backoff_delay(options.get("backoff", pool.backoff), job.attempt)
+    if retry_until is not None and at + delay > retry_until:
+        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb)
+    return Outcome(job.id, job.attempt, PENDING, at, error=error, traceback=tb, available_at=at + delay)
+
+
+def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
+    return Outcome(job.id, job.attempt, FAILED, at, error=error)
+
+
+def released(job: ClaimedJob, delay: float, at: float) -> Outcome:
+    return Outcome(job.id, job.attempt, PENDING, at, available_at=at + delay)
+
+
+def returned(job: ClaimedJob, at: float, why: str | None = None) -> Outcome:
+    """Back to the queue as if never claimed: the run did not start, or was cut by shutdown."""
+    return Outcome(job.id, job.attempt, PENDING, at, error=why, available_at=at, undo_attempt=True)

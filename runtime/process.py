@@ -1,0 +1,127 @@
+"""Forking worker processes, killing their process groups, reading their exit.
+
+Each child gets two private pipes and a pidfd. The pidfd becomes readable the
+moment the child dies (no SIGCHLD handler, no polling), and signalling through
+it can never hit a recycled pid. A dead child stays a zombie until reaped, so
+its pid, which is also its process-group id, cannot be reused before we have
+killed the group and reaped it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from typing import Callable
+
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
+
+
+class Child:
+    """The supervisor's handle on one forked child."""
+
+    __slots__ = ("pid", "pidfd", "to_child", "from_child", "status", "pgid_killed")
+
+    def __init__(self, pid: int, pidfd: int, to_child: int, from_child: int):
+        self.pid = pid
+        self.pidfd = pidfd
+        self.to_child = to_child
+        self.from_child = from_child
+        self.status: int | None = None
+        self.pgid_killed = False
+
+    def kill(self) -> None:
+        """SIGKILL the child and everything in its process group."""
+        if self.status is not None:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        # Safe while the child is unreaped: its pid (= pgid) is still taken.
+        if self.status is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.pgid_killed = True
+
+    def reap(self) -> int | None:
+        """Collect the exit status if the child has exited; kills its group first."""
+        if self.status is not None:
+            return self.status
+        self.kill_group()  # anything the job left running dies with it
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return None
+        self.status = status
+        return status
+
+    def close(self) -> None:
+        for fd in (self.to_child, self.from_child, self.pidfd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.to_child = self.from_child = self.pidfd = -1
+
+
+def spawn(body: Callable[[int, int], None]) -> Child:
+    """Fork a child that runs body(read_fd, write_fd) and must never return."""
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(to_w)
+            os.close(from_r)
+            body(to_r, from_w)
+        finally:
+            os._exit(70)
+    os.close(to_r)
+    os.close(from_w)
+    try:
+        os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
+    except OSError:
+        pass
+    pidfd = os.pidfd_open(pid)
+    for fd in (to_w, from_r):
+        os.set_blocking(fd, False)
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+    return Child(pid, pidfd, to_w, from_r)
+
+
+_SIGNAL_NOTES = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGBUS: "bus error",
+    signal.SIGABRT: "aborted",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGKILL: "killed from outside jobrt: the kernel's OOM killer, or an operator",
+}
+
+
+def describe_exit(status: int) -> str:
+    """How a child ended, in words: 'exited with status 3', 'was killed by SIGSEGV (...)'."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        note = _SIGNAL_NOTES.get(signum)
+        return f"was killed by {name}" + (f" ({note})" if note else "")
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended with wait status {status}"

@@ -1,0 +1,146 @@
+"""The @job decorator and the registry of job names a worker may run.
+
+A decorated function keeps working as a plain function; the decorator only
+attaches a JobSpec. A registry is built by importing the configured job
+modules and collecting the specs they expose, so there is no global mutable
+table: what a worker can run is exactly what its modules define.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from .backoff import check_backoff
+from .errors import ConfigError, UnknownJob
+
+ATTR = "__jobrt__"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job function and its options (None means: the pool's setting)."""
+
+    name: str
+    func: Callable
+    queue: str = "default"
+    timeout: float | None = None
+    tries: int | None = None
+    backoff: object = None
+    priority: int = 0
+    retry_until: float | None = None  # seconds after enqueue
+    unique: bool = False
+
+
+def _check_number(option: str, value, minimum: float, integer: bool = False):
+    kind = int if integer else (int, float)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        what = "an integer" if integer else "a number of seconds"
+        raise ValueError(f"@job {option}= must be {what} >= {minimum}, got {value!r}")
+    return value
+
+
+def job(func: Callable | None = None, *, name: str | None = None, queue: str = "default",
+        timeout: float | None = None, tries: int | None = None, backoff=None, priority: int = 0,
+        retry_until: float | None = None, unique: bool = False):
+    """Register a function as a jobrt job. Usable bare (`@job`) or with options."""
+
+    def wrap(fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f"@job decorates functions, got {fn!r}")
+        if not isinstance(queue, str) or not queue:
+            raise ValueError(f"@job queue= must be a non-empty string, got {queue!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"@job priority= must be an integer, got {priority!r}")
+        try:
+            policy = check_backoff(backoff) if backoff is not None else None
+        except ValueError as exc:
+            raise ValueError(f"@job backoff=: {exc}") from None
+        spec = JobSpec(
+            name=name or f"{fn.__module__}:{fn.__qualname__}", func=fn, queue=queue,
+            timeout=_check_number("timeout", timeout, 0.001),
+            tries=_check_number("tries", tries, 1, integer=True), backoff=policy, priority=priority,
+            retry_until=_check_number("retry_until", retry_until, 0), unique=bool(unique))
+        setattr(fn, ATTR, spec)
+        return fn
+
+    return wrap(func) if func is not None else wrap
+
+
+def spec_of(obj) -> JobSpec | None:
+    return getattr(obj, ATTR, None) if callable(obj) else None
+
+
+def _specs_in(module) -> list[JobSpec]:
+    found = []
+    for value in list(vars(module).values()):
+        spec = spec_of(value)
+        if spec is not None and spec.func is value:
+            found.append(spec)
+    return found
+
+
+def import_module(module_name: str, config_path: str | None = None):
+    """Import one job module, turning any failure into a ConfigError that names it."""
+    try:
+        return importlib.import_module(module_name)
+    except BaseException as exc:  # a job module may raise anything, even SystemExit
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ConfigError(
+            f"cannot import job module {module_name!r}: {type(exc).__name__}: {exc} "
+            f"(check the name and that its directory is in [jobs] path)",
+            config_path, "jobs.modules") from None
+
+
+def collect(modules, search_path=(), config_path: str | None = None) -> dict[str, JobSpec]:
+    """Import `modules` (after putting `search_path` dirs on sys.path) and map job names to specs."""
+    for directory in reversed(tuple(search_path)):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    registry: dict[str, JobSpec] = {}
+    for module_name in modules:
+        for spec in _specs_in(import_module(module_name, config_path)):
+            other = registry.get(spec.name)
+            if other is not None and other.func is not spec.func:
+                raise ConfigError(
+                    f"two jobs are named {spec.name!r} ({other.func.__module__} and "
+                    f"{spec.func.__module__}); give one of them another name=",
+                    config_path, "jobs.modules")
+            registry[spec.name] = spec
+    return registry
+
+
+def resolve(target, registry: dict[str, JobSpec] | None = None) -> JobSpec:
+    """Find the JobSpec for a decorated function or a job name.
+
+    A name is looked up in `registry` (the config's modules) first; a
+    `module:function` name is otherwise found by importing its module.
+    """
+    if callable(target):
+        spec = spec_of(target)
+        if spec is None:
+            raise UnknownJob(
+                f"{getattr(target, '__qualname__', target)!r} is not a job: decorate it with @runtime.job")
+        return spec
+    if not isinstance(target, str) or not target:
+        raise UnknownJob(f"a job is a decorated function or its name, got {target!r}")
+    if registry and target in registry:
+        return registry[target]
+    module_name, _, attr = target.partition(":")
+    if attr:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise UnknownJob(f"unknown job {target!r}: cannot import {module_name!r} ({exc})") from None
+        for spec in _specs_in(module):
+            if spec.name == target:
+                return spec
+    known = ", ".join(sorted(registry)[:10]) if registry else "none loaded"
+    raise UnknownJob(
+        f"unknown job {target!r}: no @job with that name in the job modules "
+        f"(known: {known}); names are 'module:function' unless @job(name=...) says otherwise")

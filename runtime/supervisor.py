@@ -1,0 +1,372 @@
+"""The supervisor: one single-threaded event loop that owns storage and the workers.
+
+    clients --enqueue--> storage <--exchange (settle + claim, batched)-- Supervisor
+                          wake-up datagram --------------------------->   |  selector over: worker pipes,
+                                                                          |  worker pidfds, signal self-pipe,
+                                     WorkerPool  WorkerPool ...  <--------+  wake-up socket
+                                     worker worker ...   (forked, one pipe pair each)
+
+Each turn of the loop: wait (until the nearest deadline or timer) -> handle
+fd events -> handle queued signals -> enforce deadlines -> write outcomes and
+claim jobs in one transaction -> dispatch -> manage the pools -> periodic work
+(heartbeat and lease renewal, rescue, poll). Signal handlers do nothing: the
+wake-up fd carries the signal number into the loop. The supervisor runs no
+user code and opens no thread.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import time
+
+import psutil
+
+from . import systemd
+from .dispatch import Worker, WorkerPool
+from .errors import StorageError
+from .storage import open_storage
+
+log = logging.getLogger("jobrt")
+
+FLUSH_DELAY = 0.002  # seconds an outcome may wait to share a transaction with others
+FLUSH_BATCH = 512
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+class Stats:
+    """Counters for status, heartbeats and (later) metrics."""
+
+    def __init__(self):
+        self.done = 0
+        self.by_outcome: dict[tuple[str, str], int] = {}
+        self.restarts: dict[str, int] = {}
+        self.rate = 0.0
+        self._last_done = 0
+        self._last_at = time.monotonic()
+
+    def count(self, queue: str, status: str) -> None:
+        self.done += 1
+        key = (queue, status)
+        self.by_outcome[key] = self.by_outcome.get(key, 0) + 1
+
+    def update_rate(self, now: float) -> None:
+        elapsed = now - self._last_at
+        if elapsed >= 0.5:
+            self.rate = 0.5 * self.rate + 0.5 * (self.done - self._last_done) / elapsed
+            self._last_done, self._last_at = self.done, now
+
+
+class Supervisor:
+    def __init__(self, config, registry):
+        self.config = config
+        self.registry = registry
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = psutil.Process().create_time()
+        self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
+        self.outbox: list = []
+        self.outbox_since = 0.0
+        self.stats = Stats()
+        self.selector = selectors.DefaultSelector()
+        self.pools = [WorkerPool(pool, registry, self, self.outbox, self.stats)
+                      for pool in config.pools.values()]
+        self.storage = None
+        self.listener = None
+        self.signals: list[int] = []
+        self.stopping = False
+        self.storage_down_since: float | None = None
+        self.storage_retry_at = 0.0
+        self.storage_failures = 0
+        lease = config.lease
+        self.heartbeat_every = min(2.0, lease / 3)
+        self.rescue_every = max(0.5, lease / 2)
+        self.next_heartbeat = self.next_rescue = self.next_poll = 0.0
+
+    # -- the loop's fd bookkeeping (called by WorkerPool) ----------------------
+    def watch(self, worker: Worker, pool: WorkerPool) -> None:
+        self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
+        self.selector.register(worker.child.pidfd, selectors.EVENT_READ, ("exit", worker, pool))
+
+    def unwatch_reader(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.child.from_child)
+        except (KeyError, ValueError):
+            pass
+
+    def want_write(self, worker: Worker, on: bool, pool: WorkerPool | None = None) -> None:
+        fd = worker.child.to_child
+        if on and not worker.writing:
+            self.selector.register(fd, selectors.EVENT_WRITE, ("write", worker, pool))
+        elif not on and worker.writing:
+            self.selector.unregister(fd)
+        worker.writing = on
+
+    def unwatch(self, worker: Worker) -> None:
+        self.unwatch_reader(worker)
+        self.want_write(worker, False)
+        try:
+            self.selector.unregister(worker.child.pidfd)
+        except (KeyError, ValueError):
+            pass
+
+    # -- start and stop -------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped by a signal. Returns the process exit status."""
+        self._setup()
+        try:
+            while not (self.stopping and not any(pool.workers for pool in self.pools)):
+                self._turn()
+        except BaseException:
+            log.exception("supervisor failed; stopping its workers and returning their jobs")
+            for pool in self.pools:
+                pool.stopping = True
+                pool.kill_all("the supervisor failed")
+            self._finish()
+            return 1
+        self._finish()
+        return 0
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir)
+        self.listener = self.storage.listener()
+        if self.listener.fileno() >= 0:
+            self.selector.register(self.listener.fileno(), selectors.EVENT_READ, ("wake", None, None))
+        sig_r, sig_w = socket.socketpair()
+        for sock in (sig_r, sig_w):
+            sock.setblocking(False)
+        self._signal_sockets = (sig_r, sig_w)
+        signal.set_wakeup_fd(sig_w.fileno(), warn_on_full_buffer=False)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, lambda *_: None)
+        self.selector.register(sig_r.fileno(), selectors.EVENT_READ, ("signal", sig_r, None))
+        self._rescue_dead_neighbours(time.time())
+        self._heartbeat(time.time())
+        gc.collect()
+        gc.freeze()  # keep the preloaded image's pages shared with the children
+        now = time.monotonic()
+        for pool in self.pools:
+            pool.manage(now)
+        log.info("supervisor %s started: %s", self.owner, ", ".join(
+            f"pool {p.config.name} ({p.config.workers} workers, queues {', '.join(p.config.queues)})"
+            for p in self.pools))
+        systemd.notify("READY=1\nSTATUS=running")
+
+    def _finish(self) -> None:
+        systemd.notify("STOPPING=1")
+        for attempt in range(3):
+            if self._write(time.monotonic(), force=True):
+                break
+            time.sleep(0.2 * (attempt + 1))
+        if self.outbox:
+            log.error("could not write %d results before exiting; their jobs will run again "
+                      "once their lease (%g s) expires", len(self.outbox), self.config.lease)
+        try:
+            self.storage.remove_supervisor(self.owner)
+        except StorageError:
+            pass
+        self.storage.close()
+        self.listener.close()
+        signal.set_wakeup_fd(-1)
+        log.info("supervisor %s stopped", self.owner)
+
+    # -- one turn ---------------------------------------------------------------------
+    def _turn(self) -> None:
+        now = time.monotonic()
+        timeout = self._timeout(now)
+        for key, _mask in self.selector.select(timeout):
+            kind, obj, pool = key.data
+            now = time.monotonic()
+            if kind == "read":
+                if obj.child.from_child >= 0:  # not closed by an exit handled this turn
+                    pool.on_readable(obj, now)
+            elif kind == "exit":
+                if obj.child.pidfd >= 0:
+                    pool.on_exit(obj, now)
+            elif kind == "write":
+                if obj.child.to_child >= 0:
+                    pool.on_writable(obj)
+            elif kind == "wake":
+                self.listener.drain()
+                for pool in self.pools:
+                    pool.maybe_more = True
+            elif kind == "signal":
+                self._read_signals(obj)
+        now = time.monotonic()
+        if self.signals:
+            self._handle_signals(now)
+        for pool in self.pools:
+            pool.enforce_deadlines(now)
+            if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
+                pool.kill_all(f"the supervisor stopped and the grace period "
+                              f"({pool.config.grace:g} s) ran out")
+        self._write(now)
+        for pool in self.pools:
+            pool.dispatch(now)
+            pool.manage(now)
+        self._periodic(now)
+
+    def _timeout(self, now: float) -> float:
+        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll)
+        if self.outbox:
+            nearest = min(nearest, self.outbox_since + FLUSH_DELAY)
+        for pool in self.pools:
+            for worker in pool.workers.values():
+                if worker.runs and not worker.killed:
+                    nearest = min(nearest, worker.runs[0].deadline)
+            if pool.due_at is not None:
+                nearest = min(nearest, pool.due_at)
+            if pool.grace_deadline is not None:
+                nearest = min(nearest, pool.grace_deadline)
+            if pool.spawn_after > now:
+                nearest = min(nearest, pool.spawn_after)
+        if self.storage_down_since is not None:
+            nearest = min(nearest, self.storage_retry_at)
+        return max(0.0, nearest - now)
+
+    def _write(self, now: float, force: bool = False) -> bool:
+        """Write waiting outcomes and claim jobs, in as few transactions as possible."""
+        outbox = self.outbox
+        if outbox and not self.outbox_since:
+            self.outbox_since = now
+        if self.storage_down_since is not None and now < self.storage_retry_at and not force:
+            return False
+        extra = min(256, int(self.stats.rate * 0.01))
+        wants = [(pool, pool.wanted(extra)) for pool in self.pools]
+        wants = [(pool, want) for pool, want in wants if want > 0]
+        flush = outbox and (force or len(outbox) >= FLUSH_BATCH or now - self.outbox_since >= FLUSH_DELAY)
+        if not wants and not flush:
+            return True
+        wall = time.time()
+        try:
+            for pool, want in wants:
+                jobs = self.storage.exchange(self.owner, outbox, list(pool.config.queues), want,
+                                             wall + self.config.lease, wall)
+                outbox.clear()
+                pool.buffer.extend(jobs)
+                if len(jobs) < want:
+                    pool.maybe_more = False
+                    due = self.storage.next_due(list(pool.config.queues))
+                    pool.due_at = None if due is None else now + max(0.0, due - wall)
+            if outbox:
+                self.storage.settle(self.owner, outbox)
+                outbox.clear()
+        except StorageError as exc:
+            self._storage_failed(now, exc)
+            return False
+        self.outbox_since = 0.0
+        if self.storage_down_since is not None:
+            log.warning("storage is back after %.1f s", now - self.storage_down_since)
+            self.storage_down_since = None
+            self.storage_failures = 0
+        return True
+
+    def _storage_failed(self, now: float, exc: Exception) -> None:
+        if self.storage_down_since is None:
+            self.storage_down_since = now
+            log.error("storage unavailable: %s; keeping %d results in memory and retrying",
+                      exc, len(self.outbox))
+        self.storage_failures += 1
+        self.storage_retry_at = now + min(5.0, 0.05 * 2 ** self.storage_failures)
+
+    def _periodic(self, now: float) -> None:
+        for pool in self.pools:
+            if pool.due_at is not None and now >= pool.due_at:
+                pool.due_at = None
+                pool.maybe_more = True
+        if now >= self.next_poll:
+            self.next_poll = now + self.config.poll
+            for pool in self.pools:
+                pool.maybe_more = True
+        if now >= self.next_heartbeat:
+            self.stats.update_rate(now)
+            self._heartbeat(time.time())
+            self.next_heartbeat = now + self.heartbeat_every
+        if now >= self.next_rescue:
+            self.next_rescue = now + self.rescue_every
+            try:
+                wall = time.time()
+                if self.storage.rescue(wall) + self._rescue_dead_neighbours(wall):
+                    for pool in self.pools:
+                        pool.maybe_more = True
+            except StorageError as exc:
+                self._storage_failed(now, exc)
+
+    def _heartbeat(self, wall: float) -> None:
+        workers = []
+        for pool in self.pools:
+            for worker in pool.workers.values():
+                try:
+                    worker.rss = psutil.Process(worker.pid).memory_info().rss
+                except psutil.Error:
+                    pass
+            workers.extend(pool.describe_workers())
+        info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
+                "restarts": self.stats.restarts,
+                "pools": {p.config.name: {"queues": list(p.config.queues), "workers": p.target}
+                          for p in self.pools}}
+        try:
+            self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
+                                   wall, wall + self.config.lease)
+        except StorageError as exc:
+            self._storage_failed(time.monotonic(), exc)
+
+    def _rescue_dead_neighbours(self, wall: float) -> int:
+        """Rescue at once the jobs of supervisors on this host whose process is gone."""
+        rescued = 0
+        for row in self.storage.supervisors():
+            if row.host != self.host or row.owner == self.owner or _alive(row.pid, row.started_at):
+                continue
+            count = self.storage.rescue(wall, owner=row.owner)
+            self.storage.remove_supervisor(row.owner)
+            if count:
+                log.warning("rescued %d jobs of dead supervisor %s", count, row.owner)
+            rescued += count
+        return rescued
+
+    # -- signals --------------------------------------------------------------------
+    def _read_signals(self, sock) -> None:
+        try:
+            data = sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        self.signals.extend(data)
+
+    def _handle_signals(self, now: float) -> None:
+        signals, self.signals = self.signals, []
+        for signum in signals:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if not self.stopping:
+                    self.stopping = True
+                    log.info("%s: stopping; running jobs get up to their pool's grace to finish",
+                             signal.Signals(signum).name)
+                    systemd.notify("STOPPING=1")
+                    for pool in self.pools:
+                        pool.begin_stop(now, pool.config.grace)
+                else:
+                    log.info("%s again: stopping now", signal.Signals(signum).name)
+                    for pool in self.pools:
+                        pool.grace_deadline = now
+            elif signum == signal.SIGTTIN and not self.stopping:
+                for pool in self.pools:
+                    pool.target += 1
+                log.info("SIGTTIN: one more worker per pool")
+            elif signum == signal.SIGTTOU and not self.stopping:
+                for pool in self.pools:
+                    pool.target = max(1, pool.target - 1)
+                log.info("SIGTTOU: one worker fewer per pool")
+            elif signum == signal.SIGHUP:
+                log.warning("SIGHUP: reloading the configuration is not supported yet; ignored")
+
+
+def _alive(pid: int, started_at: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - started_at) < 1.0
+    except psutil.Error:
+        return False

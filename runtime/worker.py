@@ -1,0 +1,170 @@
+"""The worker: the body of a forked child. It runs jobs, never touches storage.
+
+    pipe in  --RUN/STOP frames-->  worker loop  --DONE/BYE frames-->  pipe out
+
+A worker runs the jobs it is sent, in order, one at a time, and reports each
+result. Before starting each job it reads whatever else has arrived, so a
+STOP sent while it was busy is seen before the next job starts: jobs not yet
+started are handed back untouched. It leaves only through os._exit, never
+returning into the supervisor's code (DESIGN invariant 4).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import select
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+
+import orjson
+
+from . import context, protocol
+from .payload import dump_result
+from .registry import JobSpec
+
+PR_SET_PDEATHSIG = 1
+EXIT_CRASH = 70  # the worker loop itself failed (a bug in jobrt, not in a job)
+_RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                  signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
+
+
+def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[str, JobSpec],
+                  measure_memory: bool) -> None:
+    """Entry point in the child right after fork. Never returns."""
+    code = EXIT_CRASH
+    try:
+        _detach(read_fd, write_fd, parent_pid)
+        _serve(read_fd, write_fd, registry, measure_memory)
+        code = 0
+    except BaseException:  # noqa: BLE001 - report anything, then leave via os._exit
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _detach(read_fd: int, write_fd: int, parent_pid: int) -> None:
+    # The parent's signal self-pipe must not receive this child's signals.
+    signal.set_wakeup_fd(-1)
+    for signum in _RESET_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    # Own process group: a timeout kill takes whatever the job spawned too.
+    os.setpgid(0, 0)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the pipe EOF still ends an idle worker
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+    # Close every inherited fd but ours: storage connections, other workers'
+    # pipes, the supervisor's sockets. The Python objects are never used here.
+    keep = sorted((read_fd, write_fd))
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    random.seed()  # forked children would otherwise share one random sequence
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], measure_memory: bool) -> None:
+    reader = protocol.FrameReader()
+    queued: deque = deque()
+    stopping = False
+    process = None
+    if measure_memory:
+        import psutil
+        process = psutil.Process()
+    os.set_blocking(read_fd, False)
+    while True:
+        try:
+            data = os.read(read_fd, 1 << 20)
+        except BlockingIOError:
+            data = None
+        if data == b"":
+            return  # the supervisor is gone
+        if data:
+            for kind, header, body in reader.feed(data):
+                if kind == protocol.RUN:
+                    queued.append((header, body))
+                elif kind == protocol.STOP:
+                    stopping = True
+        if stopping:
+            for (job_id, attempt, _name), _ in queued:
+                _write_all(write_fd, protocol.frame(
+                    protocol.DONE, (job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0)))
+            _write_all(write_fd, protocol.BYE_FRAME)
+            return
+        if not queued:
+            select.select([read_fd], [], [])
+            continue
+        (job_id, attempt, name), payload = queued.popleft()
+        status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
+        rss = process.memory_info().rss if process is not None else 0
+        _write_all(write_fd, protocol.frame(
+            protocol.DONE, (job_id, attempt, status, seconds, rss, delay), body))
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, even when the exception's own str() raises."""
+    try:
+        text = str(exc)
+    except BaseException as inner:  # noqa: BLE001
+        text = f"<str() of the exception raised {type(inner).__name__}>"
+    if isinstance(exc, SystemExit):
+        return f"the job called sys.exit({text})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not take the worker down
+        return describe(exc)
+
+
+def _error_body(error: str, tb: str | None) -> bytes:
+    return orjson.dumps({"error": error, "traceback": tb})
+
+
+def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, float]:
+    """Run one job; returns (status, body, release delay, seconds)."""
+    spec = registry.get(name)
+    if spec is None:
+        return protocol.FAIL, _error_body(
+            f"job {name!r} is not registered in this worker's job modules; it was not run", None), 0.0, 0.0
+    token = context.enter(job_id, attempt)
+    started = time.perf_counter()
+    try:
+        args, kwargs = orjson.loads(payload)
+        value = spec.func(*args, **kwargs)
+        body = dump_result(value)
+        status, delay = protocol.OK, 0.0
+    except context.Release as exc:
+        status, body, delay = protocol.RELEASE, b"", exc.delay
+    except context.Fail as exc:
+        status, body, delay = protocol.FAIL, _error_body(exc.reason, None), 0.0
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
+        status, body, delay = protocol.ERROR, _error_body(describe(exc), _format_traceback(exc)), 0.0
+    seconds = time.perf_counter() - started
+    context.leave(token)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # os._exit would drop what the job printed
+        except BaseException:  # noqa: BLE001
+            pass
+    return status, body, delay, seconds
