@@ -1,0 +1,140 @@
+"""Example jobs: enqueue any of them right away, e.g.
+
+    jobrt enqueue --config supervisor.toml jobs.examples:echo --args '["hello"]'
+
+The well-behaved ones come first; the misbehaving ones below them are what the
+tests and demos use to show that a bad job cannot hurt the runtime.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import runtime
+from runtime import job
+
+
+@job
+def noop() -> None:
+    """Does nothing: the benchmark job."""
+
+
+@job
+def echo(*args, **kwargs):
+    """Returns its arguments, so you can see them in `jobrt job ID`."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@job
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+@job
+def sleep(seconds: float = 1.0) -> float:
+    """Sleeps in Python, politely."""
+    time.sleep(seconds)
+    return seconds
+
+
+@job(tries=1)
+def fail(message: str = "this job always fails") -> None:
+    """Raises an exception: ends in the failed-jobs store with its traceback."""
+    raise RuntimeError(message)
+
+
+@job(tries=3, backoff=0)
+def flaky(succeed_on: int = 2) -> int:
+    """Fails until its attempt number reaches `succeed_on`."""
+    if runtime.attempt() < succeed_on:
+        raise RuntimeError(f"attempt {runtime.attempt()} fails on purpose")
+    return runtime.attempt()
+
+
+@job
+def stamp() -> float:
+    """Returns the wall-clock time it started: the pickup-latency benchmark job."""
+    return time.time()
+
+
+@job
+def append_line(path: str, text: str) -> None:
+    """Appends one line to a file with O_APPEND: tests use it to count runs."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{text} {runtime.job_id()} {runtime.attempt()} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@job
+def release_once(delay: float = 0.0) -> int:
+    """Releases itself back to the queue on its first attempt, succeeds on the next."""
+    if runtime.attempt() == 1:
+        runtime.release(delay)
+    return runtime.attempt()
+
+
+# -- misbehaving jobs ------------------------------------------------------------
+
+@job(tries=1)
+def busy_loop() -> None:
+    """Spins in pure Python forever; only a hard timeout stops it."""
+    while True:
+        pass
+
+
+@job(tries=1)
+def c_sleep(seconds: int = 3600, stamp_path: str | None = None) -> None:
+    """Blocks inside one C call (libc sleep); Python signal handlers never run."""
+    if stamp_path:
+        with open(stamp_path, "w") as out:
+            out.write(repr(time.time()))
+    ctypes.CDLL(None).sleep(seconds)
+
+
+@job(tries=1)
+def ignore_sigterm(seconds: float = 3600) -> None:
+    """Ignores SIGTERM and sleeps: a polite stop request does nothing."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+
+
+@job(tries=1)
+def crash(code: int = 3) -> None:
+    """Kills its own worker with os._exit: no result, no exception."""
+    sys.stdout.flush()
+    os._exit(code)
+
+
+@job(tries=1)
+def segfault() -> None:
+    """Dereferences a null pointer: the worker dies by SIGSEGV."""
+    ctypes.string_at(0)
+
+
+@job(tries=1)
+def memory_hog(megabytes: int = 200, hold: float = 0.0) -> int:
+    """Allocates and touches `megabytes` MiB, keeps them, optionally sleeps."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for index in range(0, len(block), 4096):
+        block[index] = 1
+    _HOARD.append(block)  # leaks on purpose: the worker stays big after the job
+    time.sleep(hold)
+    return megabytes
+
+
+_HOARD: list = []
+
+
+@job(tries=1)
+def spawn_and_hang(pid_path: str | None = None) -> None:
+    """Starts a child process and hangs: a timeout must kill both."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    if pid_path:
+        with open(pid_path, "w") as out:
+            out.write(str(child.pid))
+    time.sleep(3600)

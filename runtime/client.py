@@ -1,0 +1,145 @@
+"""What applications use: connect() to a database, enqueue jobs, read their state.
+
+A client never runs jobs; it writes them durably and wakes the supervisors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import orjson
+
+from .backoff import check_backoff
+from .errors import JobNotFound, PayloadError
+from .payload import dump_payload
+from .registry import JobSpec, collect, resolve
+from .storage import open_storage
+from .storage.base import JobRecord, NewJob
+
+_OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
+
+
+def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
+    """Open a queue by storage url (`sqlite:///path.db`) or by a supervisor.toml."""
+    if (url is None) == (config is None):
+        raise TypeError("connect() takes a storage url or config=PATH, one of the two")
+    if config is None:
+        return Queue(open_storage(url, role="client"))
+    from .config import load_config
+
+    cfg = load_config(config)
+    storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
+    return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path)
+
+
+def _positive(option: str, value, integer: bool = False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+        raise PayloadError(f"{option} must be a {'whole ' if integer else ''}number >= 0, got {value!r}")
+    return value
+
+
+class Queue:
+    """A connection for enqueueing jobs and reading their state."""
+
+    def __init__(self, storage, modules=(), module_path=(), config_path=None):
+        self.storage = storage
+        self._modules = tuple(modules)
+        self._module_path = tuple(module_path)
+        self._config_path = config_path
+        self._registry: dict[str, JobSpec] | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def _spec(self, job) -> JobSpec:
+        if isinstance(job, str) and self._modules and self._registry is None:
+            self._registry = collect(self._modules, self._module_path, self._config_path)
+        return resolve(job, self._registry)
+
+    def _new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
+        spec = self._spec(job)
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise PayloadError(f"job {spec.name}: unknown enqueue options {sorted(unknown)}; "
+                               f"known: {', '.join(_OPTIONS)}")
+        queue = options.get("_queue") or spec.queue
+        if not isinstance(queue, str):
+            raise PayloadError(f"job {spec.name}: _queue must be a string, got {queue!r}")
+        delay = _positive("_delay", options.get("_delay", 0))
+        stored = {}
+        timeout = options.get("_timeout", spec.timeout)
+        if timeout is not None:
+            stored["timeout"] = _positive("_timeout", timeout) or None
+        tries = options.get("_tries", spec.tries)
+        if tries is not None:
+            stored["tries"] = max(1, _positive("_tries", tries, integer=True))
+        backoff = options.get("_backoff", spec.backoff)
+        if backoff is not None:
+            try:
+                stored["backoff"] = check_backoff(backoff)
+            except ValueError as exc:
+                raise PayloadError(f"job {spec.name}: _backoff: {exc}") from None
+        retry_until = options.get("_retry_until", spec.retry_until)
+        if retry_until is not None:
+            stored["retry_until"] = now + _positive("_retry_until", retry_until)
+        stored = {k: v for k, v in stored.items() if v is not None}
+        payload = dump_payload(spec.name, args, kwargs)
+        unique = options.get("_unique")
+        if unique is None and spec.unique:
+            unique = f"{spec.name}:{hashlib.sha1(payload).hexdigest()}"
+        priority = options.get("_priority", spec.priority)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise PayloadError(f"job {spec.name}: _priority must be an integer, got {priority!r}")
+        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + delay,
+                      priority=priority, options=orjson.dumps(stored) if stored else None,
+                      unique_key=None if unique is None else str(unique))
+
+    def enqueue(self, job, *args, **kwargs) -> int:
+        """Store one job; returns its id. Options are keywords with a leading underscore:
+        _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
+        _retry_until (s after now)."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
+        return self._store([self._new_job(job, args, kwargs, options, time.time())])[0]
+
+    def enqueue_many(self, items) -> list[int]:
+        """Store many jobs in one transaction: all of them or none.
+
+        Each item is (job, args), (job, args, kwargs) or (job, args, kwargs, options)
+        where options is a dict of the same underscore keywords enqueue() takes."""
+        now = time.time()
+        jobs = []
+        for index, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or not 1 <= len(item) <= 4:
+                raise PayloadError(f"enqueue_many item {index}: expected (job, args[, kwargs[, options]]), "
+                                   f"got {item!r:.80}")
+            job, args, kwargs, options = (tuple(item) + ((), {}, {}))[:4]
+            if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
+                raise PayloadError(f"enqueue_many item {index}: args must be a list or tuple, got {args!r:.80}")
+            jobs.append(self._new_job(job, tuple(args), dict(kwargs), dict(options), now))
+        return self._store(jobs)
+
+    def _store(self, jobs: list[NewJob]) -> list[int]:
+        if not jobs:
+            return []
+        ids = self.storage.enqueue(jobs)
+        # Delayed jobs too: the supervisor then learns when the next one is due.
+        self.storage.notify()
+        return ids
+
+    def status(self, job_id: int) -> JobRecord:
+        """The job's record (state, attempts, error, result, ...); JobNotFound if unknown."""
+        record = self.storage.get(int(job_id))
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id} (it may never have existed, or was pruned)")
+        return record
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.storage.counts(time.time())
