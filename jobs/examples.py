@@ -61,13 +61,15 @@ def stamp() -> float:
 
 
 @job
-def append_line(path: str, text: str) -> None:
-    """Appends one line to a file with O_APPEND: tests use it to count runs."""
+def append_line(path: str, text: str, pause: float = 0.0) -> None:
+    """Appends `text job_id attempt pid` to a file with O_APPEND (tests count runs with it),
+    then sleeps `pause` seconds."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, f"{text} {runtime.job_id()} {runtime.attempt()} {os.getpid()}\n".encode())
     finally:
         os.close(fd)
+    time.sleep(pause)
 
 
 @job

@@ -220,6 +220,8 @@ class Supervisor:
             for worker in pool.workers.values():
                 if worker.runs and not worker.killed:
                     nearest = min(nearest, worker.runs[0].deadline)
+                if worker.active:
+                    nearest = min(nearest, worker.retire_at)
             if pool.due_at is not None:
                 nearest = min(nearest, pool.due_at)
             if pool.grace_deadline is not None:

@@ -1,0 +1,113 @@
+"""Shared fixtures: a temp supervisor.toml and a real `jobrt start` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+END_STATES = ("succeeded", "failed", "cancelled")
+
+
+def write_config(directory: Path, pools: dict | None = None, storage: dict | None = None) -> Path:
+    """A supervisor.toml in `directory` with a SQLite db beside it and the example jobs."""
+    import tomli_w
+
+    pools = pools or {"default": {}}
+    document = {
+        "storage": {"url": "sqlite:///jobs.db", "lease": 30, **(storage or {})},
+        "jobs": {"modules": ["jobs.examples"], "path": [str(REPO)]},
+        "pools": {name: {"queues": ["high", "default", "low"], "workers": 2, "timeout": 30,
+                         "backoff": 0, "grace": 10, **pool} for name, pool in pools.items()},
+    }
+    path = directory / "supervisor.toml"
+    path.write_text(tomli_w.dumps(document))
+    return path
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    """Poll `condition` until it returns a truthy value; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class RunningSupervisor:
+    """`jobrt start` as a user runs it, with a fake NOTIFY_SOCKET to know when it is ready."""
+
+    def __init__(self, config: Path):
+        self.config = config
+        self.log_path = config.parent / f"supervisor-{time.monotonic_ns()}.log"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_path = str(config.parent / f"notify-{time.monotonic_ns()}.sock")
+        self.notify.bind(self.notify_path)
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONUNBUFFERED="1")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "start", "--config", str(config), "--log-level", "debug"],
+            cwd=config.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_message(b"READY=1")
+
+    def wait_message(self, wanted: bytes, timeout: float = 30.0) -> bytes:
+        self.notify.settimeout(timeout)
+        while True:
+            try:
+                message = self.notify.recv(4096)
+            except socket.timeout:
+                raise AssertionError(f"supervisor never sent {wanted!r}; log:\n{self.output()}") from None
+            if wanted in message:
+                return message
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        self.log.close()
+        self.notify.close()
+
+
+@pytest.fixture
+def start_supervisor():
+    """Start supervisors for a test; any left running are stopped afterwards."""
+    started: list[RunningSupervisor] = []
+
+    def start(config: Path) -> RunningSupervisor:
+        supervisor = RunningSupervisor(config)
+        started.append(supervisor)
+        return supervisor
+
+    yield start
+    for supervisor in started:
+        if supervisor.proc.poll() is None:
+            supervisor.proc.kill()
+            supervisor.proc.wait()
+        if not supervisor.log.closed:
+            supervisor.close()

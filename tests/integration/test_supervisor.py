@@ -1,0 +1,249 @@
+"""The supervisor end to end: a real `jobrt start`, real forks, a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+
+from runtime import connect
+from tests.conftest import END_STATES, wait_for, write_config
+
+
+def finished(queue, job_id, timeout=30.0):
+    return wait_for(lambda: (r := queue.status(job_id)).state in END_STATES and r,
+                    timeout, f"job {job_id} to end")
+
+
+def run_lines(path):
+    """(text, job id, attempt, pid) for each append_line run."""
+    if not path.exists():
+        return []
+    return [(t, int(j), int(a), int(p)) for t, j, a, p in
+            (line.split() for line in path.read_text().splitlines())]
+
+
+@pytest.fixture
+def queue_for():
+    opened = []
+
+    def open_queue(config):
+        queue = connect(config=str(config))
+        opened.append(queue)
+        return queue
+
+    yield open_queue
+    for queue in opened:
+        queue.close()
+
+
+def test_jobs_run_and_results_are_stored(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path)
+    start_supervisor(config)
+    q = queue_for(config)
+    echo = q.enqueue("jobs.examples:echo", 1, "two", three=3.0)
+    added = q.enqueue("jobs.examples:add", 2, 3)
+    assert finished(q, echo).result == {"args": [1, "two"], "kwargs": {"three": 3.0}}
+    record = finished(q, added)
+    assert (record.state, record.result, record.attempts, record.error) == ("succeeded", 5, 1, None)
+
+
+def test_queues_are_served_in_strict_priority_order(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    log = tmp_path / "runs.log"
+    q = queue_for(config)
+    items = [("jobs.examples:append_line", (str(log), queue), {}, {"_queue": queue})
+             for queue in ("low", "default", "high") for _ in range(5)]
+    ids = q.enqueue_many(items)
+    start_supervisor(config)
+    for job_id in ids:
+        finished(q, job_id)
+    order = [text for text, *_ in run_lines(log)]
+    assert order == ["high"] * 5 + ["default"] * 5 + ["low"] * 5
+
+
+@pytest.mark.parametrize("job", ["busy_loop", "c_sleep", "ignore_sigterm"])
+def test_hard_timeout_kills_and_replaces_the_worker(job, tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    start_supervisor(config)
+    q = queue_for(config)
+    stuck = q.enqueue(f"jobs.examples:{job}", _timeout=0.5)
+    record = finished(q, stuck)
+    assert record.state == "failed"
+    assert "timed out after 0.5 s" in record.error
+    after = q.enqueue("jobs.examples:add", 1, 1)  # a fresh worker took the slot
+    assert finished(q, after).result == 2
+
+
+def test_timeout_kills_what_the_job_spawned(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    start_supervisor(config)
+    q = queue_for(config)
+    pid_file = tmp_path / "grandchild.pid"
+    job_id = q.enqueue("jobs.examples:spawn_and_hang", str(pid_file), _timeout=1)
+    assert "timed out" in finished(q, job_id).error
+    grandchild = int(pid_file.read_text())
+    wait_for(lambda: not psutil.pid_exists(grandchild) or
+             psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE, 10, "the job's child to die")
+
+
+@pytest.mark.parametrize("job,args,expected", [
+    ("crash", [3], "exited with status 3"),
+    ("crash", [0], "without reporting a result"),
+    ("segfault", [], "SIGSEGV"),
+])
+def test_worker_death_fails_the_job_with_how_it_died(job, args, expected, tmp_path, start_supervisor,
+                                                    queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    start_supervisor(config)
+    q = queue_for(config)
+    record = finished(q, q.enqueue(f"jobs.examples:{job}", *args))
+    assert record.state == "failed"
+    assert expected in record.error
+    assert finished(q, q.enqueue("jobs.examples:add", 2, 2)).result == 4
+
+
+def test_retries_then_success_and_failed_store(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path)
+    start_supervisor(config)
+    q = queue_for(config)
+    flaky = finished(q, q.enqueue("jobs.examples:flaky", 3))
+    assert (flaky.state, flaky.attempts, flaky.result) == ("succeeded", 3, 3)
+    failing = finished(q, q.enqueue("jobs.examples:fail", "boom", _tries=2))
+    assert (failing.state, failing.attempts) == ("failed", 2)
+    assert "RuntimeError: boom" in failing.error
+    assert "Traceback" in failing.traceback and "raise RuntimeError" in failing.traceback
+    assert [r.id for r in q.storage.failed()] == [failing.id]
+
+
+def test_release_puts_the_job_back(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path)
+    start_supervisor(config)
+    q = queue_for(config)
+    record = finished(q, q.enqueue("jobs.examples:release_once", 0.2))
+    assert (record.state, record.result, record.attempts) == ("succeeded", 2, 2)
+
+
+def test_recycling_after_max_jobs_loses_and_repeats_nothing(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 2, "max_jobs": 5}})
+    start_supervisor(config)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    ids = q.enqueue_many([("jobs.examples:append_line", (str(log), "x")) for _ in range(60)])
+    for job_id in ids:
+        assert finished(q, job_id).state == "succeeded"
+    runs = run_lines(log)
+    assert sorted(job_id for _, job_id, _, _ in runs) == sorted(ids)  # each ran exactly once
+    per_pid = {}
+    for _, _, _, pid in runs:
+        per_pid[pid] = per_pid.get(pid, 0) + 1
+    assert len(per_pid) >= 60 // 5 // 2 * 2 - 2  # many workers came and went
+    assert max(per_pid.values()) <= 5
+
+
+def test_recycling_after_max_time(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "max_time": 0.3}})
+    start_supervisor(config)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    ids = q.enqueue_many([("jobs.examples:append_line", (str(log), "t"), {"pause": 0.1}) for _ in range(20)])
+    for job_id in ids:
+        assert finished(q, job_id).state == "succeeded"
+    runs = run_lines(log)
+    assert sorted(job_id for _, job_id, _, _ in runs) == sorted(ids)
+    assert len({pid for *_, pid in runs}) >= 3
+
+
+def test_recycling_after_memory_limit(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "max_memory_mb": 100}})
+    start_supervisor(config)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    finished(q, q.enqueue("jobs.examples:append_line", str(log), "before"))
+    hog = finished(q, q.enqueue("jobs.examples:memory_hog", 150))
+    assert hog.state == "succeeded"  # the job itself is fine; its worker is recycled after it
+    finished(q, q.enqueue("jobs.examples:append_line", str(log), "after"))
+    (_, _, _, before), (_, _, _, after) = run_lines(log)
+    assert before != after
+
+
+def test_sigterm_lets_running_jobs_finish_and_keeps_pending_ones(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 30}})
+    supervisor = start_supervisor(config)
+    q = queue_for(config)
+    running = q.enqueue("jobs.examples:sleep", 1.0)
+    wait_for(lambda: q.status(running).state == "running", what="the first job to start")
+    waiting = q.enqueue_many([("jobs.examples:noop", ()) for _ in range(20)])
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.stop() == 0
+    assert q.status(running).state == "succeeded"
+    states = {q.status(job_id).state for job_id in waiting}
+    assert states <= {"succeeded", "pending"}
+
+
+def test_sigterm_grace_runs_out_and_the_job_goes_back(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 0.5}})
+    supervisor = start_supervisor(config)
+    q = queue_for(config)
+    job_id = q.enqueue("jobs.examples:ignore_sigterm", 3600)
+    wait_for(lambda: q.status(job_id).state == "running", what="the job to start")
+    pids = [c.pid for c in psutil.Process(supervisor.proc.pid).children()]
+    assert supervisor.stop() == 0
+    record = q.status(job_id)
+    assert (record.state, record.attempts) == ("pending", 0)
+    assert "grace" in record.error
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_workers_die_with_a_killed_supervisor_and_a_restart_rescues_at_once(
+        tmp_path, start_supervisor, queue_for):
+    # A lease of 300 s: only the dead-owner check can explain a prompt rescue.
+    config = write_config(tmp_path, storage={"lease": 300})
+    first = start_supervisor(config)
+    q = queue_for(config)
+    ids = q.enqueue_many([("jobs.examples:sleep", (0.05,)) for _ in range(40)])
+    wait_for(lambda: q.counts()["default"]["succeeded"] >= 5, what="some jobs to finish")
+    workers = [c.pid for c in psutil.Process(first.proc.pid).children()]
+    assert workers
+    first.kill()
+    for pid in workers:
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 10, f"worker {pid} to die with its supervisor")
+    start_supervisor(config)
+    for job_id in ids:
+        assert finished(q, job_id).state == "succeeded"
+
+
+def test_idle_pickup_is_woken_not_polled(tmp_path, start_supervisor, queue_for):
+    # With a 600 s poll, only the wake-up datagram can start the job within the test's timeout.
+    config = write_config(tmp_path, storage={"poll": 600})
+    start_supervisor(config)
+    q = queue_for(config)
+    for _ in range(3):
+        assert finished(q, q.enqueue("jobs.examples:add", 1, 2), timeout=10).result == 3
+
+
+def test_delayed_job_waits_for_its_time(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, storage={"poll": 600})
+    start_supervisor(config)
+    q = queue_for(config)
+    job_id = q.enqueue("jobs.examples:stamp", _delay=0.5)
+    record = finished(q, job_id, timeout=10)
+    assert record.result >= record.available_at
+
+
+def test_unregistered_name_in_storage_is_failed_not_run(tmp_path, start_supervisor, queue_for):
+    from runtime.storage.base import NewJob
+    import time
+    config = write_config(tmp_path)
+    start_supervisor(config)
+    q = queue_for(config)
+    [forged] = q.storage.enqueue([NewJob("default", "os:system", b'[["touch pwned"],{}]', time.time())])
+    q.storage.notify()
+    record = finished(q, forged)
+    assert record.state == "failed" and "not registered" in record.error
+    assert not (tmp_path / "pwned").exists()
+    assert os.path.exists(tmp_path / "jobs.db")
