@@ -314,6 +314,8 @@ class WorkerPool:
             if worker.retiring or worker.killed:
                 continue
             queued = len(worker.runs)
+            if worker.max_jobs and worker.jobs_done + queued >= worker.max_jobs:
+                continue  # its last job is already sent: it is about to be recycled
             if queued == 0:
                 return worker
             if queued < self.config.prefetch and (best is None or queued < len(best.runs)) \
