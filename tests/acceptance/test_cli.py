@@ -54,7 +54,7 @@ def test_enqueue_errors_are_exit_2(tmp_path):
     code, _, err = jobrt("enqueue", "--config", config, "jobs.examples:echo", "--args", "[1,")
     assert code == 2 and "--args" in err
     code, _, err = jobrt("enqueue", "--config", config, "jobs.examples:echo", "--args", "[1e999]")
-    assert code == 2 and "NaN or Infinity" in err and "Traceback" not in err
+    assert code == 2 and "infinity" in err and "Traceback" not in err
 
 
 def test_enqueue_status_and_job_as_json(tmp_path, start_supervisor):
