@@ -290,8 +290,6 @@ class WorkerPool:
                 self.stats.count(run.job.queue, "timeout")
                 log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
                 self._requeue(worker)
-                if self.stopping:
-                    continue
             elif nearest is None or run.deadline < nearest:
                 nearest = run.deadline
         return nearest
@@ -338,14 +336,21 @@ class WorkerPool:
             self.send(worker, protocol.run_frame(job.id, job.attempt, job.name, job.payload))
 
     def wanted(self, extra: int) -> int:
-        """How many jobs to claim now: enough for every free slot plus `extra` read-ahead."""
+        """How many jobs to claim now: one per worker that could start a job at once,
+        more for workers running short jobs, plus `extra` read-ahead. A busy pool claims
+        nothing, so a job enqueued later on a higher-priority queue is not overtaken."""
         if self.stopping or not self.maybe_more:
             return 0
         slots = 0
+        prefetch = self.config.prefetch
         for worker in self.workers.values():
             if worker.active:
-                slots += self.config.prefetch - len(worker.runs)
-        if len(self.buffer) >= max(slots, 1):
+                queued = len(worker.runs)
+                if queued == 0:
+                    slots += 1
+                elif queued < prefetch and self._is_short(worker):
+                    slots += prefetch - queued
+        if slots == 0 or len(self.buffer) >= slots:
             return 0
         return slots + extra - len(self.buffer)
 

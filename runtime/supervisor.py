@@ -57,7 +57,7 @@ class Stats:
 
     def update_rate(self, now: float) -> None:
         elapsed = now - self._last_at
-        if elapsed >= 0.5:
+        if elapsed >= 0.1:
             self.rate = 0.5 * self.rate + 0.5 * (self.done - self._last_done) / elapsed
             self._last_done, self._last_at = self.done, now
 
@@ -239,6 +239,7 @@ class Supervisor:
             self.outbox_since = now
         if self.storage_down_since is not None and now < self.storage_retry_at and not force:
             return False
+        self.stats.update_rate(now)
         extra = min(256, int(self.stats.rate * 0.01))
         wants = [(pool, pool.wanted(extra)) for pool in self.pools]
         wants = [(pool, want) for pool, want in wants if want > 0]
@@ -287,7 +288,6 @@ class Supervisor:
             for pool in self.pools:
                 pool.maybe_more = True
         if now >= self.next_heartbeat:
-            self.stats.update_rate(now)
             self._heartbeat(time.time())
             self.next_heartbeat = now + self.heartbeat_every
         if now >= self.next_rescue:

@@ -64,6 +64,21 @@ def test_queues_are_served_in_strict_priority_order(tmp_path, start_supervisor, 
     assert order == ["high"] * 5 + ["default"] * 5 + ["low"] * 5
 
 
+def test_a_busy_pool_claims_nothing_so_later_high_priority_jobs_go_first(
+        tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    start_supervisor(config)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    busy = q.enqueue("jobs.examples:sleep", 0.5)
+    wait_for(lambda: q.status(busy).state == "running", what="the worker to be busy")
+    low = q.enqueue_many([("jobs.examples:append_line", (str(log), "low"), {}, {"_queue": "low"})] * 3)
+    high = q.enqueue("jobs.examples:append_line", str(log), "high", _queue="high")
+    for job_id in low + [high]:
+        finished(q, job_id)
+    assert [text for text, *_ in run_lines(log)] == ["high", "low", "low", "low"]
+
+
 @pytest.mark.parametrize("job", ["busy_loop", "c_sleep", "ignore_sigterm"])
 def test_hard_timeout_kills_and_replaces_the_worker(job, tmp_path, start_supervisor, queue_for):
     config = write_config(tmp_path, pools={"default": {"workers": 1}})
@@ -173,8 +188,9 @@ def test_sigterm_lets_running_jobs_finish_and_keeps_pending_ones(tmp_path, start
     config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 30}})
     supervisor = start_supervisor(config)
     q = queue_for(config)
-    running = q.enqueue("jobs.examples:sleep", 1.0)
-    wait_for(lambda: q.status(running).state == "running", what="the first job to start")
+    log = tmp_path / "runs.log"
+    running = q.enqueue("jobs.examples:append_line", str(log), "started", pause=1.0)
+    wait_for(lambda: run_lines(log), what="the first job to start")
     waiting = q.enqueue_many([("jobs.examples:noop", ()) for _ in range(20)])
     supervisor.signal(signal.SIGTERM)
     assert supervisor.stop() == 0
@@ -187,8 +203,9 @@ def test_sigterm_grace_runs_out_and_the_job_goes_back(tmp_path, start_supervisor
     config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 0.5}})
     supervisor = start_supervisor(config)
     q = queue_for(config)
-    job_id = q.enqueue("jobs.examples:ignore_sigterm", 3600)
-    wait_for(lambda: q.status(job_id).state == "running", what="the job to start")
+    stamp = tmp_path / "started"
+    job_id = q.enqueue("jobs.examples:c_sleep", 3600, str(stamp))
+    wait_for(stamp.exists, what="the job to start")
     pids = [c.pid for c in psutil.Process(supervisor.proc.pid).children()]
     assert supervisor.stop() == 0
     record = q.status(job_id)

@@ -1,0 +1,74 @@
+"""Durable job storage: `open_storage(url)` picks a backend from a URL.
+
+Accepted URLs:
+
+    sqlite:///relative/path.db    relative to `base_dir` (the config file's directory),
+                                  or to the current directory when base_dir is None
+    sqlite:////absolute/path.db   four slashes: an absolute path
+    memory://                     a new, empty in-process store (tests)
+    postgresql://... postgres://  not built yet
+
+Backends implement the verbs of `runtime.storage.base.Storage`.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote
+
+from runtime.errors import StorageError
+from runtime.storage.base import (
+    CANCELLED, FAILED, PENDING, RUNNING, STATES, SUCCEEDED, ClaimedJob, JobRecord, NewJob,
+    Outcome, Storage, SupervisorRow, decode_record,
+)
+
+__all__ = [
+    "open_storage", "sqlite_path", "Storage", "StorageError", "NewJob", "ClaimedJob", "Outcome",
+    "JobRecord", "SupervisorRow", "decode_record", "PENDING", "RUNNING", "SUCCEEDED", "FAILED",
+    "CANCELLED", "STATES", "ROLES",
+]
+
+ROLES = ("client", "supervisor")
+ACCEPTED = ("sqlite:///relative/path.db, sqlite:////absolute/path.db, "
+            "postgresql://user@host/db or memory://")
+
+
+def open_storage(url: str, role: str = "client", base_dir: str | None = None) -> Storage:
+    """Open the storage named by `url` for `role` ("client" or "supervisor").
+
+    Raises StorageError with one line naming the problem when the URL is not
+    understood or the storage cannot be opened.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be 'client' or 'supervisor', not {role!r}")
+    if not isinstance(url, str) or "://" not in url:
+        raise StorageError(f"storage url {url!r} is not a URL: use {ACCEPTED}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        from runtime.storage.sqlite import SqliteStorage
+        return SqliteStorage(sqlite_path(url, base_dir), role)
+    if scheme == "memory":
+        from runtime.storage.memory import MemoryStorage
+        return MemoryStorage()
+    if scheme in ("postgresql", "postgres"):
+        # The URL may hold a password: never echo it.
+        raise StorageError("PostgreSQL storage is not built yet: use an sqlite:/// url for now")
+    raise StorageError(f"unsupported storage url scheme {scheme!r}: use {ACCEPTED}")
+
+
+def sqlite_path(url: str, base_dir: str | None = None) -> str:
+    """The absolute file path an `sqlite:///` URL names."""
+    rest = url.split("://", 1)[1]
+    if not rest.startswith("/"):
+        raise StorageError(f"storage url {url!r} names a host; SQLite takes a file: "
+                           f"sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    if "?" in rest or "#" in rest:
+        raise StorageError(f"storage url {url!r}: SQLite urls take no query parameters")
+    path = unquote(rest[1:])
+    if not path or path.endswith("/"):
+        raise StorageError(f"storage url {url!r} names no database file: "
+                           f"e.g. sqlite:///var/jobrt.db")
+    if path == ":memory:":
+        raise StorageError("storage url sqlite:///:memory: is not supported: an in-memory "
+                           "database is private to one connection; use memory:// for tests")
+    return os.path.abspath(os.path.join(base_dir if base_dir is not None else os.getcwd(), path))

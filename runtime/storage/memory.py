@@ -1,0 +1,205 @@
+"""The in-memory backend: the reference model of the storage contract.
+
+Plain dicts, no indexes, no cleverness: every verb is written the most obvious
+way, so property tests can hold the real backends to it. Lives and dies with
+one process; every `open_storage("memory://")` is a new, empty store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterable
+
+import orjson
+
+from runtime import wakeup
+from runtime.errors import StorageError
+from runtime.storage.base import (
+    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
+    Storage, SupervisorRow, decode_record,
+)
+
+LIVE = (PENDING, RUNNING)  # states in which a unique key is held
+
+
+class MemoryStorage(Storage):
+    """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
+
+    url_for_humans = "memory://"
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, dict] = {}
+        self.sups: dict[str, SupervisorRow] = {}
+        self.last_id = 0
+        self.key = f"memory:{os.getpid()}:{id(self)}"
+
+    def close(self) -> None:
+        pass
+
+    # -- clients ---------------------------------------------------------
+    def enqueue(self, jobs: list[NewJob]) -> list[int]:
+        for job in jobs:  # all or none: refuse before inserting anything
+            if not (isinstance(job.queue, str) and isinstance(job.name, str)
+                    and isinstance(job.payload, bytes) and job.available_at is not None
+                    and job.priority is not None):
+                raise StorageError(f"memory://: the storage rejected the job {job!r}")
+        now = time.time()
+        ids = []
+        for job in jobs:
+            existing = self._live_with_key(job.unique_key)
+            if existing is not None:
+                ids.append(existing)
+                continue
+            self.last_id += 1
+            self.jobs[self.last_id] = dict(
+                id=self.last_id, queue=job.queue, name=job.name, payload=job.payload,
+                state=PENDING, priority=job.priority, attempts=0, options=job.options,
+                available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
+                started_at=None, finished_at=None, error=None, traceback=None, result=None,
+                unique_key=job.unique_key, batch_id=job.batch_id)
+            ids.append(self.last_id)
+        return ids
+
+    def _live_with_key(self, key: str | None) -> int | None:
+        if key is None:
+            return None
+        return next((i for i, j in self.jobs.items()
+                     if j["unique_key"] == key and j["state"] in LIVE), None)
+
+    def notify(self) -> None:
+        wakeup.wake(self.key)
+
+    def listener(self) -> wakeup.WakeListener:
+        return wakeup.WakeListener(self.key)
+
+    # -- the supervisor's hot path -----------------------------------------
+    def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
+                 limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
+        outcomes = list(outcomes)
+        for o in outcomes:
+            if o.state not in (SUCCEEDED, FAILED, PENDING):
+                raise ValueError(f"an outcome's state is succeeded, failed or pending, "
+                                 f"not {o.state!r}")
+        # Settled kind by kind (succeeded, failed, pending), as the SQL backends do.
+        for kind in (SUCCEEDED, FAILED, PENDING):
+            for o in outcomes:
+                job = self.jobs.get(o.job_id)
+                if o.state != kind or not job or job["state"] != RUNNING \
+                        or job["attempts"] != o.attempt or job["owner"] != owner:
+                    continue  # fenced: a stale run or another owner's
+                job.update(state=kind, owner=None, lease_expires=None)
+                if kind == SUCCEEDED:
+                    job.update(result=o.result, finished_at=o.at, error=None, traceback=None)
+                elif kind == FAILED:
+                    job.update(error=o.error, traceback=o.traceback, finished_at=o.at)
+                else:
+                    job.update(available_at=o.at if o.available_at is None else o.available_at,
+                               error=o.error, traceback=o.traceback,
+                               attempts=job["attempts"] - (1 if o.undo_attempt else 0))
+        claimed: list[ClaimedJob] = []
+        for queue in queues if limit > 0 else ():
+            due = sorted((j for j in self.jobs.values() if j["state"] == PENDING
+                          and j["queue"] == queue and j["available_at"] <= now),
+                         key=lambda j: (-j["priority"], j["available_at"], j["id"]))
+            for job in due[:limit - len(claimed)]:
+                job.update(state=RUNNING, owner=owner, lease_expires=lease_expires,
+                           attempts=job["attempts"] + 1, started_at=now)
+                claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
+                                          job["attempts"], job["options"]))
+        return claimed
+
+    def next_due(self, queues: list[str]) -> float | None:
+        due = [j["available_at"] for j in self.jobs.values()
+               if j["state"] == PENDING and j["queue"] in queues]
+        return min(due) if due else None
+
+    # -- leases and supervisors --------------------------------------------
+    def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
+                  info: dict, now: float, lease_expires: float) -> int:
+        self.sups[owner] = SupervisorRow(owner, host, pid, started_at, now,
+                                         orjson.loads(orjson.dumps(info)))
+        mine = [j for j in self.jobs.values() if j["state"] == RUNNING and j["owner"] == owner]
+        for job in mine:
+            job["lease_expires"] = lease_expires
+        return len(mine)
+
+    def supervisors(self) -> list[SupervisorRow]:
+        return sorted(self.sups.values(), key=lambda s: (s.started_at, s.owner))
+
+    def remove_supervisor(self, owner: str) -> None:
+        self.sups.pop(owner, None)
+
+    def rescue(self, now: float, owner: str | None = None) -> int:
+        count = 0
+        for job in self.jobs.values():
+            if job["state"] != RUNNING:
+                continue
+            if owner is None and job["lease_expires"] < now:
+                error = (f"lease expired: its supervisor {job['owner']} stopped renewing it; "
+                         f"returned to the queue")
+            elif owner is not None and job["owner"] == owner:
+                error = f"its supervisor {owner} died; returned to the queue"
+            else:
+                continue
+            job.update(state=PENDING, owner=None, lease_expires=None, error=error, traceback=None)
+            count += 1
+        return count
+
+    # -- queries and admin --------------------------------------------------
+    def get(self, job_id: int) -> JobRecord | None:
+        job = self.jobs.get(job_id)
+        return decode_record(job) if job else None
+
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for job in self.jobs.values():
+            bucket = job["state"]
+            if bucket == PENDING and job["available_at"] > now:
+                bucket = "delayed"
+            per_queue = out.setdefault(job["queue"], dict.fromkeys(
+                ("pending", "delayed", RUNNING, SUCCEEDED, FAILED, CANCELLED), 0))
+            per_queue[bucket] += 1
+        return out
+
+    def failed(self, limit: int = 100) -> list[JobRecord]:
+        rows = sorted((j for j in self.jobs.values() if j["state"] == FAILED),
+                      key=lambda j: (j["finished_at"], j["id"]), reverse=True)
+        return [decode_record(j) for j in rows[:limit]]
+
+    def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
+        ids = sorted(self.jobs if job_ids is None else set(job_ids))
+        count = 0
+        for job_id in ids:
+            job = self.jobs.get(job_id)
+            if not job or job["state"] != FAILED or self._live_with_key(job["unique_key"]):
+                continue  # a failed job whose unique key a live job holds stays failed
+            job.update(state=PENDING, attempts=0, available_at=now, owner=None,
+                       lease_expires=None, finished_at=None)
+            count += 1
+        return count
+
+    def forget(self, job_id: int) -> bool:
+        if job_id in self.jobs and self.jobs[job_id]["state"] == FAILED:
+            del self.jobs[job_id]
+            return True
+        return False
+
+    def flush_failed(self) -> int:
+        doomed = [i for i, j in self.jobs.items() if j["state"] == FAILED]
+        for job_id in doomed:
+            del self.jobs[job_id]
+        return len(doomed)
+
+    def cancel(self, job_id: int, now: float) -> bool:
+        job = self.jobs.get(job_id)
+        if not job or job["state"] != PENDING:
+            return False
+        job.update(state=CANCELLED, finished_at=now)
+        return True
+
+    def clear(self, queue: str) -> int:
+        doomed = [i for i, j in self.jobs.items() if j["queue"] == queue and j["state"] == PENDING]
+        for job_id in doomed:
+            del self.jobs[job_id]
+        return len(doomed)
