@@ -1,0 +1,39 @@
+"""Retry, backoff and failure rules, as pure functions."""
+
+import orjson
+
+from runtime.config import config_from_dict
+from runtime.outcomes import errored, options_of, returned
+from runtime.storage.base import ClaimedJob
+
+POOL = config_from_dict({"pools": {"default": {"tries": 3, "backoff": [10, 60]}}}).pools["default"]
+
+
+def job(attempt, **options):
+    return ClaimedJob(7, "default", "j:j", b"[[],{}]", attempt, orjson.dumps(options) if options else None)
+
+
+def test_retries_with_the_pool_backoff_until_tries_run_out():
+    first = errored(job(1), {}, POOL, "E", "tb", at=1000.0)
+    assert (first.state, first.available_at, first.error) == ("pending", 1010.0, "E")
+    second = errored(job(2), {}, POOL, "E", "tb", at=1000.0)
+    assert second.available_at == 1060.0
+    last = errored(job(3), {}, POOL, "E", "tb", at=1000.0)
+    assert last.state == "failed" and "attempt 3 of 3" in last.error and last.traceback == "tb"
+
+
+def test_job_options_override_the_pool():
+    claimed = job(1, tries=1)
+    assert errored(claimed, options_of(claimed), POOL, "E", None, 0.0).state == "failed"
+    claimed = job(1, backoff=5)
+    assert errored(claimed, options_of(claimed), POOL, "E", None, 0.0).available_at == 5.0
+
+
+def test_retry_until_ends_retries():
+    claimed = job(1, retry_until=1005.0)
+    assert errored(claimed, options_of(claimed), POOL, "E", None, 1000.0).state == "failed"
+
+
+def test_returned_jobs_do_not_count_the_attempt():
+    outcome = returned(job(2), 50.0, "why")
+    assert outcome.undo_attempt and outcome.state == "pending" and outcome.available_at == 50.0
