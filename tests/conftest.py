@@ -111,3 +111,18 @@ def start_supervisor():
             supervisor.proc.wait()
         if not supervisor.log.closed:
             supervisor.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from tests.pgcluster import Cluster
+
+    cluster = Cluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """A fresh, empty database on the session's throwaway PostgreSQL cluster."""
+    return pg_cluster.create_database()
