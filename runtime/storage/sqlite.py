@@ -249,7 +249,8 @@ class SqliteStorage(Storage):
                                 o.traceback, 1 if o.undo_attempt else 0, o.job_id, o.attempt,
                                 owner))
             else:
-                raise ValueError(f"an outcome's state is succeeded, failed or pending, not {state!r}")
+                raise ValueError(f"an outcome's state is succeeded, failed or pending, "
+                                 f"not {state!r}")
         if not (succeeded or failed or pending) and limit <= 0:
             return []
         return self._write("claiming and settling jobs", _exchange, succeeded, failed, pending,

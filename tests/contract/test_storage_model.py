@@ -1,0 +1,152 @@
+"""The SQLite backend against the in-memory model, driven by hypothesis.
+
+Every rule runs the same operation on both stores and compares what they
+return; after every step each job (get), the counts, the failed list and the
+next due time must agree. Claims are remembered, including stale ones, so
+outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import orjson
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from runtime.storage import NewJob, Outcome
+from runtime.storage.memory import MemoryStorage
+from runtime.storage.sqlite import SqliteStorage
+
+QUEUES = ["high", "default", "low"]
+OWNERS = ["s1", "s2"]
+LEASE = 10.0
+
+# (queue, priority, delay, unique key, argument)
+new_jobs = st.lists(st.tuples(
+    st.sampled_from(QUEUES), st.integers(-1, 2), st.sampled_from([0.0, 0.0, 3.0, 12.0]),
+    st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9)), min_size=1, max_size=3)
+
+# "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
+outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo"])
+queue_orders = st.lists(st.sampled_from(QUEUES), unique=True, min_size=1, max_size=3)
+
+
+def comparable(record):
+    """A job record minus what legitimately differs (the wall-clock created_at)."""
+    if record is None:
+        return None
+    out = record.to_dict()
+    del out["created_at"]
+    return out
+
+
+class StorageModel(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="jobrt-model-")
+        self.real = SqliteStorage(f"{self.dir}/jobs.db", role="supervisor")
+        self.model = MemoryStorage()
+        self.now = 100.0
+        self.ids: set[int] = set()
+        self.claims: list[tuple[str, int, int]] = []  # (owner, job id, attempt), never pruned
+
+    def teardown(self):
+        self.real.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def both(self, verb, *args):
+        got, want = getattr(self.real, verb)(*args), getattr(self.model, verb)(*args)
+        assert got == want, (verb, args, got, want)
+        return got
+
+    def add_jobs(self, specs):
+        jobs = [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
+                       priority=priority, unique_key=key)
+                for queue, priority, delay, key, n in specs]
+        self.ids.update(self.both("enqueue", jobs))
+
+    @initialize(specs=new_jobs)
+    def start_with_jobs(self, specs):
+        self.add_jobs(specs)
+
+    @rule(specs=new_jobs)
+    def enqueue(self, specs):
+        self.add_jobs(specs)
+
+    # The hot path gets two rules of five, so most examples settle something.
+    @rule(owner=st.sampled_from(OWNERS), queues=queue_orders, limit=st.integers(1, 4))
+    def claim(self, owner, queues, limit):
+        claimed = self.both("exchange", owner, [], queues, limit, self.now + LEASE, self.now)
+        self.claims.extend((owner, job.id, job.attempt) for job in claimed)
+
+    @precondition(lambda self: self.claims)
+    @rule(queues=queue_orders, limit=st.integers(0, 2), data=st.data())
+    def settle(self, queues, limit, data):
+        """Settle some current runs, maybe a stale run or a duplicate, then claim."""
+        running = sorted((j["owner"], i, j["attempts"]) for i, j in self.model.jobs.items()
+                         if j["state"] == "running")
+        picked = data.draw(st.lists(st.sampled_from(running), unique=True, min_size=1, max_size=3)
+                           if running else st.just([]))
+        if data.draw(st.booleans()):  # a stale run, another owner's, or a duplicate
+            picked.append(data.draw(st.sampled_from(self.claims)))
+        outcomes = []
+        for _owner, job_id, attempt in picked:
+            kind = data.draw(outcome_kinds)
+            delay = data.draw(st.sampled_from([None, 0.0, 5.0]))
+            outcomes.append(Outcome(
+                job_id, attempt, kind.split("-")[0], self.now, result=b'{"n":1}',
+                error=data.draw(st.sampled_from([None, "boom"])), traceback="tb",
+                available_at=None if delay is None else self.now + delay,
+                undo_attempt=kind == "pending-undo"))
+        owner = picked[0][0] if picked else data.draw(st.sampled_from(OWNERS))
+        claimed = self.both("exchange", owner, outcomes, queues, limit, self.now + LEASE, self.now)
+        self.claims.extend((owner, job.id, job.attempt) for job in claimed)
+
+    @rule(event=st.sampled_from(["tick", "heartbeat", "died", "rescue"]),
+          seconds=st.sampled_from([1.0, 4.0, LEASE, LEASE + 1]),  # LEASE: land on expiry
+          owner=st.sampled_from(OWNERS))
+    def time_passes(self, event, seconds, owner):
+        """The clock moves, a supervisor renews its leases or dies, leases expire."""
+        if event == "tick":
+            self.now += seconds
+        elif event == "heartbeat":
+            self.both("heartbeat", owner, "host", 1, 0.0, {"n": 1}, self.now, self.now + LEASE)
+        elif event == "died":
+            self.both("rescue", self.now, owner)
+        else:
+            self.both("rescue", self.now, None)
+
+    @rule(data=st.data())
+    def admin(self, data):
+        """One of the rarer verbs: retry_failed, forget, cancel, clear, flush_failed."""
+        verb = data.draw(st.sampled_from(["retry_failed", "forget", "cancel", "clear",
+                                          "flush_failed"]))
+        some_id = st.sampled_from(sorted(self.ids) or [1])
+        if verb == "retry_failed":
+            self.both(verb, data.draw(st.none() | st.lists(some_id, max_size=3)), self.now)
+        elif verb == "forget":
+            self.both(verb, data.draw(some_id))
+        elif verb == "cancel":
+            self.both(verb, data.draw(some_id), self.now)
+        elif verb == "clear":
+            self.both(verb, data.draw(st.sampled_from(QUEUES)))
+        else:
+            self.both(verb)
+
+    @invariant()
+    def stores_agree(self):
+        for job_id in self.ids:
+            assert comparable(self.real.get(job_id)) == comparable(self.model.get(job_id)), job_id
+        assert self.real.counts(self.now) == self.model.counts(self.now)
+        assert [r.id for r in self.real.failed()] == [r.id for r in self.model.failed()]
+        for queues in (QUEUES, ["low"]):
+            assert self.real.next_due(queues) == self.model.next_due(queues)
+        assert self.real.supervisors() == self.model.supervisors()
+
+
+StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
+                                          deadline=None)
+TestStorageModel = StorageModel.TestCase
