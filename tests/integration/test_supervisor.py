@@ -192,8 +192,7 @@ def test_sigterm_lets_running_jobs_finish_and_keeps_pending_ones(tmp_path, start
     running = q.enqueue("jobs.examples:append_line", str(log), "started", pause=1.0)
     wait_for(lambda: run_lines(log), what="the first job to start")
     waiting = q.enqueue_many([("jobs.examples:noop", ()) for _ in range(20)])
-    supervisor.signal(signal.SIGTERM)
-    assert supervisor.stop() == 0
+    assert supervisor.stop() == 0  # one SIGTERM: a second one would mean "stop now"
     assert q.status(running).state == "succeeded"
     states = {q.status(job_id).state for job_id in waiting}
     assert states <= {"succeeded", "pending"}
@@ -264,3 +263,18 @@ def test_unregistered_name_in_storage_is_failed_not_run(tmp_path, start_supervis
     assert record.state == "failed" and "not registered" in record.error
     assert not (tmp_path / "pwned").exists()
     assert os.path.exists(tmp_path / "jobs.db")
+
+
+def test_a_second_sigterm_stops_now_and_still_returns_the_job(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 3600}})
+    supervisor = start_supervisor(config)
+    q = queue_for(config)
+    stamp = tmp_path / "started"
+    job_id = q.enqueue("jobs.examples:c_sleep", 3600, str(stamp))
+    wait_for(stamp.exists, what="the job to start")
+    supervisor.signal(signal.SIGTERM)
+    supervisor.wait_message(b"STOPPING=1")
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.proc.wait(60) == 0  # far less than the 3600 s grace
+    record = q.status(job_id)
+    assert (record.state, record.attempts) == ("pending", 0)
