@@ -78,6 +78,7 @@ class Supervisor:
                       for pool in config.pools.values()]
         self.storage = None
         self.listener = None
+        self.listener_fd = -1
         self.signals: list[int] = []
         self.stopping = False
         self.storage_down_since: float | None = None
@@ -135,9 +136,7 @@ class Supervisor:
     def _setup(self) -> None:
         cfg = self.config
         self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir)
-        self.listener = self.storage.listener()
-        if self.listener.fileno() >= 0:
-            self.selector.register(self.listener.fileno(), selectors.EVENT_READ, ("wake", None, None))
+        self._listen()
         sig_r, sig_w = socket.socketpair()
         for sock in (sig_r, sig_w):
             sock.setblocking(False)
@@ -158,6 +157,37 @@ class Supervisor:
             for p in self.pools))
         systemd.notify("READY=1\nSTATUS=running")
 
+    def _listen(self) -> None:
+        """Subscribe to enqueue wake-ups; without them pickup falls back to polling."""
+        try:
+            self.listener = self.storage.listener()
+        except StorageError as exc:
+            log.warning("cannot listen for new jobs (%s); polling every %g s until it works",
+                        exc, self.config.poll)
+            return
+        self.listener_fd = self.listener.fileno()
+        if self.listener_fd >= 0:
+            self.selector.register(self.listener_fd, selectors.EVENT_READ, ("wake", None, None))
+
+    def _drain_listener(self) -> None:
+        for pool in self.pools:
+            pool.maybe_more = True
+        try:
+            self.listener.drain()
+        except StorageError as exc:
+            log.warning("lost the wake-up listener (%s); polling every %g s and reconnecting",
+                        exc, self.config.poll)
+            self._drop_listener()
+
+    def _drop_listener(self) -> None:
+        if self.listener is not None:
+            try:
+                self.selector.unregister(self.listener_fd)
+            except (KeyError, ValueError):
+                pass
+            self.listener.close()
+            self.listener = None
+
     def _finish(self) -> None:
         systemd.notify("STOPPING=1")
         for attempt in range(3):
@@ -171,8 +201,8 @@ class Supervisor:
             self.storage.remove_supervisor(self.owner)
         except StorageError:
             pass
+        self._drop_listener()
         self.storage.close()
-        self.listener.close()
         signal.set_wakeup_fd(-1)
         log.info("supervisor %s stopped", self.owner)
 
@@ -193,9 +223,7 @@ class Supervisor:
                 if obj.child.to_child >= 0:
                     pool.on_writable(obj)
             elif kind == "wake":
-                self.listener.drain()
-                for pool in self.pools:
-                    pool.maybe_more = True
+                self._drain_listener()
             elif kind == "signal":
                 self._read_signals(obj)
         now = time.monotonic()
@@ -292,6 +320,8 @@ class Supervisor:
             self.next_heartbeat = now + self.heartbeat_every
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
+            if self.listener is None:
+                self._listen()
             try:
                 wall = time.time()
                 if self.storage.rescue(wall) + self._rescue_dead_neighbours(wall):
