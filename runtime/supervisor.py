@@ -66,7 +66,9 @@ class Supervisor:
     def __init__(self, config, registry):
         self.config = config
         self.registry = registry
-        self.host = socket.gethostname()
+        # JOBRT_HOST names the host where hostnames are not unique (containers);
+        # supervisors on one host rescue each other's jobs without waiting for leases.
+        self.host = os.environ.get("JOBRT_HOST") or socket.gethostname()
         self.pid = os.getpid()
         self.started_at = psutil.Process().create_time()
         self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"

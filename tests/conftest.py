@@ -47,13 +47,13 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
 class RunningSupervisor:
     """`jobrt start` as a user runs it, with a fake NOTIFY_SOCKET to know when it is ready."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, env: dict | None = None):
         self.config = config
         self.log_path = config.parent / f"supervisor-{time.monotonic_ns()}.log"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_path = str(config.parent / f"notify-{time.monotonic_ns()}.sock")
         self.notify.bind(self.notify_path)
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "start", "--config", str(config), "--log-level", "debug"],
@@ -99,8 +99,8 @@ def start_supervisor():
     """Start supervisors for a test; any left running are stopped afterwards."""
     started: list[RunningSupervisor] = []
 
-    def start(config: Path) -> RunningSupervisor:
-        supervisor = RunningSupervisor(config)
+    def start(config: Path, env: dict | None = None) -> RunningSupervisor:
+        supervisor = RunningSupervisor(config, env)
         started.append(supervisor)
         return supervisor
 
