@@ -27,7 +27,9 @@ def _bindir() -> str | None:
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        """durable=False trades crash safety for test speed (fsync off); benchmarks pass True."""
+        self.durable = durable
         bindir = _bindir()
         if bindir is None:
             reason = "PostgreSQL is not installed (no initdb): apt-get install postgresql"
@@ -54,8 +56,9 @@ class Cluster:
             raise RuntimeError(f"{tool} failed: {result.stdout}{result.stderr}")
 
     def start(self) -> None:
-        options = (f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "
-                   "-c synchronous_commit=off -c max_connections=200")
+        options = f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off"
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.root, "log"), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
