@@ -140,3 +140,87 @@ def spawn_and_hang(pid_path: str | None = None) -> None:
         with open(pid_path, "w") as out:
             out.write(str(child.pid))
     time.sleep(3600)
+
+
+@job(tries=1)
+def escape_and_hang(pid_path: str) -> None:
+    """Starts a child in a new session (out of the worker's process group) and hangs."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True)
+    with open(pid_path, "w") as out:
+        out.write(str(child.pid))
+    time.sleep(3600)
+
+
+@job(tries=1)
+def block_signals(seconds: int = 3600) -> None:
+    """Blocks every signal it can, then sleeps in C."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
+    ctypes.CDLL(None).sleep(seconds)
+
+
+@job(tries=1)
+def sys_exit(code: int = 2) -> None:
+    sys.exit(code)
+
+
+@job(tries=1)
+def keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no str for you")
+
+
+@job(tries=1)
+def unprintable_error() -> None:
+    """Raises an exception whose str() raises."""
+    raise _Unprintable()
+
+
+@job(tries=1)
+def close_fds() -> None:
+    """Closes every file descriptor above stderr, as careless daemonizing code does."""
+    os.closerange(3, 1 << 16)
+
+
+@job(tries=1)
+def scribble_fds() -> None:
+    """Writes garbage to every descriptor it can write to above stderr."""
+    for fd in range(3, 1 << 11):
+        try:
+            os.write(fd, b"\xff" * 64)
+        except OSError:
+            pass
+
+
+@job(tries=1)
+def shout(megabytes: int = 8) -> int:
+    """Prints megabytes to stdout and stderr."""
+    line = "x" * 1023 + "\n"
+    for _ in range(megabytes * 1024):
+        sys.stdout.write(line)
+        sys.stderr.write(line)
+    return megabytes
+
+
+@job(tries=1)
+def non_json_result():
+    return object()
+
+
+@job(tries=1)
+def huge_result(megabytes: int = 50) -> str:
+    return "x" * (megabytes * 1024 * 1024)
+
+
+@job
+def leak(megabytes: int, path: str) -> int:
+    """Leaks `megabytes` MiB per run (kept by the worker) and logs the run like append_line."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for index in range(0, len(block), 4096):
+        block[index] = 1
+    _HOARD.append(block)
+    append_line(path, "leak")
+    return len(_HOARD)

@@ -23,7 +23,7 @@ import orjson
 
 from . import outcomes, protocol
 from .process import Child, describe_exit, spawn
-from .worker import become_worker
+from .worker import EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
 
@@ -99,10 +99,10 @@ class WorkerPool:
     # -- workers ----------------------------------------------------------
     def spawn_worker(self, now: float) -> Worker:
         cfg = self.config
-        measure = cfg.max_memory_mb > 0
+        memory_limit = cfg.max_memory_mb * 1048576
         registry = self.registry
         parent = self.parent_pid
-        child = spawn(lambda r, w: become_worker(r, w, parent, registry, measure))
+        child = spawn(lambda r, w: become_worker(r, w, parent, registry, memory_limit))
         max_jobs = cfg.max_jobs + random.randint(0, cfg.max_jobs // 10) if cfg.max_jobs else 0
         retire_at = now + cfg.max_time * random.uniform(1.0, 1.1) if cfg.max_time else float("inf")
         worker = Worker(child, max_jobs, retire_at)
@@ -191,7 +191,7 @@ class WorkerPool:
     def _on_done(self, worker: Worker, header, body: bytes, now: float) -> None:
         if worker.killed:
             return  # its run was already settled when it was killed
-        job_id, attempt, status, seconds, rss, delay = header
+        job_id, attempt, status, seconds, owned, delay = header
         if not worker.runs or worker.runs[0].job.id != job_id:
             self._broken(worker, f"the worker reported job {job_id}, which it was not running", now)
             return
@@ -221,10 +221,9 @@ class WorkerPool:
             self.failed_boots = 0
         if worker.runs:
             worker.runs[0].start(now)
-        worker.rss = rss
         if worker.active:
             cfg = self.config
-            if cfg.max_memory_mb and rss > cfg.max_memory_mb * 1048576:
+            if cfg.max_memory_mb and owned > cfg.max_memory_mb * 1048576:
                 self.retire(worker, "memory")
             elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
                 self.retire(worker, "max_jobs")
@@ -259,6 +258,8 @@ class WorkerPool:
                 error = f"the worker {how} while running the job"
                 if status == 0:
                     error += " without reporting a result (did the job call os._exit?)"
+                elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
+                    error += " (its loop failed: did the job close or write to the worker's pipes?)"
                 self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
                 log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)

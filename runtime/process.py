@@ -9,12 +9,14 @@ killed the group and reaped it.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import signal
 from typing import Callable
 
 F_SETPIPE_SZ = 1031
+PR_SET_CHILD_SUBREAPER = 36
 PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
 
 
@@ -125,3 +127,39 @@ def describe_exit(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exited with status {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants: a process a job started, which escaped its worker's
+    process group (setsid) and outlived it, becomes our child, so we can kill it."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children() -> list[int]:
+    """Pids of this process's direct children (cheap on Linux: no scan of /proc)."""
+    pids = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as listing:
+                pids.extend(int(pid) for pid in listing.read().split())
+        return pids
+    except OSError:
+        import psutil
+
+        return [child.pid for child in psutil.Process().children()]
+
+
+def kill_strays(known: set[int]) -> list[int]:
+    """SIGKILL and reap children that are not in `known` (adopted orphans). Safe against
+    pid reuse: an unreaped child's pid cannot be reused."""
+    strays = [pid for pid in children() if pid not in known]
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, os.WNOHANG)  # a zombie now or at the next sweep
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    return strays

@@ -27,7 +27,7 @@ import time
 
 import psutil
 
-from . import systemd
+from . import process, systemd
 from .dispatch import Worker, WorkerPool
 from .errors import StorageError
 from .storage import open_storage
@@ -147,6 +147,7 @@ class Supervisor:
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, lambda *_: None)
         self.selector.register(sig_r.fileno(), selectors.EVENT_READ, ("signal", sig_r, None))
+        process.become_subreaper()
         self._rescue_dead_neighbours(time.time())
         self._heartbeat(time.time())
         gc.collect()
@@ -221,6 +222,7 @@ class Supervisor:
             elif kind == "exit":
                 if obj.child.pidfd >= 0:
                     pool.on_exit(obj, now)
+                    self._kill_strays()
             elif kind == "write":
                 if obj.child.to_child >= 0:
                     pool.on_writable(obj)
@@ -332,7 +334,15 @@ class Supervisor:
             except StorageError as exc:
                 self._storage_failed(now, exc)
 
+    def _kill_strays(self) -> None:
+        known = {pid for pool in self.pools for pid in pool.workers}
+        strays = process.kill_strays(known)
+        if strays:
+            log.warning("killed %d process(es) that jobs left running after their worker "
+                        "ended: %s", len(strays), ", ".join(map(str, strays)))
+
     def _heartbeat(self, wall: float) -> None:
+        self._kill_strays()
         workers = []
         for pool in self.pools:
             for worker in pool.workers.values():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import resource
 import select
 import signal
 import sys
@@ -28,18 +29,21 @@ from .payload import dump_result
 from .registry import JobSpec
 
 PR_SET_PDEATHSIG = 1
-EXIT_CRASH = 70  # the worker loop itself failed (a bug in jobrt, not in a job)
+EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
+SECRET_ENVIRONMENT = ("PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE")  # storage credentials jobs never need
 _RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
                   signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
 
 
 def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[str, JobSpec],
-                  measure_memory: bool) -> None:
-    """Entry point in the child right after fork. Never returns."""
+                  memory_limit: int) -> None:
+    """Entry point in the child right after fork. Never returns.
+
+    memory_limit: bytes of memory the worker may own after a job (0 = no limit)."""
     code = EXIT_CRASH
     try:
-        _detach(read_fd, write_fd, parent_pid)
-        _serve(read_fd, write_fd, registry, measure_memory)
+        read_fd, write_fd = _detach(read_fd, write_fd, parent_pid)
+        _serve(read_fd, write_fd, registry, memory_limit)
         code = 0
     except BaseException:  # noqa: BLE001 - report anything, then leave via os._exit
         try:
@@ -50,7 +54,7 @@ def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[s
         os._exit(code)
 
 
-def _detach(read_fd: int, write_fd: int, parent_pid: int) -> None:
+def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
     # The parent's signal self-pipe must not receive this child's signals.
     signal.set_wakeup_fd(-1)
     for signum in _RESET_SIGNALS:
@@ -63,16 +67,23 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> None:
         pass  # not Linux: the pipe EOF still ends an idle worker
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
-    # Close every inherited fd but ours: storage connections, other workers'
-    # pipes, the supervisor's sockets. The Python objects are never used here.
-    keep = sorted((read_fd, write_fd))
-    os.closerange(3, keep[0])
-    os.closerange(keep[0] + 1, keep[1])
-    os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
+    # Move our pipes out of the way of fds a job opens and closes (daemonizing code
+    # often closes 3..N), close-on-exec so a job's subprocesses do not hold them, and
+    # close every other inherited fd: storage connections, other workers' pipes, the
+    # supervisor's sockets. Their Python objects are never used here.
+    top = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024)
+    high_read, high_write = top - 2, top - 1
+    os.dup2(read_fd, high_read, inheritable=False)
+    os.dup2(write_fd, high_write, inheritable=False)
+    os.closerange(3, high_read)
+    os.closerange(high_write + 1, os.sysconf("SC_OPEN_MAX"))
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    for name in SECRET_ENVIRONMENT:
+        os.environ.pop(name, None)  # the child's own copy: the supervisor's is untouched
     random.seed()  # forked children would otherwise share one random sequence
+    return high_read, high_write
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -81,12 +92,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], measure_memory: bool) -> None:
+def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_limit: int) -> None:
     reader = protocol.FrameReader()
     queued: deque = deque()
     stopping = False
     process = None
-    if measure_memory:
+    if memory_limit:
         import psutil
         process = psutil.Process()
     os.set_blocking(read_fd, False)
@@ -114,9 +125,22 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], measure_me
             continue
         (job_id, attempt, name), payload = queued.popleft()
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
-        rss = process.memory_info().rss if process is not None else 0
+        owned = _owned_memory(process, memory_limit) if process is not None else 0
         _write_all(write_fd, protocol.frame(
-            protocol.DONE, (job_id, attempt, status, seconds, rss, delay), body))
+            protocol.DONE, (job_id, attempt, status, seconds, owned, delay), body))
+
+
+def _owned_memory(process, limit: int) -> int:
+    """Bytes this worker owns (USS): RSS overstates it, since pages shared copy-on-write
+    with the supervisor count in every worker. RSS is cheap and never below USS, so the
+    costly USS read (smaps) happens only when RSS is over the limit."""
+    rss = process.memory_info().rss
+    if rss <= limit:
+        return rss
+    try:
+        return process.memory_full_info().uss
+    except Exception:  # noqa: BLE001 - no smaps access: fall back to the bound we have
+        return rss
 
 
 def describe(exc: BaseException) -> str:

@@ -278,3 +278,20 @@ def test_a_second_sigterm_stops_now_and_still_returns_the_job(tmp_path, start_su
     assert supervisor.proc.wait(60) == 0  # far less than the 3600 s grace
     record = q.status(job_id)
     assert (record.state, record.attempts) == ("pending", 0)
+
+
+def test_a_leaking_job_is_recycled_by_owned_memory_and_nothing_is_lost(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "max_memory_mb": 50}})
+    start_supervisor(config)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    ids = q.enqueue_many([("jobs.examples:leak", (10, str(log)))] * 20)
+    for job_id in ids:
+        assert finished(q, job_id).state == "succeeded"
+    runs = run_lines(log)
+    assert sorted(job_id for _, job_id, _, _ in runs) == sorted(ids)
+    per_pid = {}
+    for *_, pid in runs:
+        per_pid[pid] = per_pid.get(pid, 0) + 1
+    # 10 MiB a job against 50 MiB owned: recycled after about 5 jobs, never much later.
+    assert len(per_pid) >= 3 and max(per_pid.values()) <= 6
