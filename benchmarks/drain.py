@@ -40,7 +40,8 @@ def write_config(directory: Path, workers: int, url: str) -> Path:
     path.write_text(tomli_w.dumps({
         "storage": {"url": url, "lease": 30},
         "jobs": {"modules": ["jobs.examples"], "path": [str(REPO)]},
-        "pools": {"default": {"queues": ["default"], "workers": workers, "timeout": 60}},
+        "pools": {"default": {"queues": ["default"], "workers": workers, "timeout": 60,
+                                         "run_as_root": True}},
     }))
     return path
 

@@ -224,3 +224,14 @@ def leak(megabytes: int, path: str) -> int:
     _HOARD.append(block)
     append_line(path, "leak")
     return len(_HOARD)
+
+
+@job
+def whoami() -> dict:
+    """The identity, limits and storage-credential environment a job runs with."""
+    import resource
+
+    return {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+            "core": resource.getrlimit(resource.RLIMIT_CORE)[0],
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            "pgpassword": os.environ.get("PGPASSWORD")}

@@ -48,6 +48,11 @@ class PoolConfig:
     backoff: Any  # a normalized policy, see runtime.backoff
     grace: float
     prefetch: int
+    user: str
+    group: str
+    run_as_root: bool
+    max_open_files: int
+    core_dumps: bool
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,20 @@ def _check_policy(value):
         raise _Invalid(str(err).removeprefix("backoff ")) from None
 
 
+def _check_bool(value):
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _check_account(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}|", value):
+        raise _Invalid(f"must be {ACCOUNT.expected}, got {_show(value)}")
+    return value
+
+
+BOOL = Kind("true or false", _check_bool)
+ACCOUNT = Kind('a user or group name, or "" for none', _check_account)
 SECONDS = _number("a number of seconds >= 0", lambda x: x >= 0)
 POSITIVE_SECONDS = _number("a number of seconds > 0", lambda x: x > 0)
 URL = Kind("a storage URL such as sqlite:///var/jobrt.db or postgresql://user@host/db", _check_url)
@@ -205,6 +224,17 @@ SETTINGS = (
             "on SIGTERM, how long running jobs get to finish before they are killed and returned"),
     Setting(POOL, "prefetch", _integer(1, 16), 2, "jobs",
             "jobs sent ahead to a busy worker whose current job is known to be short"),
+    Setting(POOL, "user", ACCOUNT, "", "",
+            "when the supervisor starts as root, workers switch to this user before any job runs "
+            "(ignored, with a warning, when it does not start as root)"),
+    Setting(POOL, "group", ACCOUNT, "", "",
+            "the workers' group; empty = the user's primary group"),
+    Setting(POOL, "run_as_root", BOOL, False, "",
+            "allow jobs to run as root when the supervisor starts as root and no user is set"),
+    Setting(POOL, "max_open_files", _integer(0, 1 << 20), 0, "files",
+            "RLIMIT_NOFILE for workers and what jobs start; 0 = inherit the supervisor's"),
+    Setting(POOL, "core_dumps", BOOL, False, "",
+            "let a crashing job write a core dump (RLIMIT_CORE); off by default"),
 )
 # fmt: on
 

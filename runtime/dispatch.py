@@ -21,7 +21,7 @@ from collections import deque
 
 import orjson
 
-from . import outcomes, protocol
+from . import outcomes, protocol, sandbox
 from .process import Child, describe_exit, spawn
 from .worker import EXIT_CRASH, become_worker
 
@@ -78,8 +78,9 @@ class Worker:
 
 
 class WorkerPool:
-    def __init__(self, config, registry, loop, outbox: list, stats):
+    def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None):
         self.config = config
+        self.setup = sandbox.resolve(config, config_path)
         self.registry = registry
         self.loop = loop  # watch/unwatch/want_write callbacks of the supervisor
         self.outbox = outbox  # Outcomes waiting to be written
@@ -99,10 +100,8 @@ class WorkerPool:
     # -- workers ----------------------------------------------------------
     def spawn_worker(self, now: float) -> Worker:
         cfg = self.config
-        memory_limit = cfg.max_memory_mb * 1048576
-        registry = self.registry
-        parent = self.parent_pid
-        child = spawn(lambda r, w: become_worker(r, w, parent, registry, memory_limit))
+        registry, parent, setup = self.registry, self.parent_pid, self.setup
+        child = spawn(lambda r, w: become_worker(r, w, parent, registry, setup))
         max_jobs = cfg.max_jobs + random.randint(0, cfg.max_jobs // 10) if cfg.max_jobs else 0
         retire_at = now + cfg.max_time * random.uniform(1.0, 1.1) if cfg.max_time else float("inf")
         worker = Worker(child, max_jobs, retire_at)

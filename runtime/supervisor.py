@@ -76,7 +76,7 @@ class Supervisor:
         self.outbox_since = 0.0
         self.stats = Stats()
         self.selector = selectors.DefaultSelector()
-        self.pools = [WorkerPool(pool, registry, self, self.outbox, self.stats)
+        self.pools = [WorkerPool(pool, registry, self, self.outbox, self.stats, config.path)
                       for pool in config.pools.values()]
         self.storage = None
         self.listener = None

@@ -24,7 +24,7 @@ from collections import deque
 
 import orjson
 
-from . import context, protocol
+from . import context, protocol, sandbox
 from .payload import dump_result
 from .registry import JobSpec
 
@@ -36,14 +36,13 @@ _RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, 
 
 
 def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[str, JobSpec],
-                  memory_limit: int) -> None:
-    """Entry point in the child right after fork. Never returns.
-
-    memory_limit: bytes of memory the worker may own after a job (0 = no limit)."""
+                  setup: sandbox.ChildSetup) -> None:
+    """Entry point in the child right after fork. Never returns."""
     code = EXIT_CRASH
     try:
         read_fd, write_fd = _detach(read_fd, write_fd, parent_pid)
-        _serve(read_fd, write_fd, registry, memory_limit)
+        sandbox.apply(setup)
+        _serve(read_fd, write_fd, registry, setup.memory_limit)
         code = 0
     except BaseException:  # noqa: BLE001 - report anything, then leave via os._exit
         try:

@@ -25,7 +25,8 @@ def write_config(directory: Path, pools: dict | None = None, storage: dict | Non
         "storage": {"url": "sqlite:///jobs.db", "lease": 30, **(storage or {})},
         "jobs": {"modules": ["jobs.examples"], "path": [str(REPO)]},
         "pools": {name: {"queues": ["high", "default", "low"], "workers": 2, "timeout": 30,
-                         "backoff": 0, "grace": 10, **pool} for name, pool in pools.items()},
+                         "backoff": 0, "grace": 10, "run_as_root": True, **pool}
+                  for name, pool in pools.items()},
     }
     path = directory / "supervisor.toml"
     path.write_text(tomli_w.dumps(document))

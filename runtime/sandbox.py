@@ -1,0 +1,75 @@
+"""What a worker becomes before it runs any job: whose identity, which limits.
+
+Resolved in the supervisor (names to ids, so a typo is a config error at
+start, not a dead worker), applied in the child right after fork.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import resource
+from typing import NamedTuple
+
+from .errors import ConfigError
+
+log = logging.getLogger("jobrt")
+
+
+class ChildSetup(NamedTuple):
+    uid: int | None  # None: keep the supervisor's identity
+    gid: int | None
+    user: str | None
+    home: str | None
+    max_open_files: int  # 0 = inherit
+    core_dumps: bool
+    memory_limit: int  # bytes a worker may own after a job, 0 = no limit
+
+
+def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:
+    """Turn a pool's user/group/limits into ids; refuse to run jobs as root unless allowed."""
+    euid = os.geteuid() if euid is None else euid
+    key = f"pools.{pool.name}"
+    uid = gid = user = home = None
+    if pool.user or pool.group:
+        if euid != 0:
+            log.warning("%s: user/group apply only when the supervisor starts as root; "
+                        "workers keep uid %d", key, euid)
+        else:
+            if pool.user:
+                try:
+                    entry = pwd.getpwnam(pool.user)
+                except KeyError:
+                    raise ConfigError(f"no such user {pool.user!r} on this host", config_path,
+                                      f"{key}.user") from None
+                uid, gid, user, home = entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir
+            if pool.group:
+                try:
+                    gid = grp.getgrnam(pool.group).gr_gid
+                except KeyError:
+                    raise ConfigError(f"no such group {pool.group!r} on this host", config_path,
+                                      f"{key}.group") from None
+    if euid == 0 and uid in (None, 0) and not pool.run_as_root:
+        raise ConfigError(
+            'started as root, jobs would run as root: set user = "..." (e.g. "nobody") for the '
+            "workers, or run_as_root = true to allow it", config_path, f"{key}.user")
+    return ChildSetup(uid, gid, user, home, pool.max_open_files, pool.core_dumps,
+                      pool.max_memory_mb * 1048576)
+
+
+def apply(setup: ChildSetup) -> None:
+    """In the child: set limits, then drop privileges for good (group before user)."""
+    if not setup.core_dumps:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if setup.max_open_files:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (setup.max_open_files, setup.max_open_files))
+    if setup.gid is not None:
+        os.setgroups([])
+        os.setgid(setup.gid)
+    if setup.uid is not None:
+        if setup.user:
+            os.initgroups(setup.user, setup.gid if setup.gid is not None else os.getgid())
+        os.setuid(setup.uid)
+        os.environ.update(HOME=setup.home or "/", USER=setup.user or "", LOGNAME=setup.user or "")
