@@ -36,6 +36,7 @@ log = logging.getLogger("jobrt")
 
 FLUSH_DELAY = 0.002  # seconds an outcome may wait to share a transaction with others
 FLUSH_BATCH = 512
+OUTAGE_AFTER = 0.5  # seconds of failing storage calls before it is logged as an outage
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -84,6 +85,7 @@ class Supervisor:
         self.signals: list[int] = []
         self.stopping = False
         self.storage_down_since: float | None = None
+        self.storage_outage_logged = False
         self.storage_retry_at = 0.0
         self.storage_failures = 0
         lease = config.lease
@@ -297,18 +299,26 @@ class Supervisor:
             return False
         self.outbox_since = 0.0
         if self.storage_down_since is not None:
-            log.warning("storage is back after %.1f s", now - self.storage_down_since)
+            if self.storage_outage_logged:
+                log.warning("storage is back after %.1f s", now - self.storage_down_since)
             self.storage_down_since = None
             self.storage_failures = 0
         return True
 
     def _storage_failed(self, now: float, exc: Exception) -> None:
+        """Stop claiming, keep results, retry with backoff; one log line per outage.
+
+        A blip (a lock held a moment too long) is retried within milliseconds and
+        not logged; an outage is logged once it has lasted OUTAGE_AFTER seconds."""
         if self.storage_down_since is None:
             self.storage_down_since = now
-            log.error("storage unavailable: %s; keeping %d results in memory and retrying",
+            self.storage_outage_logged = False
+        if not self.storage_outage_logged and now - self.storage_down_since >= OUTAGE_AFTER:
+            self.storage_outage_logged = True
+            log.error("storage unavailable: %s; not claiming, keeping %d results in memory, retrying",
                       exc, len(self.outbox))
         self.storage_failures += 1
-        self.storage_retry_at = now + min(5.0, 0.05 * 2 ** self.storage_failures)
+        self.storage_retry_at = now + min(5.0, 0.01 * 2 ** self.storage_failures)
 
     def _periodic(self, now: float) -> None:
         for pool in self.pools:

@@ -31,12 +31,15 @@ MIGRATIONS = sqlfile.migrations(SQL)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 APPLICATION_ID = 0x6A6F6272  # 'jobr', set by migration_1
 BUSY_TIMEOUT_S = 10
+# A supervisor must not sit in SQLite's busy wait while deadlines pass: it gives up
+# quickly, keeps its results in memory and retries from its event loop.
+RUNNING_BUSY_TIMEOUT_MS = {"client": BUSY_TIMEOUT_S * 1000, "supervisor": 200}
 SYNCHRONOUS = {"client": "FULL", "supervisor": "NORMAL"}
 
 # Primary result codes (https://sqlite.org/rescode.html) -> what a human should do.
 _ADVICE = {
     5: "database is locked: another process held its write lock longer than the "
-       f"{BUSY_TIMEOUT_S} s busy timeout; try again",
+       "busy timeout; try again",
     6: "database is locked by another statement on the same connection",
     8: "database is readonly: make the file, its -wal/-shm files and its directory "
        "writable by this user",
@@ -84,6 +87,7 @@ class SqliteStorage(Storage):
             raise explain(self.path, exc, "opening") from exc
         try:
             self._prepare()
+            self.conn.execute(f"PRAGMA busy_timeout = {RUNNING_BUSY_TIMEOUT_MS[role]}")
         except BaseException:
             self.conn.close()
             raise

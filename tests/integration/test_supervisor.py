@@ -295,3 +295,26 @@ def test_a_leaking_job_is_recycled_by_owned_memory_and_nothing_is_lost(tmp_path,
         per_pid[pid] = per_pid.get(pid, 0) + 1
     # 10 MiB a job against 50 MiB owned: recycled after about 5 jobs, never much later.
     assert len(per_pid) >= 3 and max(per_pid.values()) <= 6
+
+
+def test_storage_locked_for_a_while_pauses_and_resumes_by_itself(tmp_path, start_supervisor, queue_for):
+    import sqlite3
+    import time
+
+    config = write_config(tmp_path)
+    q = queue_for(config)
+    log = tmp_path / "runs.log"
+    ids = q.enqueue_many([("jobs.examples:append_line", (str(log), "x"), {"pause": 0.01})] * 300)
+    supervisor = start_supervisor(config)
+    wait_for(lambda: len(run_lines(log)) >= 20, what="the run to be under way")
+    blocker = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # no other writer until it ends: storage is read-only
+    time.sleep(1.5)  # the outage itself, not a wait for an event
+    blocker.execute("COMMIT")
+    blocker.close()
+    for job_id in ids:
+        assert finished(q, job_id).state == "succeeded"
+    assert sorted(job_id for _, job_id, _, _ in run_lines(log)) == sorted(ids)
+    output = supervisor.output()
+    assert "storage unavailable" in output and "database is locked" in output
+    assert "storage is back" in output
