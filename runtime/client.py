@@ -33,10 +33,12 @@ def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
     return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path)
 
 
-def _positive(option: str, value, integer: bool = False):
+def _number(option: str, value, minimum: float = 0, integer: bool = False, above: bool = False):
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
-        raise PayloadError(f"{option} must be a {'whole ' if integer else ''}number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, kind) or value != value \
+            or value < minimum or (above and value == minimum) or value in (float("inf"), float("-inf")):
+        bound = f"> {minimum}" if above else f">= {minimum}"
+        raise PayloadError(f"{option} must be a {'whole ' if integer else ''}number {bound}, got {value!r:.40}")
     return value
 
 
@@ -73,14 +75,14 @@ class Queue:
         queue = options.get("_queue") or spec.queue
         if not isinstance(queue, str):
             raise PayloadError(f"job {spec.name}: _queue must be a string, got {queue!r}")
-        delay = _positive("_delay", options.get("_delay", 0))
+        delay = _number("_delay", options.get("_delay", 0))
         stored = {}
         timeout = options.get("_timeout", spec.timeout)
         if timeout is not None:
-            stored["timeout"] = _positive("_timeout", timeout) or None
+            stored["timeout"] = _number("_timeout", timeout, above=True)
         tries = options.get("_tries", spec.tries)
         if tries is not None:
-            stored["tries"] = max(1, _positive("_tries", tries, integer=True))
+            stored["tries"] = _number("_tries", tries, 1, integer=True)
         backoff = options.get("_backoff", spec.backoff)
         if backoff is not None:
             try:
@@ -89,8 +91,7 @@ class Queue:
                 raise PayloadError(f"job {spec.name}: _backoff: {exc}") from None
         retry_until = options.get("_retry_until", spec.retry_until)
         if retry_until is not None:
-            stored["retry_until"] = now + _positive("_retry_until", retry_until)
-        stored = {k: v for k, v in stored.items() if v is not None}
+            stored["retry_until"] = now + _number("_retry_until", retry_until)
         payload = dump_payload(spec.name, args, kwargs)
         unique = options.get("_unique")
         if unique is None and spec.unique:

@@ -1,0 +1,63 @@
+"""Hostile inputs at enqueue: any arguments and options either enqueue or raise PayloadError /
+UnknownJob with a message, never another exception and never a half-written batch."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from runtime import PayloadError, UnknownJob, connect
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary()
+    | st.sampled_from([object(), math.nan, math.inf, "\ud800", 2**70, {1, 2}, (1, 2)]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | st.integers(), inner,
+                                                               max_size=4),
+    max_leaves=12)
+options = st.dictionaries(
+    st.sampled_from(["_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until"]),
+    anything, max_size=3)
+
+
+@pytest.fixture(scope="module")
+def queue():
+    with tempfile.TemporaryDirectory() as directory:
+        with connect(f"sqlite:///{directory}/fuzz.db") as q:
+            yield q
+
+
+def total(q) -> int:
+    return sum(sum(states.values()) for states in q.counts().values())
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(args=st.lists(anything, max_size=3), kwargs=st.dictionaries(st.text(max_size=5), anything, max_size=3),
+       opts=options)
+def test_any_arguments_enqueue_or_fail_clearly(queue, args, kwargs, opts):
+    before = total(queue)
+    good = ("jobs.examples:echo", (1,))
+    try:
+        ids = queue.enqueue_many([good, ("jobs.examples:echo", args, kwargs, opts), good])
+    except (PayloadError, UnknownJob) as exc:
+        assert str(exc) and "\n" not in str(exc)
+        assert total(queue) == before  # all or nothing
+    else:
+        assert total(queue) == before + len(set(ids))
+        record = queue.status(ids[1])
+        assert (record.args, record.kwargs) == (args, kwargs) or isinstance(args, tuple)
+
+
+@pytest.mark.parametrize("name", ["os:system", "jobs.examples:nope", "no.such.module:f", "", "x" * 500])
+def test_unknown_names_are_refused(queue, name):
+    with pytest.raises(UnknownJob):
+        queue.enqueue(name)
+
+
+@pytest.mark.parametrize("option,value", [("_tries", 0), ("_timeout", 0), ("_delay", -1), ("_delay", math.nan),
+                                          ("_priority", 1.5), ("_queue", 3), ("_backoff", "soon")])
+def test_bad_options_are_refused(queue, option, value):
+    with pytest.raises(PayloadError, match=option):
+        queue.enqueue("jobs.examples:noop", **{option: value})
