@@ -235,3 +235,10 @@ def whoami() -> dict:
             "core": resource.getrlimit(resource.RLIMIT_CORE)[0],
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             "pgpassword": os.environ.get("PGPASSWORD")}
+
+
+@job
+def blob(kilobytes: int = 16) -> str:
+    """Returns a result of `kilobytes` KiB: fills storage quickly."""
+    time.sleep(0.005)
+    return "x" * (kilobytes * 1024)
