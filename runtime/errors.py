@@ -31,7 +31,15 @@ class PayloadError(JobrtError):
 
 
 class StorageError(JobrtError):
-    """The storage backend cannot be opened or does not answer."""
+    """The storage backend cannot be opened or does not answer.
+
+    `contended` marks a moment of lock contention (SQLite busy) that retrying
+    shortly is expected to clear, as opposed to an outage worth reporting at once.
+    """
+
+    def __init__(self, message: str, contended: bool = False):
+        super().__init__(message)
+        self.contended = contended
 
 
 class JobNotFound(JobrtError):

@@ -308,12 +308,14 @@ class Supervisor:
     def _storage_failed(self, now: float, exc: Exception) -> None:
         """Stop claiming, keep results, retry with backoff; one log line per outage.
 
-        A blip (a lock held a moment too long) is retried within milliseconds and
-        not logged; an outage is logged once it has lasted OUTAGE_AFTER seconds."""
+        Lock contention (a write lock held a moment too long) is retried within
+        milliseconds and logged only once it has lasted OUTAGE_AFTER seconds; any
+        other failure (a lost connection, a full disk) is logged at once."""
         if self.storage_down_since is None:
             self.storage_down_since = now
             self.storage_outage_logged = False
-        if not self.storage_outage_logged and now - self.storage_down_since >= OUTAGE_AFTER:
+        contended = getattr(exc, "contended", False)
+        if not self.storage_outage_logged and (not contended or now - self.storage_down_since >= OUTAGE_AFTER):
             self.storage_outage_logged = True
             log.error("storage unavailable: %s; not claiming, keeping %d results in memory, retrying",
                       exc, len(self.outbox))

@@ -64,7 +64,8 @@ def explain(path: str, exc: sqlite3.Error, doing: str) -> StorageError:
         advice = detail
     elif code & 0xFF == 19:
         advice = f"{advice} ({detail})"
-    return StorageError(f"SQLite database {path}: {advice} (while {doing})")
+    contended = isinstance(code, int) and code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return StorageError(f"SQLite database {path}: {advice} (while {doing})", contended=contended)
 
 
 class SqliteStorage(Storage):
