@@ -6,7 +6,11 @@ Accepted URLs:
                                   or to the current directory when base_dir is None
     sqlite:////absolute/path.db   four slashes: an absolute path
     memory://                     a new, empty in-process store (tests)
-    postgresql://... postgres://  not built yet
+    postgresql://user@host:port/dbname, postgres://...
+                                  PostgreSQL (psycopg 3); libpq fills in what the url
+                                  leaves out from PGHOST, PGPORT, PGUSER, PGPASSWORD,
+                                  PGDATABASE, ~/.pgpass: postgresql:///dbname and even
+                                  postgresql:// work
 
 Backends implement the verbs of `runtime.storage.base.Storage`.
 """
@@ -42,7 +46,8 @@ def open_storage(url: str, role: str = "client", base_dir: str | None = None) ->
     if role not in ROLES:
         raise ValueError(f"role must be 'client' or 'supervisor', not {role!r}")
     if not isinstance(url, str) or "://" not in url:
-        raise StorageError(f"storage url {url!r} is not a URL: use {ACCEPTED}")
+        shown = repr(url) if "@" not in str(url) else "(not shown: it may hold a password)"
+        raise StorageError(f"storage url {shown} is not a URL: use {ACCEPTED}")
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
         from runtime.storage.sqlite import SqliteStorage
@@ -51,8 +56,13 @@ def open_storage(url: str, role: str = "client", base_dir: str | None = None) ->
         from runtime.storage.memory import MemoryStorage
         return MemoryStorage()
     if scheme in ("postgresql", "postgres"):
-        # The URL may hold a password: never echo it.
-        raise StorageError("PostgreSQL storage is not built yet: use an sqlite:/// url for now")
+        # The URL may hold a password: it is never echoed, in errors or repr.
+        try:
+            from runtime.storage.postgres import PostgresStorage
+        except ImportError:
+            raise StorageError("PostgreSQL storage needs psycopg 3: pip install "
+                               "'psycopg[binary]' (or jobrt[postgres])") from None
+        return PostgresStorage(url, role)
     raise StorageError(f"unsupported storage url scheme {scheme!r}: use {ACCEPTED}")
 
 

@@ -17,10 +17,12 @@ from runtime.storage import NewJob, Outcome, open_storage
 LEASE = 30.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request, tmp_path):
     if request.param == "memory":
         storage = open_storage("memory://")
+    elif request.param == "postgres":
+        storage = open_storage(request.getfixturevalue("pg_url"), role="supervisor")
     else:
         storage = open_storage("sqlite:///jobs.db", role="supervisor", base_dir=str(tmp_path))
     yield storage

@@ -1,4 +1,4 @@
-"""The SQLite backend against the in-memory model, driven by hypothesis.
+"""The SQLite and PostgreSQL backends against the in-memory model, driven by hypothesis.
 
 Every rule runs the same operation on both stores and compares what they
 return; after every step each job (get), the counts, the failed list and the
@@ -14,7 +14,9 @@ import tempfile
 import orjson
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+)
 
 from runtime.storage import NewJob, Outcome
 from runtime.storage.memory import MemoryStorage
@@ -47,11 +49,14 @@ class StorageModel(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="jobrt-model-")
-        self.real = SqliteStorage(f"{self.dir}/jobs.db", role="supervisor")
+        self.real = self.open_real()
         self.model = MemoryStorage()
         self.now = 100.0
         self.ids: set[int] = set()
         self.claims: list[tuple[str, int, int]] = []  # (owner, job id, attempt), never pruned
+
+    def open_real(self):
+        return SqliteStorage(f"{self.dir}/jobs.db", role="supervisor")
 
     def teardown(self):
         self.real.close()
@@ -150,3 +155,22 @@ class StorageModel(RuleBasedStateMachine):
 StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
                                           deadline=None)
 TestStorageModel = StorageModel.TestCase
+
+
+class PostgresModel(StorageModel):
+    """The same machine on one PostgreSQL database, emptied (ids restarted) per example."""
+
+    url = ""
+
+    def open_real(self):
+        from runtime.storage.postgres import PostgresStorage
+
+        store = PostgresStorage(self.url, role="supervisor")
+        store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors RESTART IDENTITY")
+        return store
+
+
+def test_postgres_agrees_with_the_model(pg_url):
+    machine = type("PostgresModelForTest", (PostgresModel,), {"url": pg_url})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=30, stateful_step_count=30, deadline=None))

@@ -1,0 +1,358 @@
+"""The PostgreSQL backend: one database shared by the supervisors of many hosts.
+
+Owns the schema (versioned migrations under an advisory lock, so supervisors
+starting together are safe), the transaction discipline (an autocommit
+connection in pipeline mode: BEGIN, the statements and COMMIT travel
+together, so an exchange costs one round trip) and reconnecting: a broken
+connection is noticed before the next verb, or fails that one verb with a
+StorageError, and the verb after reconnects. Storage never sleeps; backing
+off between attempts is the caller's job. The SQL lives in `postgres.sql`;
+connections, error messages and LISTEN live in `pgconn`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+import psycopg
+from psycopg import pq
+from psycopg.rows import dict_row
+
+from runtime.errors import StorageError
+from runtime.storage import sqlfile
+from runtime.storage.base import (
+    ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, decode_record,
+)
+from runtime.storage.pgconn import Listener, Target, is_broken, probe
+from runtime.storage.pgparams import as_bytes, check_jobs, settle_params
+
+SQL = sqlfile.load(Path(__file__).with_name("postgres.sql"))
+MIGRATIONS = sqlfile.migrations(SQL)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+MIGRATION_LOCK = 0x6A6F627274  # 'jobrt': the advisory lock key migrations take
+ROLES = ("client", "supervisor")
+COUNT_KEYS = ("pending", "delayed", "running", "succeeded", "failed", "cancelled")
+IDLE = pq.TransactionStatus.IDLE
+
+
+class PostgresStorage(Storage):
+    """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
+
+    def __init__(self, url: str, role: str = "client"):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        self.role = role
+        self.target = Target(url)  # the url stays in there, out of repr and messages
+        self.conn: psycopg.Connection | None = None
+        self.channel = ""
+        self._woken = False  # the last enqueue committed its own wake-up
+        conn = self._connection()
+        try:
+            self._migrate(conn)
+            database, schema = conn.execute(SQL["whereami"]).fetchone()
+        except psycopg.Error as exc:
+            self.close()
+            raise self.target.error(exc, "preparing the schema") from None
+        except BaseException:
+            self.close()
+            raise
+        # Per database and schema: supervisors of unrelated apps are not woken.
+        self.channel = "jobrt_" + hashlib.sha1(f"{database}\0{schema}".encode()).hexdigest()[:20]
+
+    @property
+    def url_for_humans(self) -> str:
+        return self.target.url_for_humans
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self.target.url_for_humans} role={self.role}>"
+
+    # -- connection and transactions ----------------------------------------
+    def _connection(self) -> psycopg.Connection:
+        """The open connection, or a new one when the old one broke."""
+        conn = self.conn
+        if conn is not None and not is_broken(conn):
+            try:
+                probe(conn)  # notice a server that hung up while we were idle
+            except psycopg.Error:
+                pass
+            if not is_broken(conn):
+                return conn
+        self._drop()
+        self.conn = self.target.connect(self.role)
+        return self.conn
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Apply missing migrations in one transaction under an advisory lock. Of
+        two processes starting at once, the second waits for the lock, then
+        finds the schema current. A current schema needs no lock (nor rights)."""
+        if conn.execute(SQL["schema_exists"]).fetchone()[0]:
+            if self._check_version(conn) == SCHEMA_VERSION:
+                return
+        conn.execute("BEGIN")
+        try:
+            # A long migration by another process is worth waiting for.
+            conn.execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+            conn.execute(SQL["migration_lock"], {"key": MIGRATION_LOCK})
+            conn.execute(SQL["migrations_table"])
+            version = self._check_version(conn)
+            for number, script in MIGRATIONS:
+                if number > version:
+                    conn.execute(script)
+                    conn.execute(SQL["record_migration"], {"version": number, "at": time.time()})
+            conn.execute("COMMIT")
+        except BaseException:
+            if not is_broken(conn) and conn.pgconn.transaction_status != IDLE:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _check_version(self, conn: psycopg.Connection) -> int:
+        version = conn.execute(SQL["schema_version"]).fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"{self.target.where} has jobrt schema version {version}, newer "
+                               f"than this jobrt knows ({SCHEMA_VERSION}): upgrade jobrt")
+        return version
+
+    def _write(self, doing: str, work, *args, confirm_first: bool = False):
+        """Run `work(conn, *args)` between BEGIN and COMMIT, all in one pipeline.
+
+        `work` queues statements and returns a callable that builds the result
+        once the transaction committed. With `confirm_first`, that callable
+        runs before COMMIT is sent (one more round trip), so a
+        connection lost before COMMIT is known to have written nothing: that
+        transaction is tried once more, at once, on a new connection.
+        """
+        for retry in (False, True):
+            conn = self._connection()
+            committing = False
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    finish = work(conn, *args)
+                    if confirm_first:
+                        # Fetching flushes the pipeline and waits for the results.
+                        # (Not Pipeline.sync(): psycopg 3.3 can stop sending a large
+                        # pipeline half-way there and wait forever.)
+                        result = finish()
+                        finish = lambda: result  # noqa: E731
+                    committing = True
+                    conn.execute("COMMIT")
+                return finish()
+            except psycopg.Error as exc:
+                lost = self._recover(conn)
+                if lost and confirm_first and not committing and not retry:
+                    continue
+                raise self.target.error(exc, doing, committing=committing, lost=lost,
+                                        rolled_back=True) from None
+            except UnicodeError as exc:  # raised by psycopg while encoding a parameter
+                self._recover(conn)
+                raise StorageError(f"{self.target.where}: text that is not valid UTF-8 "
+                                   f"({exc.reason}) (while {doing}); nothing was written") from None
+            except BaseException:
+                self._recover(conn)
+                raise
+
+    def _recover(self, conn: psycopg.Connection) -> bool:
+        """After a failed transaction: roll back, or drop a broken connection. True if lost."""
+        if is_broken(conn):
+            self._drop()
+            return True
+        try:
+            if conn.pgconn.transaction_status != IDLE:  # in a (failed) transaction
+                conn.execute("ROLLBACK")
+        except psycopg.Error:
+            self._drop()
+        return False
+
+    def _read(self, doing: str, query: str, params: dict | None = None, dicts: bool = False):
+        """One statement on its own; a connection found lost is replaced once, at once."""
+        for retry in (False, True):
+            conn = self._connection()
+            try:
+                cursor = conn.cursor(row_factory=dict_row) if dicts else conn.cursor()
+                return cursor.execute(query, params).fetchall()
+            except psycopg.Error as exc:
+                lost = self._recover(conn)
+                if lost and not retry:
+                    continue
+                raise self.target.error(exc, doing, lost=lost) from None
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        self._drop()
+
+    # -- clients ---------------------------------------------------------
+    def enqueue(self, jobs: list[NewJob]) -> list[int]:
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        check_jobs(jobs, self.target.where)
+        now = time.time()
+        insert = self._insert_unique if any(j.unique_key is not None for j in jobs) \
+            else self._insert_bulk
+        self._woken = False
+        ids = self._write("enqueueing", insert, jobs, now, confirm_first=True)
+        self._woken = True  # its pg_notify was delivered with the commit
+        return ids
+
+    def _insert_bulk(self, conn, jobs, now):
+        cursor = conn.execute(SQL["insert_jobs"], {
+            "now": now, "queue": [j.queue for j in jobs], "name": [j.name for j in jobs],
+            "payload": [bytes(j.payload) for j in jobs],
+            "priority": [int(j.priority) for j in jobs],
+            "options": [as_bytes(j.options) for j in jobs],
+            "available_at": [float(j.available_at) for j in jobs],
+            "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs]})
+        wake = conn.execute(SQL["wake"], {"channel": self.channel})
+
+        def ids() -> list[int]:
+            wake.fetchall()
+            # Identity values rise in insertion order, which is batch order.
+            return sorted(row[0] for row in cursor.fetchall())
+        return ids
+
+    def _insert_unique(self, conn, jobs, now):
+        """One job at a time: a key already live (maybe earlier in this batch)
+        returns that job's id and uses no new id."""
+        ids = []
+        for j in jobs:
+            row = {"now": now, "queue": j.queue, "name": j.name, "payload": bytes(j.payload),
+                   "priority": int(j.priority), "available_at": float(j.available_at),
+                   "options": as_bytes(j.options),
+                   "unique_key": j.unique_key, "batch_id": j.batch_id}
+            if j.unique_key is None:
+                ids.append(conn.execute(SQL["insert_unique"], row).fetchone()[0])
+                continue
+            for _ in range(3):  # a racing client may insert the key, then finish it
+                hit = conn.execute(SQL["find_unique"], {"key": j.unique_key}).fetchone()
+                hit = hit or conn.execute(SQL["insert_unique"], row).fetchone()
+                if hit:
+                    ids.append(hit[0])
+                    break
+            else:
+                raise StorageError(f"{self.target.where}: unique key {j.unique_key!r} kept "
+                                   f"changing hands while enqueueing; try again")
+        wake = conn.execute(SQL["wake"], {"channel": self.channel})
+        return lambda: (wake.fetchall(), ids)[1]
+
+    def notify(self) -> None:
+        """Wake the listening supervisors. Every enqueue already sent pg_notify in its
+        transaction (delivered when it commits), so right after an enqueue this
+        costs nothing; otherwise it sends one notification. Best effort."""
+        if self._woken:
+            self._woken = False
+            return
+        try:
+            self._read("waking supervisors", SQL["wake"], {"channel": self.channel})
+        except StorageError:
+            pass  # supervisors also poll
+
+    def listener(self) -> Listener:
+        return Listener(self.target, self.channel)
+
+    # -- the supervisor's hot path -----------------------------------------
+    def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
+                 limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
+        settles = settle_params(owner, outcomes)
+        queues = list(dict.fromkeys(queues))  # a queue named twice is still one queue
+        if not settles and (limit <= 0 or not queues):
+            return []
+        return self._write("claiming and settling jobs", _exchange, settles, {
+            "owner": owner, "queues": queues, "limit": limit,
+            "lease_expires": lease_expires, "now": now})
+
+    def next_due(self, queues: list[str]) -> float | None:
+        if not queues:
+            return None
+        return self._read("reading the next due time", SQL["next_due"],
+                          {"queues": list(queues)})[0][0]
+
+    # -- leases and supervisors --------------------------------------------
+    def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
+                  info: dict, now: float, lease_expires: float) -> int:
+        def work(conn):
+            conn.execute(SQL["upsert_supervisor"], {
+                "owner": owner, "host": host, "pid": pid, "started_at": started_at,
+                "now": now, "info": orjson.dumps(info)})
+            cursor = conn.execute(SQL["renew_leases"],
+                                  {"owner": owner, "lease_expires": lease_expires})
+            return lambda: cursor.rowcount
+        return self._write("renewing leases", work)
+
+    def supervisors(self) -> list[SupervisorRow]:
+        rows = self._read("listing supervisors", SQL["supervisors"])
+        return [SupervisorRow(o, h, p, s, b, orjson.loads(i)) for o, h, p, s, b, i in rows]
+
+    def remove_supervisor(self, owner: str) -> None:
+        self._change("removing a supervisor", "remove_supervisor", {"owner": owner})
+
+    def rescue(self, now: float, owner: str | None = None) -> int:
+        if owner is None:
+            return self._change("rescuing jobs", "rescue_expired", {"now": now})
+        return self._change("rescuing jobs", "rescue_owner", {"owner": owner})
+
+    def _change(self, doing: str, name: str, params: dict) -> int:
+        """One statement in its own transaction; returns the rows it touched."""
+        def work(conn):
+            cursor = conn.execute(SQL[name], params)
+            return lambda: max(cursor.rowcount, 0)
+        return self._write(doing, work)
+
+    # -- queries and admin --------------------------------------------------
+    def get(self, job_id: int) -> JobRecord | None:
+        rows = self._read(f"reading job {job_id}", SQL["get"], {"id": job_id}, dicts=True)
+        return decode_record(rows[0]) if rows else None
+
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for queue, bucket, n in self._read("counting jobs", SQL["counts"], {"now": now}):
+            if queue not in out:
+                out[queue] = dict.fromkeys(COUNT_KEYS, 0)
+            out[queue][bucket] = n
+        return out
+
+    def failed(self, limit: int = 100) -> list[JobRecord]:
+        rows = self._read("listing failed jobs", SQL["failed"], {"limit": limit}, dicts=True)
+        return [decode_record(row) for row in rows]
+
+    def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
+        ids = [] if job_ids is None else sorted({int(i) for i in job_ids})
+        return self._change("retrying failed jobs", "retry_failed",
+                            {"now": now, "all": job_ids is None, "ids": ids})
+
+    def forget(self, job_id: int) -> bool:
+        return self._change("forgetting a failed job", "forget", {"id": job_id}) > 0
+
+    def flush_failed(self) -> int:
+        return self._change("flushing failed jobs", "flush_failed", {})
+
+    def cancel(self, job_id: int, now: float) -> bool:
+        return self._change("cancelling a job", "cancel", {"id": job_id, "now": now}) > 0
+
+    def clear(self, queue: str) -> int:
+        return self._change(f"clearing queue {queue!r}", "clear", {"queue": queue})
+
+
+def _exchange(conn, settles, claim):
+    for name, params in settles:
+        conn.execute(SQL[name], params)
+    if claim["limit"] <= 0 or not claim["queues"]:
+        return list
+    cursor = conn.execute(SQL["claim"], claim)
+
+    def claimed() -> list[ClaimedJob]:
+        rows = cursor.fetchall()
+        rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
+        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    return claimed

@@ -1,0 +1,242 @@
+-- The SQL of the PostgreSQL backend, one `-- name:` section per statement.
+-- Placeholders are psycopg's (`%(name)s`); batches travel as arrays through
+-- unnest(), so a batch of any size is one statement. Tables carry a `jobrt_`
+-- prefix: a shared database or schema keeps its own names.
+
+-- name: migration_1
+-- Times are epoch seconds in double precision, as in SQLite, so records compare
+-- equal across backends. Payloads, options and results are the exact JSON bytes
+-- given (bytea): storage never re-encodes them.
+-- ALWAYS AS IDENTITY: a job id is a user's handle (`jobrt job ID`); a sequence
+-- never hands out a value twice, so ids freed by forget/clear are never reused.
+CREATE TABLE jobrt_jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue         text             NOT NULL,
+    name          text             NOT NULL,
+    payload       bytea            NOT NULL,
+    state         text             NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
+    priority      bigint           NOT NULL DEFAULT 0,
+    attempts      integer          NOT NULL DEFAULT 0,
+    options       bytea,
+    available_at  double precision NOT NULL,
+    owner         text,
+    lease_expires double precision,
+    created_at    double precision NOT NULL,
+    started_at    double precision,
+    finished_at   double precision,
+    error         text,
+    traceback     text,
+    result        bytea,
+    unique_key    text,
+    batch_id      text
+);
+-- The claim walks this index in claim order and stops after LIMIT rows, so a
+-- huge backlog costs nothing; partial, so finished jobs never enter it.
+CREATE INDEX jobrt_jobs_claim ON jobrt_jobs (queue, priority DESC, available_at, id)
+    WHERE state = 'pending';
+-- next_due: min(available_at) per queue without walking the delayed backlog.
+CREATE INDEX jobrt_jobs_due ON jobrt_jobs (queue, available_at) WHERE state = 'pending';
+-- Lease renewal and rescue touch running jobs only.
+CREATE INDEX jobrt_jobs_owner ON jobrt_jobs (owner) WHERE state = 'running';
+CREATE INDEX jobrt_jobs_lease ON jobrt_jobs (lease_expires) WHERE state = 'running';
+CREATE UNIQUE INDEX jobrt_jobs_unique ON jobrt_jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
+CREATE INDEX jobrt_jobs_failed ON jobrt_jobs (finished_at, id) WHERE state = 'failed';
+CREATE INDEX jobrt_jobs_batch ON jobrt_jobs (batch_id) WHERE batch_id IS NOT NULL;
+CREATE TABLE jobrt_supervisors (
+    owner        text PRIMARY KEY,
+    host         text             NOT NULL,
+    pid          bigint           NOT NULL,
+    started_at   double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    info         bytea            NOT NULL
+);
+
+-- name: schema_exists
+SELECT to_regclass('jobrt_migrations') IS NOT NULL;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM jobrt_migrations;
+
+-- name: migration_lock
+-- Held until the migrating transaction ends: of two supervisors starting at
+-- once, the second waits here, then finds the schema current.
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS jobrt_migrations (
+    version    integer PRIMARY KEY,
+    applied_at double precision NOT NULL
+);
+
+-- name: record_migration
+INSERT INTO jobrt_migrations (version, applied_at) VALUES (%(version)s, %(at)s);
+
+-- name: whereami
+SELECT current_database(), coalesce(current_schema(), '');
+
+-- name: insert_jobs
+-- Rows are inserted in batch order, so identity values rise in batch order.
+INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                        unique_key, batch_id)
+SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id
+FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
+            %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
+            %(batch_id)s::text[])
+     WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
+                             batch_id, ord)
+ORDER BY ord
+RETURNING id;
+
+-- name: insert_unique
+-- DO NOTHING covers a race with another client inserting the same key; the
+-- caller then looks the winner up.
+INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                        unique_key, batch_id)
+VALUES (%(queue)s, %(name)s, %(payload)s, %(priority)s, %(options)s, %(available_at)s, %(now)s,
+        %(unique_key)s, %(batch_id)s)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING id;
+
+-- name: find_unique
+SELECT id FROM jobrt_jobs
+WHERE unique_key = %(key)s AND unique_key IS NOT NULL AND state IN ('pending', 'running');
+
+-- name: wake
+-- Delivered to every LISTENing supervisor when the enqueue commits, never before.
+SELECT pg_notify(%(channel)s, '');
+
+-- name: settle_succeeded
+-- Fenced by (id, attempt, owner, running); the caller sends each (id, attempt) once.
+UPDATE jobrt_jobs AS j
+SET state = 'succeeded', result = o.result, finished_at = o.at, owner = NULL,
+    lease_expires = NULL, error = NULL, traceback = NULL
+FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(result)s::bytea[], %(at)s::float8[])
+     AS o (id, attempt, result, at)
+WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
+
+-- name: settle_failed
+UPDATE jobrt_jobs AS j
+SET state = 'failed', error = o.error, traceback = o.traceback, finished_at = o.at,
+    owner = NULL, lease_expires = NULL
+FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(error)s::text[], %(traceback)s::text[],
+            %(at)s::float8[])
+     AS o (id, attempt, error, traceback, at)
+WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
+
+-- name: settle_pending
+UPDATE jobrt_jobs AS j
+SET state = 'pending', available_at = o.available_at, error = o.error, traceback = o.traceback,
+    owner = NULL, lease_expires = NULL, attempts = j.attempts - o.undo
+FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(available_at)s::float8[],
+            %(error)s::text[], %(traceback)s::text[], %(undo)s::integer[])
+     AS o (id, attempt, available_at, error, traceback, undo)
+WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
+
+-- name: claim
+-- Queues in strict order: the lateral subquery runs once per queue, in array
+-- order, and the outer LIMIT stops pulling rows once `limit` are picked, so a
+-- later queue is read (and its rows locked) only while earlier ones fall short.
+-- SKIP LOCKED: a job another supervisor is claiming right now is passed over,
+-- never waited for nor taken twice. MATERIALIZED: the pick runs exactly once.
+WITH picked AS MATERIALIZED (
+    SELECT due.id, q.ord
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q (name, ord)
+    CROSS JOIN LATERAL (
+        SELECT id FROM jobrt_jobs
+        WHERE state = 'pending' AND queue = q.name AND available_at <= %(now)s
+        ORDER BY priority DESC, available_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS due
+    LIMIT %(limit)s
+)
+UPDATE jobrt_jobs AS j
+SET state = 'running', owner = %(owner)s, lease_expires = %(lease_expires)s,
+    attempts = j.attempts + 1, started_at = %(now)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,
+          picked.ord, j.priority, j.available_at;
+
+-- name: next_due
+SELECT min(due.at)
+FROM unnest(%(queues)s::text[]) AS q (name)
+CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
+                    WHERE state = 'pending' AND queue = q.name) AS due;
+
+-- name: upsert_supervisor
+INSERT INTO jobrt_supervisors (owner, host, pid, started_at, heartbeat_at, info)
+VALUES (%(owner)s, %(host)s, %(pid)s, %(started_at)s, %(now)s, %(info)s)
+ON CONFLICT (owner) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, info = excluded.info;
+
+-- name: renew_leases
+UPDATE jobrt_jobs SET lease_expires = %(lease_expires)s
+WHERE owner = %(owner)s AND state = 'running';
+
+-- name: supervisors
+SELECT owner, host, pid, started_at, heartbeat_at, info FROM jobrt_supervisors
+ORDER BY started_at, owner;
+
+-- name: remove_supervisor
+DELETE FROM jobrt_supervisors WHERE owner = %(owner)s;
+
+-- name: rescue_owner
+UPDATE jobrt_jobs
+SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
+    error = 'its supervisor ' || owner || ' died; returned to the queue'
+WHERE owner = %(owner)s AND state = 'running';
+
+-- name: rescue_expired
+UPDATE jobrt_jobs
+SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
+    error = 'lease expired: its supervisor ' || owner
+            || ' stopped renewing it; returned to the queue'
+WHERE lease_expires < %(now)s AND state = 'running';
+
+-- name: get
+SELECT * FROM jobrt_jobs WHERE id = %(id)s;
+
+-- name: counts
+SELECT queue,
+       CASE WHEN state = 'pending' AND available_at > %(now)s THEN 'delayed' ELSE state END
+           AS bucket,
+       count(*)
+FROM jobrt_jobs GROUP BY queue, bucket;
+
+-- name: failed
+SELECT * FROM jobrt_jobs WHERE state = 'failed' ORDER BY finished_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: retry_failed
+-- A failed job whose unique key a live job holds stays failed; of several
+-- failed jobs sharing a key, the oldest (lowest id) comes back.
+UPDATE jobrt_jobs
+SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
+    lease_expires = NULL, finished_at = NULL
+WHERE id IN (
+    SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id
+    FROM jobrt_jobs AS f
+    WHERE f.state = 'failed' AND (%(all)s OR f.id = ANY(%(ids)s::bigint[]))
+      AND NOT EXISTS (SELECT 1 FROM jobrt_jobs AS live
+                      WHERE live.unique_key = f.unique_key
+                        AND live.state IN ('pending', 'running'))
+    ORDER BY f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END, f.id
+);
+
+-- name: forget
+DELETE FROM jobrt_jobs WHERE id = %(id)s AND state = 'failed';
+
+-- name: flush_failed
+DELETE FROM jobrt_jobs WHERE state = 'failed';
+
+-- name: cancel
+UPDATE jobrt_jobs SET state = 'cancelled', finished_at = %(now)s
+WHERE id = %(id)s AND state = 'pending';
+
+-- name: clear
+DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending';
