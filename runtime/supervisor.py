@@ -82,6 +82,7 @@ class Supervisor:
         self.storage = None
         self.listener = None
         self.listener_fd = -1
+        self.listen_failed = False
         self.signals: list[int] = []
         self.stopping = False
         self.storage_down_since: float | None = None
@@ -167,9 +168,14 @@ class Supervisor:
         try:
             self.listener = self.storage.listener()
         except StorageError as exc:
-            log.warning("cannot listen for new jobs (%s); polling every %g s until it works",
-                        exc, self.config.poll)
+            if not self.listen_failed:
+                log.warning("cannot listen for new jobs (%s); polling every %g s until it works",
+                            exc, self.config.poll)
+            self.listen_failed = True
             return
+        if self.listen_failed:
+            log.info("listening for new jobs again")
+            self.listen_failed = False
         self.listener_fd = self.listener.fileno()
         if self.listener_fd >= 0:
             self.selector.register(self.listener_fd, selectors.EVENT_READ, ("wake", None, None))
@@ -183,6 +189,7 @@ class Supervisor:
             log.warning("lost the wake-up listener (%s); polling every %g s and reconnecting",
                         exc, self.config.poll)
             self._drop_listener()
+            self.listen_failed = True
 
     def _drop_listener(self) -> None:
         if self.listener is not None:
@@ -331,13 +338,13 @@ class Supervisor:
             self.next_poll = now + self.config.poll
             for pool in self.pools:
                 pool.maybe_more = True
+            if self.listener is None and self.storage_down_since is None:
+                self._listen()
         if now >= self.next_heartbeat:
             self._heartbeat(time.time())
             self.next_heartbeat = now + self.heartbeat_every
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
-            if self.listener is None:
-                self._listen()
             try:
                 wall = time.time()
                 if self.storage.rescue(wall) + self._rescue_dead_neighbours(wall):

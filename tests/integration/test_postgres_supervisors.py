@@ -89,3 +89,17 @@ def test_connection_loss_keeps_workers_and_loses_nothing(tmp_path, pg_url, pg_cl
     output = supervisor.output()
     assert "storage unavailable" in output and "storage is back" in output
     assert supervisor.proc.poll() is None
+
+
+def test_a_dropped_listen_connection_falls_back_to_polling_and_comes_back(tmp_path, pg_url, start_supervisor):
+    config = write_config(tmp_path, storage={"url": pg_url, "poll": 0.3})
+    with connect(config=str(config)) as q:
+        supervisor = start_supervisor(config)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND query ILIKE 'LISTEN%'").fetchone()[0]
+        assert killed == 1
+        job_id = q.enqueue("jobs.examples:add", 2, 3)
+        wait_for(lambda: q.status(job_id).state == "succeeded", what="pickup by polling")
+        wait_for(lambda: "listening for new jobs again" in supervisor.output(), what="a new listener")
+    assert "lost the wake-up listener" in supervisor.output()
