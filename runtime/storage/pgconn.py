@@ -170,6 +170,9 @@ class Target:
         # A lock wait given up, a deadlock or a serialization conflict: retrying
         # shortly is expected to work, no outage (as SQLite's busy).
         error.contended = state in CONTENDED
+        # The transaction may have committed: an exchange's claims may be running
+        # jobs owned by this supervisor that it never received.
+        error.outcome_unknown = lost and committing
         return error
 
 

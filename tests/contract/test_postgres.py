@@ -255,7 +255,8 @@ def test_a_connection_lost_while_writing_says_what_is_known(pg_url, at_commit):
         first = terminate_when_busy(pg_url, "%INSERT INTO jobrt_jobs%")
         terminate_when_busy(pg_url, "%INSERT INTO jobrt_jobs%", spare=first)
     thread.join(10)
-    [message] = errors
+    [(message, unknown)] = errors
+    assert unknown is at_commit
     assert "lost the connection to PostgreSQL database" in message and SECRET not in message
     if at_commit:
         assert "while committing (enqueueing)" in message and "outcome is unknown" in message
@@ -279,11 +280,11 @@ def test_an_enqueue_lost_before_commit_is_retried_once(pg_url):
     store.close()
 
 
-def _enqueue_error(store) -> str:
+def _enqueue_error(store) -> tuple[str, bool] | str:
     try:
         store.enqueue([job()])
     except StorageError as exc:
-        return str(exc)
+        return str(exc), exc.outcome_unknown
     return "no error"
 
 
