@@ -394,6 +394,14 @@ class WorkerPool:
                 self.outbox.append(outcomes.returned(run.job, wall, f"interrupted: {why}"))
             self._requeue(worker)
 
+    def held(self):
+        """The jobs this pool holds a claim on: buffered, or sent to a live worker."""
+        yield from self.buffer
+        for worker in self.workers.values():
+            if not worker.killed:
+                for run in worker.runs:
+                    yield run.job
+
     def describe_workers(self) -> list[dict]:
         busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731
         return [{"pid": w.pid, "pool": self.config.name,

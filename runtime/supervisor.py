@@ -374,9 +374,10 @@ class Supervisor:
                 "restarts": self.stats.restarts,
                 "pools": {p.config.name: {"queues": list(p.config.queues), "workers": p.target}
                           for p in self.pools}}
+        held = [job.id for pool in self.pools for job in pool.held()]
         try:
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
-                                   wall, wall + self.config.lease)
+                                   wall, wall + self.config.lease, held=held)
         except StorageError as exc:
             self._storage_failed(time.monotonic(), exc)
 

@@ -211,9 +211,12 @@ class Storage:
 
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
-                  info: dict, now: float, lease_expires: float) -> int:
-        """Record `owner` as alive (with `info` for status) and extend the lease of
-        every job it runs to `lease_expires`. Returns how many leases were renewed."""
+                  info: dict, now: float, lease_expires: float, *, held=None) -> int:
+        """Record `owner` as alive (with `info` for status) and extend to `lease_expires`
+        the lease of each job in `held` (ids) that it still runs. A supervisor passes the
+        jobs it knows it holds, so a claim it never received (an exchange whose commit
+        outcome was unknown) expires and is rescued. held=None renews all of owner's
+        jobs. Returns how many leases were renewed."""
         raise NotImplementedError
 
     def supervisors(self) -> list[SupervisorRow]:

@@ -116,10 +116,12 @@ class MemoryStorage(Storage):
 
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
-                  info: dict, now: float, lease_expires: float) -> int:
+                  info: dict, now: float, lease_expires: float, *, held=None) -> int:
         self.sups[owner] = SupervisorRow(owner, host, pid, started_at, now,
                                          orjson.loads(orjson.dumps(info)))
-        mine = [j for j in self.jobs.values() if j["state"] == RUNNING and j["owner"] == owner]
+        held = None if held is None else set(held)
+        mine = [j for j in self.jobs.values() if j["state"] == RUNNING and j["owner"] == owner
+                and (held is None or j["id"] in held)]
         for job in mine:
             job["lease_expires"] = lease_expires
         return len(mine)

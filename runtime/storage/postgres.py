@@ -280,13 +280,15 @@ class PostgresStorage(Storage):
 
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
-                  info: dict, now: float, lease_expires: float) -> int:
+                  info: dict, now: float, lease_expires: float, *, held=None) -> int:
         def work(conn):
             conn.execute(SQL["upsert_supervisor"], {
                 "owner": owner, "host": host, "pid": pid, "started_at": started_at,
                 "now": now, "info": orjson.dumps(info)})
-            cursor = conn.execute(SQL["renew_leases"],
-                                  {"owner": owner, "lease_expires": lease_expires})
+            params = {"owner": owner, "lease_expires": lease_expires}
+            if held is not None:
+                params["held"] = list(held)
+            cursor = conn.execute(SQL["renew_leases" if held is None else "renew_held_leases"], params)
             return lambda: cursor.rowcount
         return self._write("renewing leases", work)
 

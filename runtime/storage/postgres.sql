@@ -178,6 +178,10 @@ SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
 UPDATE jobrt_jobs SET lease_expires = %(lease_expires)s
 WHERE owner = %(owner)s AND state = 'running';
 
+-- name: renew_held_leases
+UPDATE jobrt_jobs SET lease_expires = %(lease_expires)s
+WHERE owner = %(owner)s AND state = 'running' AND id = ANY(%(held)s::bigint[]);
+
 -- name: supervisors
 SELECT owner, host, pid, started_at, heartbeat_at, info FROM jobrt_supervisors
 ORDER BY started_at, owner;

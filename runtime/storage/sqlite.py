@@ -269,11 +269,14 @@ class SqliteStorage(Storage):
 
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
-                  info: dict, now: float, lease_expires: float) -> int:
+                  info: dict, now: float, lease_expires: float, *, held=None) -> int:
         def work(conn):
             conn.execute(SQL["upsert_supervisor"],
                          (owner, host, pid, started_at, now, orjson.dumps(info)))
-            return conn.execute(SQL["renew_leases"], (lease_expires, owner)).rowcount
+            if held is None:
+                return conn.execute(SQL["renew_leases"], (lease_expires, owner)).rowcount
+            return conn.execute(SQL["renew_held_leases"],
+                                (lease_expires, owner, orjson.dumps(list(held)))).rowcount
         return self._write("renewing leases", work)
 
     def supervisors(self) -> list[SupervisorRow]:

@@ -112,6 +112,10 @@ SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
 -- name: renew_leases
 UPDATE jobs SET lease_expires = ? WHERE owner = ? AND state = 'running';
 
+-- name: renew_held_leases
+UPDATE jobs SET lease_expires = ?
+WHERE owner = ? AND state = 'running' AND id IN (SELECT value FROM json_each(?));
+
 -- name: supervisors
 SELECT owner, host, pid, started_at, heartbeat_at, info FROM supervisors
 ORDER BY started_at, owner;

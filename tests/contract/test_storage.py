@@ -258,6 +258,15 @@ def test_heartbeat_renews_leases_and_records_the_supervisor(store):
     assert [r.owner for r in store.supervisors()] == ["s0"]
 
 
+def test_heartbeat_renews_only_the_jobs_the_supervisor_says_it_holds(store):
+    store.enqueue([new(), new(), new()])
+    held, lost = claim(store, owner="s1", limit=2)
+    assert store.heartbeat("s1", "host-a", 42, 90.0, {}, 110.0, 140.0, held=[held.id]) == 1
+    assert store.get(held.id).lease_expires == 140.0
+    assert store.get(lost.id).lease_expires != 140.0  # expires, and is rescued
+    assert store.heartbeat("s1", "host-a", 42, 90.0, {}, 111.0, 141.0, held=[]) == 0
+
+
 def test_rescue_returns_expired_leases_only(store):
     store.enqueue([new(), new()])
     [stale] = claim(store, owner="s1", limit=1, now=100.0, lease=10.0)
