@@ -88,7 +88,7 @@ def last_finish(url: str, directory: Path) -> float:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchone()[0]
+        return conn.execute(query.replace("jobs", "jobrt_jobs")).fetchone()[0]
 
 
 def drain(q, url: str, directory: Path, config: Path, jobs: int, supervisors: int) -> tuple[dict, list]:
