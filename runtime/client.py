@@ -97,10 +97,14 @@ class Queue:
         if unique is None and spec.unique:
             unique = f"{spec.name}:{hashlib.sha1(payload).hexdigest()}"
         priority = options.get("_priority", spec.priority)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise PayloadError(f"job {spec.name}: _priority must be an integer, got {priority!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -2**31 <= priority < 2**31:
+            raise PayloadError(f"job {spec.name}: _priority must be a 32-bit integer, got {priority!r:.40}")
+        try:
+            stored_options = orjson.dumps(stored) if stored else None
+        except TypeError as exc:  # e.g. an integer beyond 64 bits
+            raise PayloadError(f"job {spec.name}: an option cannot be stored ({exc})") from None
         return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + delay,
-                      priority=priority, options=orjson.dumps(stored) if stored else None,
+                      priority=priority, options=stored_options,
                       unique_key=None if unique is None else str(unique))
 
     def enqueue(self, job, *args, **kwargs) -> int:

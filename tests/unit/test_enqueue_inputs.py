@@ -51,8 +51,9 @@ def test_any_arguments_enqueue_or_fail_clearly(queue, args, kwargs, opts):
         # a _unique key may name a job stored by an earlier example: its id comes back
         created = {i for i in ids if queue.status(i).created_at >= started}
         assert total(queue) == before + len(created)
-        record = queue.status(ids[1])
-        assert [record.args, record.kwargs] == orjson.loads(orjson.dumps([args, kwargs]))  # tuples -> lists
+        if ids[1] in created:
+            record = queue.status(ids[1])
+            assert [record.args, record.kwargs] == orjson.loads(orjson.dumps([args, kwargs]))  # tuples -> lists
 
 
 @pytest.mark.parametrize("name", ["os:system", "jobs.examples:nope", "no.such.module:f", "", "x" * 500])
