@@ -30,13 +30,11 @@ import psutil
 from . import process, systemd
 from .dispatch import Worker, WorkerPool
 from .errors import StorageError
+from .ledger import Ledger
 from .storage import open_storage
 
 log = logging.getLogger("jobrt")
 
-FLUSH_DELAY = 0.002  # seconds an outcome may wait to share a transaction with others
-FLUSH_BATCH = 512
-OUTAGE_AFTER = 0.5  # seconds of failing storage calls before it is logged as an outage
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -73,22 +71,18 @@ class Supervisor:
         self.pid = os.getpid()
         self.started_at = psutil.Process().create_time()
         self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
-        self.outbox: list = []
-        self.outbox_since = 0.0
         self.stats = Stats()
         self.selector = selectors.DefaultSelector()
-        self.pools = [WorkerPool(pool, registry, self, self.outbox, self.stats, config.path)
-                      for pool in config.pools.values()]
+        self.pools: list[WorkerPool] = []
+        self.ledger = Ledger(self.owner, config.lease, self.pools, self.stats)
+        self.pools.extend(WorkerPool(pool, registry, self, self.ledger.outbox, self.stats, config.path)
+                          for pool in config.pools.values())
         self.storage = None
         self.listener = None
         self.listener_fd = -1
         self.listen_failed = False
         self.signals: list[int] = []
         self.stopping = False
-        self.storage_down_since: float | None = None
-        self.storage_outage_logged = False
-        self.storage_retry_at = 0.0
-        self.storage_failures = 0
         lease = config.lease
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
@@ -141,6 +135,7 @@ class Supervisor:
     def _setup(self) -> None:
         cfg = self.config
         self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir)
+        self.ledger.storage = self.storage
         self._listen()
         sig_r, sig_w = socket.socketpair()
         for sock in (sig_r, sig_w):
@@ -203,12 +198,12 @@ class Supervisor:
     def _finish(self) -> None:
         systemd.notify("STOPPING=1")
         for attempt in range(3):
-            if self._write(time.monotonic(), force=True):
+            if self.ledger.sync(time.monotonic(), force=True):
                 break
             time.sleep(0.2 * (attempt + 1))
-        if self.outbox:
+        if self.ledger.outbox:
             log.error("could not write %d results before exiting; their jobs will run again "
-                      "once their lease (%g s) expires", len(self.outbox), self.config.lease)
+                      "once their lease (%g s) expires", len(self.ledger.outbox), self.config.lease)
         try:
             self.storage.remove_supervisor(self.owner)
         except StorageError:
@@ -247,16 +242,14 @@ class Supervisor:
             if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
                 pool.kill_all(f"the supervisor stopped and the grace period "
                               f"({pool.config.grace:g} s) ran out")
-        self._write(now)
+        self.ledger.sync(now)
         for pool in self.pools:
             pool.dispatch(now)
             pool.manage(now)
         self._periodic(now)
 
     def _timeout(self, now: float) -> float:
-        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll)
-        if self.outbox:
-            nearest = min(nearest, self.outbox_since + FLUSH_DELAY)
+        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.ledger.next_timer())
         for pool in self.pools:
             for worker in pool.workers.values():
                 if worker.runs and not worker.killed:
@@ -269,65 +262,7 @@ class Supervisor:
                 nearest = min(nearest, pool.grace_deadline)
             if pool.spawn_after > now:
                 nearest = min(nearest, pool.spawn_after)
-        if self.storage_down_since is not None:
-            nearest = min(nearest, self.storage_retry_at)
         return max(0.0, nearest - now)
-
-    def _write(self, now: float, force: bool = False) -> bool:
-        """Write waiting outcomes and claim jobs, in as few transactions as possible."""
-        outbox = self.outbox
-        if outbox and not self.outbox_since:
-            self.outbox_since = now
-        if self.storage_down_since is not None and now < self.storage_retry_at and not force:
-            return False
-        self.stats.update_rate(now)
-        extra = min(256, int(self.stats.rate * 0.01))
-        wants = [(pool, pool.wanted(extra)) for pool in self.pools]
-        wants = [(pool, want) for pool, want in wants if want > 0]
-        flush = outbox and (force or len(outbox) >= FLUSH_BATCH or now - self.outbox_since >= FLUSH_DELAY)
-        if not wants and not flush:
-            return True
-        wall = time.time()
-        try:
-            for pool, want in wants:
-                jobs = self.storage.exchange(self.owner, outbox, list(pool.config.queues), want,
-                                             wall + self.config.lease, wall)
-                outbox.clear()
-                pool.buffer.extend(jobs)
-                if len(jobs) < want:
-                    pool.maybe_more = False
-                    due = self.storage.next_due(list(pool.config.queues))
-                    pool.due_at = None if due is None else now + max(0.0, due - wall)
-            if outbox:
-                self.storage.settle(self.owner, outbox)
-                outbox.clear()
-        except StorageError as exc:
-            self._storage_failed(now, exc)
-            return False
-        self.outbox_since = 0.0
-        if self.storage_down_since is not None:
-            if self.storage_outage_logged:
-                log.warning("storage is back after %.1f s", now - self.storage_down_since)
-            self.storage_down_since = None
-            self.storage_failures = 0
-        return True
-
-    def _storage_failed(self, now: float, exc: Exception) -> None:
-        """Stop claiming, keep results, retry with backoff; one log line per outage.
-
-        Lock contention (a write lock held a moment too long) is retried within
-        milliseconds and logged only once it has lasted OUTAGE_AFTER seconds; any
-        other failure (a lost connection, a full disk) is logged at once."""
-        if self.storage_down_since is None:
-            self.storage_down_since = now
-            self.storage_outage_logged = False
-        contended = getattr(exc, "contended", False)
-        if not self.storage_outage_logged and (not contended or now - self.storage_down_since >= OUTAGE_AFTER):
-            self.storage_outage_logged = True
-            log.error("storage unavailable: %s; not claiming, keeping %d results in memory, retrying",
-                      exc, len(self.outbox))
-        self.storage_failures += 1
-        self.storage_retry_at = now + min(5.0, 0.01 * 2 ** self.storage_failures)
 
     def _periodic(self, now: float) -> None:
         for pool in self.pools:
@@ -338,7 +273,7 @@ class Supervisor:
             self.next_poll = now + self.config.poll
             for pool in self.pools:
                 pool.maybe_more = True
-            if self.listener is None and self.storage_down_since is None:
+            if self.listener is None and not self.ledger.down:
                 self._listen()
         if now >= self.next_heartbeat:
             self._heartbeat(time.time())
@@ -351,7 +286,7 @@ class Supervisor:
                     for pool in self.pools:
                         pool.maybe_more = True
             except StorageError as exc:
-                self._storage_failed(now, exc)
+                self.ledger.failed(now, exc)
 
     def _kill_strays(self) -> None:
         known = {pid for pool in self.pools for pid in pool.workers}
@@ -379,7 +314,7 @@ class Supervisor:
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
                                    wall, wall + self.config.lease, held=held)
         except StorageError as exc:
-            self._storage_failed(time.monotonic(), exc)
+            self.ledger.failed(time.monotonic(), exc)
 
     def _rescue_dead_neighbours(self, wall: float) -> int:
         """Rescue at once the jobs of supervisors on this host whose process is gone."""

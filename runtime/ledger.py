@@ -1,0 +1,107 @@
+"""The supervisor's side of storage: results waiting to be written, claims, outages.
+
+Results (Outcomes) wait at most FLUSH_DELAY to share one transaction with
+other results and with the next claim. When storage fails, the Ledger keeps
+every result, stops claiming, retries with backoff, and logs one line when an
+outage starts and one when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .errors import StorageError
+
+log = logging.getLogger("jobrt")
+
+FLUSH_DELAY = 0.002  # seconds a result may wait to share a transaction with others
+FLUSH_BATCH = 512
+OUTAGE_AFTER = 0.5  # seconds of lock contention before it is reported as an outage
+READ_AHEAD = 0.01  # seconds of work (at the current rate) claimed beyond the free slots
+
+
+class Ledger:
+    def __init__(self, owner: str, lease: float, pools, stats):
+        self.owner = owner
+        self.lease = lease
+        self.pools = pools
+        self.stats = stats
+        self.storage = None  # set once opened
+        self.outbox: list = []  # shared with the pools, which append to it
+        self.outbox_since = 0.0
+        self.down_since: float | None = None
+        self.outage_logged = False
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def next_timer(self) -> float:
+        nearest = float("inf")
+        if self.outbox:
+            nearest = self.outbox_since + FLUSH_DELAY  # 0 + delay: not yet timed, sync soon
+        if self.down_since is not None:
+            nearest = min(nearest, self.retry_at)
+        return nearest
+
+    def sync(self, now: float, force: bool = False) -> bool:
+        """Write waiting results and claim jobs, in as few transactions as possible."""
+        outbox = self.outbox
+        if outbox and not self.outbox_since:
+            self.outbox_since = now
+        if self.down_since is not None and now < self.retry_at and not force:
+            return False
+        self.stats.update_rate(now)
+        extra = min(256, int(self.stats.rate * READ_AHEAD))
+        wants = [(pool, pool.wanted(extra)) for pool in self.pools]
+        wants = [(pool, want) for pool, want in wants if want > 0]
+        flush = outbox and (force or len(outbox) >= FLUSH_BATCH or now - self.outbox_since >= FLUSH_DELAY)
+        if not wants and not flush:
+            return True
+        wall = time.time()
+        try:
+            for pool, want in wants:
+                queues = list(pool.config.queues)
+                jobs = self.storage.exchange(self.owner, outbox, queues, want, wall + self.lease, wall)
+                outbox.clear()
+                pool.buffer.extend(jobs)
+                if len(jobs) < want:
+                    pool.maybe_more = False
+                    due = self.storage.next_due(queues)
+                    pool.due_at = None if due is None else now + max(0.0, due - wall)
+            if outbox:
+                self.storage.settle(self.owner, outbox)
+                outbox.clear()
+        except StorageError as exc:
+            self.failed(now, exc)
+            return False
+        self.outbox_since = 0.0
+        self.recovered(now)
+        return True
+
+    def failed(self, now: float, exc: StorageError) -> None:
+        """Note a failed storage call: back off, and report the outage once.
+
+        Lock contention (a write lock held a moment too long) is retried within
+        milliseconds and reported only once it has lasted OUTAGE_AFTER seconds; any
+        other failure (a lost connection, a full disk) is reported at once."""
+        if self.down_since is None:
+            self.down_since = now
+            self.outage_logged = False
+        contended = getattr(exc, "contended", False)
+        if not self.outage_logged and (not contended or now - self.down_since >= OUTAGE_AFTER):
+            self.outage_logged = True
+            log.error("storage unavailable: %s; not claiming, keeping %d results in memory, retrying",
+                      exc, len(self.outbox))
+        self.failures += 1
+        self.retry_at = now + min(5.0, 0.01 * 2 ** self.failures)
+
+    def recovered(self, now: float) -> None:
+        if self.down_since is not None:
+            if self.outage_logged:
+                log.warning("storage is back after %.1f s", now - self.down_since)
+            self.down_since = None
+            self.failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
