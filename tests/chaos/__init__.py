@@ -1,0 +1,1 @@
+"""Chaos tests: SIGKILL workers, supervisors and clients; the checker compares runs with storage."""
