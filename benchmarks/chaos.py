@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from runtime import connect  # noqa: E402
-from runtime.storage import open_storage  # noqa: E402
 from tests.chaos.checker import (  # noqa: E402
-    STALL, chaos_items, check, held_bound, read_runs, records_of, run_chaos, write_chaos_config,
+    STALL, chaos_items, check, held_bound, postgres_missing, read_runs, records_of, run_chaos,
+    write_chaos_config,
 )
 
 PREFETCH = 2
@@ -63,15 +63,6 @@ def _kill_leftovers() -> None:
             child.wait(10)
         except psutil.Error:
             pass
-
-
-def postgres_missing() -> str | None:
-    try:
-        open_storage("postgresql://probe@/probe?host=/nonexistent").close()
-    except Exception as exc:  # noqa: BLE001 - a built backend fails to connect here, as it should
-        if "not built yet" in str(exc) or "psycopg" in str(exc):
-            return str(exc)
-    return None
 
 
 def main() -> None:

@@ -64,6 +64,18 @@ def held_bound(workers: int, prefetch: int) -> int:
     return 2 * workers * prefetch + READ_AHEAD_MAX
 
 
+def postgres_missing() -> str | None:
+    """Why the PostgreSQL backend cannot be used here (not built, no psycopg), or None."""
+    from runtime.storage import open_storage
+
+    try:
+        open_storage("postgresql://probe@/probe?host=/nonexistent").close()
+    except Exception as exc:  # noqa: BLE001 - a usable backend fails to connect here, as it should
+        if "not built yet" in str(exc) or "psycopg" in str(exc):
+            return str(exc)
+    return None
+
+
 def write_chaos_config(directory: Path, url: str, workers: int, prefetch: int = 2) -> Path:
     """A supervisor.toml for the chaos jobs: one queue, immediate retries, workers
     recycled often, jobs may run as root as in tests/conftest.write_config."""

@@ -18,8 +18,8 @@ import pytest
 from runtime import connect
 from runtime.storage import NewJob, Outcome, open_storage
 from tests.chaos.checker import (
-    alive, chaos_items, check, held_bound, read_runs, records_of, run_chaos, workers_of,
-    write_chaos_config,
+    alive, chaos_items, check, held_bound, postgres_missing, read_runs, records_of, run_chaos,
+    workers_of, write_chaos_config,
 )
 from tests.conftest import REPO, wait_for, write_config
 
@@ -28,12 +28,10 @@ PREFETCH = 2
 
 
 def postgres_url(request) -> str:
-    """A fresh database on the session's PostgreSQL cluster; skips while the backend is not built."""
-    try:
-        open_storage("postgresql://probe@/probe?host=/nonexistent").close()
-    except Exception as exc:  # noqa: BLE001 - once built, this probe fails to connect, as it should
-        if "not built yet" in str(exc):
-            pytest.skip(f"the PostgreSQL backend: {exc}")
+    """A fresh database on the session's PostgreSQL cluster; skips while the backend cannot be used."""
+    missing = postgres_missing()
+    if missing:
+        pytest.skip(f"the PostgreSQL backend: {missing}")
     return request.getfixturevalue("pg_url")
 
 
