@@ -78,9 +78,10 @@ class Worker:
 
 
 class WorkerPool:
-    def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None):
+    def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None,
+                 owner: str = ""):
         self.config = config
-        self.setup = sandbox.resolve(config, config_path)
+        self.setup = sandbox.resolve(config, config_path)._replace(owner=owner)
         self.registry = registry
         self.loop = loop  # watch/unwatch/want_write callbacks of the supervisor
         self.outbox = outbox  # Outcomes waiting to be written

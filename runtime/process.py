@@ -163,3 +163,28 @@ def kill_strays(known: set[int]) -> list[int]:
         except (ProcessLookupError, ChildProcessError):
             pass
     return strays
+
+
+def kill_leftovers(variable: str, value: str) -> int:
+    """SIGKILL every process whose environment has variable=value: what the jobs of a
+    dead supervisor left running. The environment is read through the process's pidfd
+    target, and the signal sent through the pidfd, so a reused pid is never hit."""
+    needle = f"{variable}={value}".encode()
+    killed = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            pidfd = os.pidfd_open(int(name))
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if needle in environ.read().split(b"\0"):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    killed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    return killed

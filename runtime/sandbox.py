@@ -26,6 +26,7 @@ class ChildSetup(NamedTuple):
     max_open_files: int  # 0 = inherit
     core_dumps: bool
     memory_limit: int  # bytes a worker may own after a job, 0 = no limit
+    owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
 
 
 def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:
@@ -59,8 +60,15 @@ def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetu
                       pool.max_memory_mb * 1048576)
 
 
+OWNER_ENV = "JOBRT_SUPERVISOR"
+
+
 def apply(setup: ChildSetup) -> None:
     """In the child: set limits, then drop privileges for good (group before user)."""
+    if setup.owner:
+        # Lets the next supervisor on this host find what a job left behind after this
+        # supervisor was SIGKILLed, even a process that escaped the process group.
+        os.environ[OWNER_ENV] = setup.owner
     if not setup.core_dumps:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if setup.max_open_files:

@@ -27,7 +27,7 @@ import time
 
 import psutil
 
-from . import process, systemd
+from . import process, sandbox, systemd
 from .dispatch import Worker, WorkerPool
 from .errors import StorageError
 from .ledger import Ledger
@@ -75,8 +75,8 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.pools: list[WorkerPool] = []
         self.ledger = Ledger(self.owner, config.lease, self.pools, self.stats)
-        self.pools.extend(WorkerPool(pool, registry, self, self.ledger.outbox, self.stats, config.path)
-                          for pool in config.pools.values())
+        self.pools.extend(WorkerPool(pool, registry, self, self.ledger.outbox, self.stats, config.path,
+                                     self.owner) for pool in config.pools.values())
         self.storage = None
         self.listener = None
         self.listener_fd = -1
@@ -326,6 +326,10 @@ class Supervisor:
             self.storage.remove_supervisor(row.owner)
             if count:
                 log.warning("rescued %d jobs of dead supervisor %s", count, row.owner)
+            leftovers = process.kill_leftovers(sandbox.OWNER_ENV, row.owner)
+            if leftovers:
+                log.warning("killed %d process(es) that jobs of dead supervisor %s left running",
+                            leftovers, row.owner)
             rescued += count
         return rescued
 

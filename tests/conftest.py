@@ -59,7 +59,6 @@ class RunningSupervisor:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "start", "--config", str(config), "--log-level", "debug"],
             cwd=config.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_message(b"READY=1")
 
     def wait_message(self, wanted: bytes, timeout: float = 30.0) -> bytes:
         self.notify.settimeout(timeout)
@@ -102,7 +101,8 @@ def start_supervisor():
 
     def start(config: Path, env: dict | None = None) -> RunningSupervisor:
         supervisor = RunningSupervisor(config, env)
-        started.append(supervisor)
+        started.append(supervisor)  # before waiting: teardown must kill one that never got ready
+        supervisor.wait_message(b"READY=1")
         return supervisor
 
     yield start

@@ -16,10 +16,13 @@ def pool(tmp_path_factory, request):
     directory = tmp_path_factory.mktemp("hostile")
     config = write_config(directory, pools={"default": {"workers": 2, "timeout": 1}})
     supervisor = RunningSupervisor(config)
-    queue = connect(config=str(config))
-    yield supervisor, queue, directory
-    queue.close()
-    supervisor.stop()
+    try:
+        supervisor.wait_message(b"READY=1")
+        queue = connect(config=str(config))
+        yield supervisor, queue, directory
+        queue.close()
+    finally:
+        supervisor.stop()
 
 
 def run(queue, name, *args, **kwargs):

@@ -318,3 +318,25 @@ def test_storage_locked_for_a_while_pauses_and_resumes_by_itself(tmp_path, start
     output = supervisor.output()
     assert "storage unavailable" in output and "database is locked" in output
     assert "storage is back" in output
+
+
+def test_what_jobs_left_behind_a_killed_supervisor_is_killed_by_the_next(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    first = start_supervisor(config)
+    q = queue_for(config)
+    pid_file = tmp_path / "child.pid"
+    q.enqueue("jobs.examples:escape_and_hang", str(pid_file))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start its child")
+    child = int(pid_file.read_text())
+    first.kill()
+    assert psutil.Process(child).status() != psutil.STATUS_ZOMBIE  # orphaned, still running
+    second = start_supervisor(config)
+
+    def gone():
+        try:
+            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(gone, 30, "the orphaned child to be killed")
+    assert "left running" in second.output()
