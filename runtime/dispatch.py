@@ -79,9 +79,11 @@ class Worker:
 
 class WorkerPool:
     def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None,
-                 owner: str = ""):
+                 owner: str = "", fresh_modules: tuple = (), module_path: tuple = ()):
         self.config = config
-        self.setup = sandbox.resolve(config, config_path)._replace(owner=owner)
+        self.setup = sandbox.resolve(config, config_path)._replace(
+            owner=owner, fresh_modules=fresh_modules, module_path=module_path)
+        self.retired = False  # replaced by a reload: stops, then goes
         self.registry = registry
         self.loop = loop  # watch/unwatch/want_write callbacks of the supervisor
         self.outbox = outbox  # Outcomes waiting to be written

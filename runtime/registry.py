@@ -144,3 +144,14 @@ def resolve(target, registry: dict[str, JobSpec] | None = None) -> JobSpec:
     raise UnknownJob(
         f"unknown job {target!r}: no @job with that name in the job modules "
         f"(known: {known}); names are 'module:function' unless @job(name=...) says otherwise")
+
+
+def reimport(modules, search_path=(), config_path: str | None = None) -> dict[str, JobSpec]:
+    """Forget the job modules' packages and import them again from disk: how a worker
+    forked after a reload gets the new code of jobs its supervisor preloaded long ago."""
+    packages = {name.split(".")[0] for name in modules}
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    return collect(modules, search_path, config_path)

@@ -27,6 +27,8 @@ class ChildSetup(NamedTuple):
     core_dumps: bool
     memory_limit: int  # bytes a worker may own after a job, 0 = no limit
     owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
+    fresh_modules: tuple = ()  # after a reload: job modules the child imports anew from disk
+    module_path: tuple = ()
 
 
 def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:

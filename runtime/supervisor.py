@@ -29,7 +29,8 @@ import psutil
 
 from . import process, sandbox, systemd
 from .dispatch import Worker, WorkerPool
-from .errors import StorageError
+from .config import load_config
+from .errors import ConfigError, StorageError
 from .ledger import Ledger
 from .storage import open_storage
 
@@ -87,6 +88,8 @@ class Supervisor:
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
         self.next_heartbeat = self.next_rescue = self.next_poll = 0.0
+        self.watchdog_every = systemd.watchdog_interval()
+        self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
 
     # -- the loop's fd bookkeeping (called by WorkerPool) ----------------------
     def watch(self, worker: Worker, pool: WorkerPool) -> None:
@@ -232,6 +235,8 @@ class Supervisor:
                     pool.on_writable(obj)
             elif kind == "wake":
                 self._drain_listener()
+            elif kind == "call":  # a listener with its own handler (metrics endpoint)
+                obj(_mask)
             elif kind == "signal":
                 self._read_signals(obj)
         now = time.monotonic()
@@ -249,7 +254,8 @@ class Supervisor:
         self._periodic(now)
 
     def _timeout(self, now: float) -> float:
-        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.ledger.next_timer())
+        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
+                      self.ledger.next_timer())
         for pool in self.pools:
             for worker in pool.workers.values():
                 if worker.runs and not worker.killed:
@@ -265,6 +271,8 @@ class Supervisor:
         return max(0.0, nearest - now)
 
     def _periodic(self, now: float) -> None:
+        if any(pool.retired and not pool.workers for pool in self.pools):
+            self.pools[:] = [p for p in self.pools if not (p.retired and not p.workers)]
         for pool in self.pools:
             if pool.due_at is not None and now >= pool.due_at:
                 pool.due_at = None
@@ -275,9 +283,13 @@ class Supervisor:
                 pool.maybe_more = True
             if self.listener is None and not self.ledger.down:
                 self._listen()
+        if now >= self.next_watchdog:
+            systemd.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
+            self.next_watchdog = now + self.watchdog_every
         if now >= self.next_heartbeat:
             self._heartbeat(time.time())
             self.next_heartbeat = now + self.heartbeat_every
+            systemd.notify("STATUS=" + self._summary())
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
             try:
@@ -316,6 +328,20 @@ class Supervisor:
         except StorageError as exc:
             self.ledger.failed(time.monotonic(), exc)
 
+    def _summary(self) -> str:
+        """One line for `systemctl status`: workers busy/total, throughput, outage."""
+        busy = total = 0
+        for pool in self.pools:
+            for worker in pool.workers.values():
+                total += 1
+                busy += bool(worker.runs)
+        line = f"{busy}/{total} workers busy, {self.stats.rate:.1f} jobs/s, {self.stats.done} jobs done"
+        if self.stopping:
+            line = "stopping: " + line
+        if self.ledger.down:
+            line += ", storage unavailable"
+        return line
+
     def _rescue_dead_neighbours(self, wall: float) -> int:
         """Rescue at once the jobs of supervisors on this host whose process is gone."""
         rescued = 0
@@ -351,7 +377,8 @@ class Supervisor:
                              signal.Signals(signum).name)
                     systemd.notify("STOPPING=1")
                     for pool in self.pools:
-                        pool.begin_stop(now, pool.config.grace)
+                        if not pool.stopping:
+                            pool.begin_stop(now, pool.config.grace)
                 else:
                     log.info("%s again: stopping now", signal.Signals(signum).name)
                     for pool in self.pools:
@@ -364,8 +391,35 @@ class Supervisor:
                 for pool in self.pools:
                     pool.target = max(1, pool.target - 1)
                 log.info("SIGTTOU: one worker fewer per pool")
-            elif signum == signal.SIGHUP:
-                log.warning("SIGHUP: reloading the configuration is not supported yet; ignored")
+            elif signum == signal.SIGHUP and not self.stopping:
+                self._reload(now)
+
+    def _reload(self, now: float) -> None:
+        """Re-read the config; start new pools whose workers import the job modules anew,
+        and stop the old ones gracefully. A bad config changes nothing."""
+        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
+        try:
+            config = load_config(self.config.path)
+            if config.storage_url != self.config.storage_url:
+                raise ConfigError("cannot change on reload; restart the supervisor to move storage",
+                                  config.path, "storage.url")
+            fresh = [WorkerPool(pool, self.registry, self, self.ledger.outbox, self.stats, config.path,
+                                self.owner, config.modules, config.module_path)
+                     for pool in config.pools.values()]
+        except ConfigError as exc:
+            log.error("SIGHUP: new configuration rejected, the running one stays: %s", exc)
+            systemd.notify("READY=1\nSTATUS=reload rejected: " + str(exc)[:200])
+            return
+        for pool in self.pools:
+            if not pool.stopping:
+                pool.retired = True
+                pool.begin_stop(now, pool.config.grace)
+        self.pools.extend(fresh)
+        self.config = config
+        self.ledger.lease = config.lease
+        log.info("SIGHUP: configuration reloaded; replacing workers: %s", ", ".join(
+            f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
+        systemd.notify("READY=1\nSTATUS=" + self._summary())
 
 
 def _alive(pid: int, started_at: float) -> bool:

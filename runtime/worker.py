@@ -26,7 +26,7 @@ import orjson
 
 from . import context, protocol, sandbox
 from .payload import dump_result
-from .registry import JobSpec
+from .registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
@@ -41,6 +41,8 @@ def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[s
     code = EXIT_CRASH
     try:
         read_fd, write_fd = _detach(read_fd, write_fd, parent_pid)
+        if setup.fresh_modules:
+            registry = reimport(setup.fresh_modules, setup.module_path)
         sandbox.apply(setup)
         _serve(read_fd, write_fd, registry, setup.memory_limit)
         code = 0

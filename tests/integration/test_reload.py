@@ -1,0 +1,91 @@
+"""SIGHUP reloads config and job code without downtime; SIGTTIN/SIGTTOU resize; systemd messages."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+import tomli_w
+
+from runtime import connect
+from tests.conftest import END_STATES, REPO, wait_for, write_config
+
+
+def result_of(q, name, *args):
+    job_id = q.enqueue(name, *args)
+    record = wait_for(lambda: (r := q.status(job_id)).state in END_STATES and r, 30, name)
+    assert record.state == "succeeded", record.error
+    return record.result
+
+
+def live_workers(q):
+    rows = [r for r in q.storage.supervisors()]
+    return [w for r in rows for w in r.info.get("workers", []) if w["state"] != "stopping"]
+
+
+def write_module(directory, version):
+    (directory / "reloadable.py").write_text(textwrap.dedent(f"""
+        from runtime import job
+
+        @job
+        def version():
+            return {version!r}
+    """))
+
+
+def test_sighup_brings_new_job_code_and_pool_sizes(tmp_path, start_supervisor):
+    write_module(tmp_path, "first")
+    config = tmp_path / "supervisor.toml"
+    document = {"storage": {"url": "sqlite:///jobs.db"},
+                "jobs": {"modules": ["jobs.examples", "reloadable"], "path": [str(REPO), str(tmp_path)]},
+                "pools": {"default": {"workers": 1, "run_as_root": True}}}
+    config.write_text(tomli_w.dumps(document))
+    supervisor = start_supervisor(config)
+    with connect(config=str(config)) as q:
+        assert result_of(q, "reloadable:version") == "first"
+        write_module(tmp_path, "second, longer")
+        document["pools"]["default"]["workers"] = 3
+        config.write_text(tomli_w.dumps(document))
+        supervisor.signal(signal.SIGHUP)
+        reloading = supervisor.wait_message(b"RELOADING=1")
+        assert b"MONOTONIC_USEC=" in reloading
+        supervisor.wait_message(b"READY=1")
+        assert result_of(q, "reloadable:version") == "second, longer"
+        wait_for(lambda: len(live_workers(q)) == 3, what="three workers after the reload")
+    assert "configuration reloaded" in supervisor.output()
+
+
+def test_a_bad_config_on_sighup_is_rejected_and_the_old_one_keeps_running(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    supervisor = start_supervisor(config)
+    good = config.read_text()
+    config.write_text(good + "\n[pools.default.oops\n")
+    supervisor.signal(signal.SIGHUP)
+    supervisor.wait_message(b"reload rejected")
+    config.write_text(good)
+    with connect(config=str(config)) as q:
+        assert result_of(q, "jobs.examples:add", 1, 2) == 3
+    assert "new configuration rejected" in supervisor.output()
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker(tmp_path, start_supervisor):
+    config = write_config(tmp_path, pools={"default": {"workers": 2}})
+    supervisor = start_supervisor(config)
+    with connect(config=str(config)) as q:
+        wait_for(lambda: len(live_workers(q)) == 2, what="two workers")
+        supervisor.signal(signal.SIGTTIN)
+        wait_for(lambda: len(live_workers(q)) == 3, what="three workers after SIGTTIN")
+        for count in (2, 1):  # one at a time: the kernel merges a signal sent while one is pending
+            supervisor.signal(signal.SIGTTOU)
+            wait_for(lambda: len(live_workers(q)) == count, what=f"{count} workers after SIGTTOU")
+        assert result_of(q, "jobs.examples:add", 2, 2) == 4
+
+
+def test_systemd_status_lines_and_stopping(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    supervisor = start_supervisor(config)
+    status = supervisor.wait_message(b"STATUS=")
+    assert b"workers busy" in status and b"jobs/s" in status
+    supervisor.signal(signal.SIGTERM)
+    supervisor.wait_message(b"STOPPING=1")
+    assert supervisor.stop() == 0
