@@ -22,14 +22,14 @@ from urllib.parse import unquote
 
 from runtime.errors import StorageError
 from runtime.storage.base import (
-    CANCELLED, FAILED, PENDING, RUNNING, STATES, SUCCEEDED, ClaimedJob, JobRecord, NewJob,
-    Outcome, Storage, SupervisorRow, decode_record,
+    CANCELLED, ENDED, FAILED, PENDING, PRUNE_BATCH, RUNNING, STATES, SUCCEEDED, ClaimedJob,
+    JobRecord, NewJob, Outcome, Storage, SupervisorRow, decode_record,
 )
 
 __all__ = [
     "open_storage", "sqlite_path", "Storage", "StorageError", "NewJob", "ClaimedJob", "Outcome",
     "JobRecord", "SupervisorRow", "decode_record", "PENDING", "RUNNING", "SUCCEEDED", "FAILED",
-    "CANCELLED", "STATES", "ROLES",
+    "CANCELLED", "STATES", "ENDED", "PRUNE_BATCH", "ROLES",
 ]
 
 ROLES = ("client", "supervisor")

@@ -23,6 +23,8 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ENDED = (SUCCEEDED, FAILED, CANCELLED)  # states a job never leaves by itself; `prune` deletes them
+PRUNE_BATCH = 500  # a `prune` limit that keeps each delete transaction short
 
 
 class NewJob(NamedTuple):
@@ -209,6 +211,13 @@ class Storage:
         """The earliest available_at of a pending job in `queues`, or None."""
         raise NotImplementedError
 
+    def oldest_pending(self, now: float) -> float | None:
+        """The available_at of the due job that has waited longest: the least available_at
+        of the pending jobs, in any queue, with available_at <= `now`; None when no job is
+        due (delayed jobs are not waiting yet). `now - oldest_pending(now)` is that wait.
+        For `jobrt health`, not the hot path: it may read every pending job's index entry."""
+        raise NotImplementedError
+
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
@@ -262,4 +271,17 @@ class Storage:
 
     def clear(self, queue: str) -> int:
         """Delete the pending jobs of `queue` (running ones finish). Returns the count."""
+        raise NotImplementedError
+
+    # -- retention ------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        """Delete up to `limit` ended jobs (succeeded, failed, cancelled) whose finished_at
+        is earlier than `before`, oldest finished_at first (then lowest id); return how
+        many. Failed jobs age out of the failed-jobs store the same way. Pending and
+        running jobs are never touched, however old. Ids stay unused afterwards.
+
+        One short transaction per call, walking an index of ended jobs only, so a
+        big table costs nothing extra. Keep `limit` small (`PRUNE_BATCH`) and call
+        again while the return equals `limit`: the write lock (SQLite) or the row
+        locks (PostgreSQL) are then never held long. `limit <= 0` deletes nothing."""
         raise NotImplementedError

@@ -16,7 +16,7 @@ import orjson
 from runtime import wakeup
 from runtime.errors import StorageError
 from runtime.storage.base import (
-    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
+    CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
     Storage, SupervisorRow, decode_record,
 )
 
@@ -114,6 +114,11 @@ class MemoryStorage(Storage):
                if j["state"] == PENDING and j["queue"] in queues]
         return min(due) if due else None
 
+    def oldest_pending(self, now: float) -> float | None:
+        due = [j["available_at"] for j in self.jobs.values()
+               if j["state"] == PENDING and j["available_at"] <= now]
+        return min(due) if due else None
+
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
@@ -205,3 +210,14 @@ class MemoryStorage(Storage):
         for job_id in doomed:
             del self.jobs[job_id]
         return len(doomed)
+
+    # -- retention ------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        old = sorted((j for j in self.jobs.values()
+                      if j["state"] in ENDED and j["finished_at"] < before),
+                     key=lambda j: (j["finished_at"], j["id"]))
+        for job in old[:limit]:
+            del self.jobs[job["id"]]
+        return len(old[:limit])

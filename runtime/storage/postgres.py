@@ -278,6 +278,10 @@ class PostgresStorage(Storage):
         return self._read("reading the next due time", SQL["next_due"],
                           {"queues": list(queues)})[0][0]
 
+    def oldest_pending(self, now: float) -> float | None:
+        return self._read("reading the oldest pending job", SQL["oldest_pending"],
+                          {"now": now})[0][0]
+
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
@@ -344,6 +348,12 @@ class PostgresStorage(Storage):
 
     def clear(self, queue: str) -> int:
         return self._change(f"clearing queue {queue!r}", "clear", {"queue": queue})
+
+    # -- retention ------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return self._change("pruning ended jobs", "prune", {"before": before, "limit": limit})
 
 
 def _exchange(conn, settles, claim):

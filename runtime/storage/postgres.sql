@@ -53,6 +53,11 @@ CREATE TABLE jobrt_supervisors (
     info         bytea            NOT NULL
 );
 
+-- name: migration_2
+-- prune: ended jobs, oldest first, without walking pending and running ones.
+CREATE INDEX jobrt_jobs_ended ON jobrt_jobs (finished_at, id)
+    WHERE state IN ('succeeded', 'failed', 'cancelled');
+
 -- name: schema_exists
 SELECT to_regclass('jobrt_migrations') IS NOT NULL;
 
@@ -167,6 +172,9 @@ FROM unnest(%(queues)s::text[]) AS q (name)
 CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
                     WHERE state = 'pending' AND queue = q.name) AS due;
 
+-- name: oldest_pending
+SELECT min(available_at) FROM jobrt_jobs WHERE state = 'pending' AND available_at <= %(now)s;
+
 -- name: upsert_supervisor
 INSERT INTO jobrt_supervisors (owner, host, pid, started_at, heartbeat_at, info)
 VALUES (%(owner)s, %(host)s, %(pid)s, %(started_at)s, %(now)s, %(info)s)
@@ -244,3 +252,13 @@ WHERE id = %(id)s AND state = 'pending';
 
 -- name: clear
 DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending';
+
+-- name: prune
+-- SKIP LOCKED: a row that `failed retry` is bringing back right now is left for
+-- the next call, never waited for; FOR UPDATE re-checks the state once locked.
+DELETE FROM jobrt_jobs
+WHERE id IN (SELECT id FROM jobrt_jobs
+             WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < %(before)s
+             ORDER BY finished_at, id
+             LIMIT %(limit)s
+             FOR UPDATE SKIP LOCKED);

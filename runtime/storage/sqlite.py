@@ -267,6 +267,9 @@ class SqliteStorage(Storage):
                if row[0] is not None]
         return min(due) if due else None
 
+    def oldest_pending(self, now: float) -> float | None:
+        return self._read("reading the oldest pending job", SQL["oldest_pending"], (now,))[0][0]
+
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
@@ -345,6 +348,13 @@ class SqliteStorage(Storage):
     def clear(self, queue: str) -> int:
         return self._write(f"clearing queue {queue!r}",
                            lambda conn: conn.execute(SQL["clear"], (queue,)).rowcount)
+
+    # -- retention ------------------------------------------------------------
+    def prune(self, before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return self._write("pruning ended jobs",
+                           lambda conn: conn.execute(SQL["prune"], (before, limit)).rowcount)
 
 
 COUNT_KEYS = ("pending", "delayed", "running", "succeeded", "failed", "cancelled")

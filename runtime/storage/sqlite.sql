@@ -49,6 +49,11 @@ CREATE TABLE supervisors (
 -- 'jobr' in ASCII: marks the file as ours, so a foreign SQLite file is refused.
 PRAGMA application_id = 1785684594;
 
+-- name: migration_2
+-- prune: ended jobs, oldest first, without walking pending and running ones.
+CREATE INDEX jobs_ended ON jobs (finished_at, id)
+    WHERE state IN ('succeeded', 'failed', 'cancelled');
+
 -- name: identify
 SELECT (SELECT user_version FROM pragma_user_version),
        (SELECT application_id FROM pragma_application_id),
@@ -101,6 +106,9 @@ RETURNING id, queue, name, payload, attempts, options, priority, available_at;
 
 -- name: next_due
 SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;
+
+-- name: oldest_pending
+SELECT min(available_at) FROM jobs WHERE state = 'pending' AND available_at <= ?;
 
 -- name: upsert_supervisor
 INSERT INTO supervisors (owner, host, pid, started_at, heartbeat_at, info)
@@ -169,3 +177,12 @@ UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'p
 
 -- name: clear
 DELETE FROM jobs WHERE queue = ? AND state = 'pending';
+
+-- name: prune
+-- INDEXED BY: the state test must stay word for word the index's own, or
+-- SQLite could not use the partial index (and this would fail, not crawl).
+DELETE FROM jobs
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ended
+             WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
+             ORDER BY finished_at, id
+             LIMIT ?);

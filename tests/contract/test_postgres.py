@@ -102,6 +102,25 @@ def test_a_newer_schema_is_refused(pg_url):
         open_storage(pg_url)
 
 
+def test_a_version_1_schema_is_migrated_in_place(pg_url):
+    """Migration 2 adds the index of ended jobs to a database written before it existed."""
+    from runtime.storage.postgres import MIGRATIONS, SQL
+
+    admin(pg_url, SQL["migrations_table"])
+    admin(pg_url, MIGRATIONS[0][1])
+    admin(pg_url, "INSERT INTO jobrt_migrations VALUES (1, 0)")
+    admin(pg_url, "INSERT INTO jobrt_jobs (queue, name, payload, state, available_at, created_at, "
+                  "finished_at) VALUES ('default', 'jobs.examples:add', '[]', 'succeeded', 0, 0, 5)")
+    store = open_storage(pg_url)
+    try:
+        assert admin(pg_url, "SELECT max(version) FROM jobrt_migrations") == [(SCHEMA_VERSION,)]
+        assert admin(pg_url, "SELECT indexname FROM pg_indexes WHERE indexname = %s",
+                     ("jobrt_jobs_ended",)) == [("jobrt_jobs_ended",)]
+        assert store.prune(10.0, 10) == 1
+    finally:
+        store.close()
+
+
 def test_roles_set_commit_durability_and_time_limits(pg_url):
     supervisor, client = open_storage(pg_url, role="supervisor"), open_storage(pg_url)
     query = "SELECT name, setting, source FROM pg_settings WHERE source = 'session'"

@@ -179,3 +179,41 @@ def test_claim_uses_the_partial_index(tmp_path):
         assert "jobs_claim" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         store.close()
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path):
+    """Migration 2 adds the index of ended jobs to a file written before it existed."""
+    from runtime.storage import sqlfile
+    from runtime.storage.sqlite import MIGRATIONS
+
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in sqlfile.statements(MIGRATIONS[0][1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO jobs (queue, name, payload, state, available_at, created_at, "
+                 "finished_at) VALUES ('default', 'jobs.examples:add', X'5B5D', 'succeeded', "
+                 "0, 0, 5)")
+    conn.close()
+    store = SqliteStorage(str(path))
+    try:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+        indexes = {row[0] for row in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "jobs_ended" in indexes
+        assert store.prune(10.0, 10) == 1
+    finally:
+        store.close()
+
+
+def test_prune_uses_the_index_of_ended_jobs(tmp_path):
+    """Pruning a big table walks ended jobs only, in order, and sorts nothing."""
+    from runtime.storage.sqlite import SQL
+
+    store = SqliteStorage(str(tmp_path / "jobs.db"))
+    try:
+        plan = " | ".join(row[3] for row in store.conn.execute(
+            "EXPLAIN QUERY PLAN " + SQL["prune"], (1.0, 5)))
+        assert "jobs_ended" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        store.close()

@@ -380,3 +380,43 @@ def test_clear_deletes_pending_jobs_of_one_queue(store):
     assert store.clear("default") == 0
     store.settle("s1", [ok(running)])
     assert state(store, running.id) == "succeeded"
+
+
+def test_oldest_pending_is_the_longest_waiting_due_job(store):
+    assert store.oldest_pending(100.0) is None
+    store.enqueue([new(queue="other", at=10.0)])
+    [running] = claim(store, queues=["other"])  # running: not waiting
+    store.enqueue([new(at=80.0), new(queue="low", at=50.0), new(at=500.0)])
+    store.enqueue([new(queue="bad", at=20.0)])
+    [failed] = claim(store, queues=["bad"])
+    store.settle("s1", [Outcome(failed.id, 1, "failed", 30.0, error="x")])
+    assert state(store, failed.id) == "failed" and state(store, running.id) == "running"
+    assert store.oldest_pending(100.0) == 50.0  # any queue
+    assert store.oldest_pending(50.0) == 50.0  # due at exactly now
+    assert store.oldest_pending(49.0) is None  # delayed jobs are not waiting yet
+    store.cancel(store.enqueue([new(at=1.0)])[0], 60.0)
+    assert store.oldest_pending(100.0) == 50.0
+
+
+# -- retention -------------------------------------------------------------
+
+def test_prune_deletes_ended_jobs_oldest_first_up_to_limit(store):
+    ids = store.enqueue([new() for _ in range(4)])
+    jobs = {j.id: j for j in claim(store, limit=4)}
+    store.settle("s1", [ok(jobs[ids[0]], at=110.0),
+                        Outcome(ids[1], 1, "failed", 120.0, error="x"),
+                        ok(jobs[ids[2]], at=110.0)])
+    [cancelled] = store.enqueue([new(at=900.0)])
+    store.cancel(cancelled, 105.0)
+    [old_pending] = store.enqueue([new(queue="low", at=1.0)])
+    running = ids[3]
+    assert store.prune(200.0, 0) == 0 and store.prune(200.0, -1) == 0
+    assert store.prune(1000.0, 1) == 1 and store.get(cancelled) is None  # oldest first
+    assert store.prune(110.0, 10) == 0  # finished_at must be earlier than `before`
+    assert store.prune(115.0, 1) == 1  # of two finished at 110, the lower id first
+    assert store.get(ids[0]) is None and state(store, ids[2]) == "succeeded"
+    assert store.prune(1e12, 10) == 2  # the failed-jobs store ages out too
+    assert store.failed() == [] and store.get(ids[2]) is None
+    assert (state(store, old_pending), state(store, running)) == ("pending", "running")
+    assert store.prune(1e12, 10) == 0
+    assert store.enqueue([new()])[0] > old_pending  # ids are never reused
