@@ -4,7 +4,7 @@ One table, `SETTINGS`, names every setting with its section, type, default,
 unit and help text. It alone drives `load_config` / `config_from_dict`
 (unknown keys, types, ranges, defaults) and `default_config_text`, the
 commented file `jobrt init` writes. To add a setting, add a row here and a
-field to `Config` or `PoolConfig`.
+field to `Config`, `PoolConfig` or `HealthConfig`.
 
 Every problem raises `ConfigError(message, path, key)`, whose text is one
 line naming the file, the key and what is expected, e.g.
@@ -56,6 +56,20 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """The [health] table: the thresholds of `jobrt health`; 0 turns a check off."""
+
+    workers_warning: int
+    workers_critical: int
+    pending_warning: int
+    pending_critical: int
+    oldest_pending_warning: float
+    oldest_pending_critical: float
+    failed_warning: int
+    failed_critical: int
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole supervisor.toml, validated, with every default filled in."""
 
@@ -68,6 +82,7 @@ class Config:
     modules: tuple[str, ...]
     module_path: tuple[str, ...]  # absolute directories
     pools: dict[str, PoolConfig]  # in file order
+    health: HealthConfig
 
 
 # -- types ------------------------------------------------------------------
@@ -171,7 +186,7 @@ DIRS = _names("a directory", "directories", lambda s: s != "" and "\0" not in s)
 class Setting:
     """One row of the settings table."""
 
-    section: str  # "storage", "jobs" or POOL
+    section: str  # "storage", "jobs", "health" or POOL
     name: str
     kind: Kind
     default: Any
@@ -185,6 +200,8 @@ SECTIONS = {
     "jobs": "Which job functions exist.",
     POOL: "One [pools.NAME] table per pool of workers; "
     "a supervisor can run several pools, and pools may share queues.",
+    "health": "Thresholds of `jobrt health` (exit 0 healthy, 1 warning, 2 critical); "
+    "0 turns a check off.",
 }
 
 # fmt: off
@@ -235,12 +252,28 @@ SETTINGS = (
             "RLIMIT_NOFILE for workers and what jobs start; 0 = inherit the supervisor's"),
     Setting(POOL, "core_dumps", BOOL, False, "",
             "let a crashing job write a core dump (RLIMIT_CORE); off by default"),
+    Setting("health", "workers_warning", _integer(0), 0, "workers",
+            "warning when fewer workers than this are live (heartbeat in the last 30 s)"),
+    Setting("health", "workers_critical", _integer(0), 1, "workers",
+            "critical when fewer workers than this are live; 1 = critical when none is"),
+    Setting("health", "pending_warning", _integer(0), 1000, "jobs",
+            "warning when at least this many due jobs wait (delayed ones do not count)"),
+    Setting("health", "pending_critical", _integer(0), 10000, "jobs",
+            "critical when at least this many due jobs wait"),
+    Setting("health", "oldest_pending_warning", SECONDS, 300, "seconds",
+            "warning when the longest-waiting due job has waited at least this long"),
+    Setting("health", "oldest_pending_critical", SECONDS, 1800, "seconds",
+            "critical when the longest-waiting due job has waited at least this long"),
+    Setting("health", "failed_warning", _integer(0), 100, "jobs",
+            "warning when the failed-jobs store holds at least this many jobs"),
+    Setting("health", "failed_critical", _integer(0), 0, "jobs",
+            "critical when the failed-jobs store holds at least this many jobs"),
 )
 # fmt: on
 
 
 def settings_of(section: str) -> tuple[Setting, ...]:
-    """The rows of one section ("storage", "jobs" or POOL), in table order."""
+    """The rows of one section ("storage", "jobs", "health" or POOL), in table order."""
     return tuple(s for s in SETTINGS if s.section == section)
 
 
@@ -286,10 +319,13 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     path = os.fsdecode(path) if path is not None else None
     if not isinstance(data, dict):
         raise ConfigError(f"must be a TOML document (a table), got {_show(data)}", path)
-    _reject_unknown(data, ("storage", "jobs", "pools"), path, (), "section")
+    _reject_unknown(data, ("storage", "jobs", "pools", "health"), path, (), "section")
     top = {}
     for section in ("storage", "jobs"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
+    health = HealthConfig(**_read_table(data.get("health", {}), settings_of("health"), path,
+                                        ("health",)))
+    _check_levels(health, path)
     base_dir = os.path.abspath(base_dir)
     top["module_path"] = tuple(os.path.normpath(os.path.join(base_dir, d)) for d in top["module_path"])
     tables = data.get("pools", {DEFAULT_POOL: {}})
@@ -306,8 +342,21 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
         path=os.path.abspath(path) if path is not None else None,
         base_dir=base_dir,
         pools=pools,
+        health=health,
         **top,
     )
+
+
+def _check_levels(health: HealthConfig, path) -> None:
+    """A critical threshold must not be milder than its warning (both on, 0 = off)."""
+    for check, fewer in (("workers", True), ("pending", False), ("oldest_pending", False),
+                         ("failed", False)):
+        warning = getattr(health, f"{check}_warning")
+        critical = getattr(health, f"{check}_critical")
+        if warning and critical and (critical > warning if fewer else critical < warning):
+            relation = "at most" if fewer else "at least"
+            raise ConfigError(f"must be {relation} {check}_warning ({_show(warning)}), "
+                              f"got {_show(critical)}", path, f"health.{check}_critical")
 
 
 def _read_table(table, settings: tuple[Setting, ...], path, where: tuple[str, ...]) -> dict[str, Any]:

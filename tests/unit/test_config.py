@@ -15,6 +15,7 @@ from runtime.config import (
     POOL,
     SETTINGS,
     Config,
+    HealthConfig,
     PoolConfig,
     config_from_dict,
     default_config_text,
@@ -59,6 +60,18 @@ def test_an_empty_document_gets_every_default(tmp_path):
         max_memory_mb=0, tries=3, backoff=[10, 60, 300], grace=30, prefetch=2,
         user="", group="", run_as_root=False, max_open_files=0, core_dumps=False,
     )
+    assert config.health == HealthConfig(
+        workers_warning=0, workers_critical=1, pending_warning=1000, pending_critical=10000,
+        oldest_pending_warning=300, oldest_pending_critical=1800, failed_warning=100,
+        failed_critical=0,
+    )
+
+
+def test_a_check_is_turned_off_by_0_and_levels_are_checked_only_when_both_are_on():
+    health = config_from_dict({"health": {"pending_warning": 0, "pending_critical": 5,
+                                          "failed_warning": 9, "failed_critical": 0}}).health
+    assert (health.pending_warning, health.pending_critical) == (0, 5)
+    assert (health.failed_warning, health.failed_critical) == (9, 0)
 
 
 def test_a_full_file_loads_with_paths_relative_to_it(tmp_path):
@@ -133,10 +146,12 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
 def test_the_table_and_the_dataclasses_agree():
     pool_fields = {f.name for f in dataclasses.fields(PoolConfig)}
     config_fields = {f.name for f in dataclasses.fields(Config)}
+    health_fields = {f.name for f in dataclasses.fields(HealthConfig)}
     assert pool_fields == {"name"} | {s.field or s.name for s in SETTINGS if s.section == POOL}
-    assert config_fields == {"path", "base_dir", "pools"} | {
-        s.field or s.name for s in SETTINGS if s.section != POOL
+    assert config_fields == {"path", "base_dir", "pools", "health"} | {
+        s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs")
     }
+    assert health_fields == {s.field or s.name for s in SETTINGS if s.section == "health"}
     for setting in SETTINGS:
         assert setting.help and setting.kind.expected
 
@@ -190,6 +205,13 @@ def test_the_table_and_the_dataclasses_agree():
         ("[pools.default]\ngrace = -0.5", "pools.default.grace", "seconds >= 0"),
         ("[pools.default]\nprefetch = 17", "pools.default.prefetch", "integer from 1 to 16"),
         ("[pools.default]\nprefetch = 0", "pools.default.prefetch", "got 0"),
+        ("[health]\npending_warning = -1", "health.pending_warning", "integer >= 0, got -1"),
+        ("[health]\noldest_pending_critical = 'x'", "health.oldest_pending_critical", "seconds"),
+        ("[health]\nworker_critical = 1", "health.worker_critical", 'did you mean "workers_critical"?'),
+        ("[health]\npending_warning = 10\npending_critical = 5", "health.pending_critical",
+         "must be at least pending_warning (10), got 5"),
+        ("[health]\nworkers_warning = 2\nworkers_critical = 3", "health.workers_critical",
+         "must be at most workers_warning (2), got 3"),
     ],
 )
 def test_each_error_names_file_key_and_expectation(tmp_path, text, key, fragment):
@@ -333,7 +355,8 @@ def test_any_bytes_load_or_raise_config_error(scratch, data):
 
 
 KEYS = sorted(
-    {s.name for s in SETTINGS} | {"storage", "jobs", "pools", "default"} | {"base", "factor", "max", "jitter"}
+    {s.name for s in SETTINGS} | {"storage", "jobs", "pools", "health", "default"}
+    | {"base", "factor", "max", "jitter"}
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8))
 scalars = st.one_of(
@@ -356,6 +379,7 @@ documents = st.one_of(
         optional={
             "storage": settings_tables,
             "jobs": settings_tables,
+            "health": settings_tables,
             "pools": st.dictionaries(keys, settings_tables, max_size=3),
         },
     ),
