@@ -242,3 +242,10 @@ def blob(kilobytes: int = 16) -> str:
     """Returns a result of `kilobytes` KiB: fills storage quickly."""
     time.sleep(0.005)
     return "x" * (kilobytes * 1024)
+
+
+@job
+def say(text: str = "hello") -> None:
+    """Prints `text` to stdout and stderr: the supervisor relays both, labelled with the job."""
+    print(f"{text} (stdout)")
+    print(f"{text} (stderr)", file=sys.stderr)

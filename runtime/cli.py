@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -33,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="run the supervisor in the foreground")
     _config_arg(start)
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    start.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text for people (default), json: one JSON object per line, also for job output")
 
     enqueue = commands.add_parser("enqueue", help="store a job; prints its id")
     _config_arg(enqueue)
@@ -123,16 +124,14 @@ def cmd_init(args) -> int:
 
 
 def cmd_start(args) -> int:
+    from .logs import setup_logging
     from .registry import collect
     from .supervisor import Supervisor
 
     cfg = _load(args)
     registry = collect(cfg.modules, cfg.module_path, cfg.path)
-    under_journald = bool(os.environ.get("JOURNAL_STREAM"))
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
-        format="%(levelname)s %(message)s" if under_journald else "%(asctime)s %(levelname)s %(message)s")
-    return Supervisor(cfg, registry).run()
+    setup_logging(args.log_level, args.log_format)
+    return Supervisor(cfg, registry, log_format=args.log_format).run()
 
 
 def cmd_enqueue(args) -> int:

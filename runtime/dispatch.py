@@ -176,11 +176,36 @@ class WorkerPool:
                 return
             for kind, header, body in frames:
                 if kind == protocol.DONE:
+                    if header[6]:  # it printed: all of that is labelled with this job
+                        self.on_output(worker, end_of_job=True)
                     self._on_done(worker, header, body, now)
                 elif kind == protocol.BYE:
                     worker.said_bye = True
             if len(data) < 1 << 20:
                 return
+
+    def on_output(self, worker: Worker, end_of_job: bool = False) -> None:
+        """Relay what the worker's jobs printed, labelled with the job running now."""
+        fd = worker.child.output
+        if worker.runs:
+            job = worker.runs[0].job
+            label, job_id = f"job {job.id} ({job.name})", job.id
+        else:
+            label, job_id = f"worker {worker.pid}", None
+        relay = self.loop.relay
+        while fd >= 0:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.loop.unwatch_output(worker)
+                break
+            relay.feed(worker.pid, data, label, job_id)
+        if end_of_job:
+            relay.flush(worker.pid, label, job_id)
 
     def _broken(self, worker: Worker, error: str, now: float) -> None:
         self.loop.unwatch_reader(worker)
@@ -193,7 +218,7 @@ class WorkerPool:
     def _on_done(self, worker: Worker, header, body: bytes, now: float) -> None:
         if worker.killed:
             return  # its run was already settled when it was killed
-        job_id, attempt, status, seconds, owned, delay = header
+        job_id, attempt, status, seconds, owned, delay, _printed = header
         if not worker.runs or worker.runs[0].job.id != job_id:
             self._broken(worker, f"the worker reported job {job_id}, which it was not running", now)
             return
@@ -245,6 +270,7 @@ class WorkerPool:
     # -- deaths and deadlines -----------------------------------------------
     def on_exit(self, worker: Worker, now: float) -> None:
         self.on_readable(worker, now)  # results written just before death count
+        self.on_output(worker, end_of_job=True)
         status = worker.child.reap()
         if status is None:
             return

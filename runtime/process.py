@@ -23,13 +23,14 @@ PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it si
 class Child:
     """The supervisor's handle on one forked child."""
 
-    __slots__ = ("pid", "pidfd", "to_child", "from_child", "status", "pgid_killed")
+    __slots__ = ("pid", "pidfd", "to_child", "from_child", "output", "status", "pgid_killed")
 
-    def __init__(self, pid: int, pidfd: int, to_child: int, from_child: int):
+    def __init__(self, pid: int, pidfd: int, to_child: int, from_child: int, output: int):
         self.pid = pid
         self.pidfd = pidfd
         self.to_child = to_child
         self.from_child = from_child
+        self.output = output  # the child's stdout and stderr, read by the supervisor
         self.status: int | None = None
         self.pgid_killed = False
 
@@ -67,29 +68,37 @@ class Child:
         return status
 
     def close(self) -> None:
-        for fd in (self.to_child, self.from_child, self.pidfd):
+        for fd in (self.to_child, self.from_child, self.output, self.pidfd):
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self.to_child = self.from_child = self.pidfd = -1
+        self.to_child = self.from_child = self.output = self.pidfd = -1
 
 
 def spawn(body: Callable[[int, int], None]) -> Child:
-    """Fork a child that runs body(read_fd, write_fd) and must never return."""
+    """Fork a child that runs body(read_fd, write_fd) and must never return. The child's
+    stdout and stderr become one pipe (Child.output), so what jobs print can be labelled."""
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
+    out_r, out_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(to_w)
             os.close(from_r)
+            os.close(out_r)
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+            os.close(out_w)
             body(to_r, from_w)
         finally:
             os._exit(70)
     os.close(to_r)
     os.close(from_w)
+    os.close(out_w)
+    os.set_blocking(out_r, False)
     try:
         os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
     except OSError:
@@ -101,7 +110,7 @@ def spawn(body: Callable[[int, int], None]) -> Child:
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass
-    return Child(pid, pidfd, to_w, from_r)
+    return Child(pid, pidfd, to_w, from_r, out_r)
 
 
 _SIGNAL_NOTES = {

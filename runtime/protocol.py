@@ -3,7 +3,7 @@
     supervisor                                   worker
         | -- RUN  [job_id, attempt, name] + payload -->|   (several may be queued)
         | -- STOP -------------------------------------> |   run nothing more, hand back the rest
-        | <-- DONE [job_id, attempt, status, secs, rss, delay] + body
+        | <-- DONE [job_id, attempt, status, secs, owned, delay, printed] + body
         | <-- BYE ---------------------------------------|   planned exit follows
 
 A frame is a 4-byte big-endian length, then the body: one kind byte, a 4-byte

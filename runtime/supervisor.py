@@ -31,6 +31,7 @@ from . import process, sandbox, systemd
 from .dispatch import Worker, WorkerPool
 from .config import load_config
 from .errors import ConfigError, StorageError
+from .joblog import OutputRelay
 from .ledger import Ledger
 from .storage import open_storage
 
@@ -63,8 +64,9 @@ class Stats:
 
 
 class Supervisor:
-    def __init__(self, config, registry):
+    def __init__(self, config, registry, log_format: str = "text"):
         self.config = config
+        self.relay = OutputRelay(json_lines=log_format == "json")
         self.registry = registry
         # JOBRT_HOST names the host where hostnames are not unique (containers);
         # supervisors on one host rescue each other's jobs without waiting for leases.
@@ -94,7 +96,14 @@ class Supervisor:
     # -- the loop's fd bookkeeping (called by WorkerPool) ----------------------
     def watch(self, worker: Worker, pool: WorkerPool) -> None:
         self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
+        self.selector.register(worker.child.output, selectors.EVENT_READ, ("output", worker, pool))
         self.selector.register(worker.child.pidfd, selectors.EVENT_READ, ("exit", worker, pool))
+
+    def unwatch_output(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.child.output)
+        except (KeyError, ValueError):
+            pass
 
     def unwatch_reader(self, worker: Worker) -> None:
         try:
@@ -112,6 +121,7 @@ class Supervisor:
 
     def unwatch(self, worker: Worker) -> None:
         self.unwatch_reader(worker)
+        self.unwatch_output(worker)
         self.want_write(worker, False)
         try:
             self.selector.unregister(worker.child.pidfd)
@@ -226,6 +236,9 @@ class Supervisor:
             if kind == "read":
                 if obj.child.from_child >= 0:  # not closed by an exit handled this turn
                     pool.on_readable(obj, now)
+            elif kind == "output":
+                if obj.child.output >= 0:
+                    pool.on_output(obj)
             elif kind == "exit":
                 if obj.child.pidfd >= 0:
                     pool.on_exit(obj, now)

@@ -12,12 +12,14 @@ returning into the supervisor's code (DESIGN invariant 4).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import random
 import resource
 import select
 import signal
 import sys
+import termios
 import time
 import traceback
 from collections import deque
@@ -118,7 +120,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
         if stopping:
             for (job_id, attempt, _name), _ in queued:
                 _write_all(write_fd, protocol.frame(
-                    protocol.DONE, (job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0)))
+                    protocol.DONE, (job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0, False)))
             _write_all(write_fd, protocol.BYE_FRAME)
             return
         if not queued:
@@ -128,7 +130,20 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
         owned = _owned_memory(process, memory_limit) if process is not None else 0
         _write_all(write_fd, protocol.frame(
-            protocol.DONE, (job_id, attempt, status, seconds, owned, delay), body))
+            protocol.DONE, (job_id, attempt, status, seconds, owned, delay, _printed()), body))
+
+
+_FIONREAD_BUFFER = bytearray(4)
+
+
+def _printed() -> bool:
+    """Whether output waits in our stdout/stderr pipe, so the supervisor drains it (and
+    labels it with this job) before the result; a quiet job costs it nothing."""
+    try:
+        fcntl.ioctl(1, termios.FIONREAD, _FIONREAD_BUFFER)
+    except OSError:
+        return True
+    return _FIONREAD_BUFFER != b"\0\0\0\0"
 
 
 def _owned_memory(process, limit: int) -> int:

@@ -88,3 +88,11 @@ def test_escaped_grandchild_is_killed_after_its_worker_dies(pool):
             return True
 
     wait_for(gone, 30, "the escaped process to be killed")
+
+
+def test_job_output_is_relayed_labelled_with_its_job(pool):
+    supervisor, queue, _ = pool
+    record = run(queue, "say", "labelled words")
+    label = f"job {record.id} (jobs.examples:say) | "
+    wait_for(lambda: label + "labelled words (stderr)" in supervisor.output(), what="the relayed output")
+    assert label + "labelled words (stdout)" in supervisor.output()

@@ -89,3 +89,20 @@ def test_systemd_status_lines_and_stopping(tmp_path, start_supervisor):
     supervisor.signal(signal.SIGTERM)
     supervisor.wait_message(b"STOPPING=1")
     assert supervisor.stop() == 0
+
+
+def test_json_log_format(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "start", "--config", str(config),
+                             "--log-format", "json"], stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    first = json.loads(proc.stderr.readline())
+    proc.send_signal(signal.SIGTERM)
+    rest = [json.loads(line) for line in proc.stderr.read().splitlines()]
+    assert proc.wait(60) == 0
+    assert {"ts", "level", "msg", "pid"} <= set(first)
+    assert any("stopped" in line["msg"] for line in rest)
