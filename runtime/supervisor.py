@@ -37,6 +37,8 @@ from .storage import open_storage
 
 log = logging.getLogger("jobrt")
 
+PRUNE_EVERY = 10.0  # seconds between retention sweeps
+PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -89,7 +91,7 @@ class Supervisor:
         lease = config.lease
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
-        self.next_heartbeat = self.next_rescue = self.next_poll = 0.0
+        self.next_heartbeat = self.next_rescue = self.next_poll = self.next_prune = 0.0
         self.watchdog_every = systemd.watchdog_interval()
         self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
 
@@ -268,7 +270,7 @@ class Supervisor:
 
     def _timeout(self, now: float) -> float:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
-                      self.ledger.next_timer())
+                      self.next_prune, self.ledger.next_timer())
         for pool in self.pools:
             for worker in pool.workers.values():
                 if worker.runs and not worker.killed:
@@ -303,6 +305,8 @@ class Supervisor:
             self._heartbeat(time.time())
             self.next_heartbeat = now + self.heartbeat_every
             systemd.notify("STATUS=" + self._summary())
+        if now >= self.next_prune:
+            self._prune(now)
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
             try:
@@ -312,6 +316,20 @@ class Supervisor:
                         pool.maybe_more = True
             except StorageError as exc:
                 self.ledger.failed(now, exc)
+
+    def _prune(self, now: float) -> None:
+        """Delete ended jobs older than the retention, a small batch at a time so a big
+        backlog of old records never holds the write lock long enough to stall claims."""
+        self.next_prune = now + min(PRUNE_EVERY, max(0.1, self.config.retention / 2))
+        if not self.config.retention or self.ledger.down:
+            return
+        try:
+            pruned = self.storage.prune(time.time() - self.config.retention, PRUNE_BATCH)
+        except StorageError as exc:
+            self.ledger.failed(now, exc)
+            return
+        if pruned == PRUNE_BATCH:
+            self.next_prune = now + 0.05  # more to delete: go on soon, between claims
 
     def _kill_strays(self) -> None:
         known = {pid for pool in self.pools for pid in pool.workers}

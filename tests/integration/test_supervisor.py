@@ -340,3 +340,23 @@ def test_what_jobs_left_behind_a_killed_supervisor_is_killed_by_the_next(tmp_pat
 
     wait_for(gone, 30, "the orphaned child to be killed")
     assert "left running" in second.output()
+
+
+def test_ended_jobs_are_pruned_after_the_retention(tmp_path, start_supervisor, queue_for):
+    from runtime import JobNotFound
+
+    config = write_config(tmp_path, storage={"retention": 0.5})
+    q = queue_for(config)
+    ids = q.enqueue_many([("jobs.examples:noop", ())] * 1200)  # more than one prune batch
+    kept = q.enqueue("jobs.examples:noop", _delay=3600)  # pending: never pruned
+    start_supervisor(config)
+
+    def pruned(job_id):
+        try:
+            q.status(job_id)
+        except JobNotFound:
+            return True
+        return False
+
+    wait_for(lambda: all(pruned(i) for i in (ids[0], ids[600], ids[-1])), 60, "ended jobs to be pruned")
+    assert q.status(kept).state == "pending"
