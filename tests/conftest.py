@@ -16,8 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 END_STATES = ("succeeded", "failed", "cancelled")
 
 
-def write_config(directory: Path, pools: dict | None = None, storage: dict | None = None) -> Path:
-    """A supervisor.toml in `directory` with a SQLite db beside it and the example jobs."""
+def write_config(directory: Path, pools: dict | None = None, storage: dict | None = None,
+                 **sections: dict) -> Path:
+    """A supervisor.toml in `directory` with a SQLite db beside it and the example jobs;
+    `sections` adds whole tables, e.g. health={"pending_warning": 2}."""
     import tomli_w
 
     pools = pools or {"default": {}}
@@ -27,10 +29,19 @@ def write_config(directory: Path, pools: dict | None = None, storage: dict | Non
         "pools": {name: {"queues": ["high", "default", "low"], "workers": 2, "timeout": 30,
                          "backoff": 0, "grace": 10, "run_as_root": True, **pool}
                   for name, pool in pools.items()},
+        **sections,
     }
     path = directory / "supervisor.toml"
     path.write_text(tomli_w.dumps(document))
     return path
+
+
+def jobrt(*args, cwd=None) -> tuple[int, str, str]:
+    """Run the `jobrt` command as a user would; returns (exit status, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], cwd=cwd,
+                            capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return result.returncode, result.stdout, result.stderr
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, wait_for, write_config
-
-
-def jobrt(*args, cwd=None):
-    result = subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], cwd=cwd,
-                            capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    return result.returncode, result.stdout, result.stderr
+from tests.conftest import jobrt, wait_for, write_config
 
 
 def test_init_writes_a_config_that_starts_and_refuses_to_overwrite(tmp_path):

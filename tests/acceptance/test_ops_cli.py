@@ -1,0 +1,240 @@
+"""Operating jobrt from the command line: health, workers, systemd-unit, --json everywhere."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from runtime.storage import NewJob, Outcome, open_storage
+from tests.conftest import jobrt, wait_for, write_config
+
+NO_WORKER_CHECK = {"workers_critical": 0}
+
+
+def health(config) -> tuple[int, dict]:
+    code, out, err = jobrt("health", "--config", config, "--json")
+    assert "Traceback" not in err, err
+    return code, json.loads(out)
+
+
+def add_jobs(config, old_pending: float = 0.0, failed: int = 0) -> None:
+    """Jobs no CLI verb makes directly: one due `old_pending` s ago, and failed ones."""
+    storage = open_storage("sqlite:///jobs.db", role="client", base_dir=str(config.parent))
+    payload = orjson.dumps([[], {}])
+    try:
+        if old_pending:
+            storage.enqueue([NewJob("default", "jobs.examples:echo", payload,
+                                    time.time() - old_pending)])
+        if failed:
+            storage.enqueue([NewJob("doomed", "jobs.examples:echo", payload, 0.0)] * failed)
+            claimed = storage.claim("test", ["doomed"], failed, time.time() + 60, time.time())
+            storage.settle("test", [Outcome(j.id, j.attempt, "failed", time.time(), error="x")
+                                    for j in claimed])
+    finally:
+        storage.close()
+
+
+# -- health ------------------------------------------------------------------------
+
+def test_health_is_healthy_with_a_running_supervisor_and_nothing_pending(tmp_path,
+                                                                        start_supervisor):
+    config = write_config(tmp_path)
+    start_supervisor(config)
+    code, report = wait_for(lambda: (lambda r: r[0] == 0 and r)(health(config)),
+                            what="a healthy report")
+    assert report["status"] == "healthy" and report["reasons"] == []
+    assert report["checks"]["workers"] == {"status": "healthy", "value": 2, "warning": 0,
+                                           "critical": 1}
+    assert report["checks"]["pending"]["value"] == 0
+    assert report["checks"]["oldest_pending"]["value"] is None
+    code, out, _ = jobrt("health", "--config", config)
+    assert code == 0 and out.startswith("healthy: 2 live workers, 0 due jobs")
+
+
+def test_health_is_critical_without_a_supervisor(tmp_path):
+    config = write_config(tmp_path)
+    code, out, err = jobrt("health", "--config", config)
+    assert code == 2, err
+    assert out.splitlines() == ["critical: no live workers: is `jobrt start` running?"]
+    code, report = health(config)
+    assert code == 2 and report["status"] == "critical"
+    assert report["checks"]["workers"]["status"] == "critical"
+    assert set(report["checks"]) == {"workers", "pending", "oldest_pending", "failed"}
+
+
+def test_health_warns_then_turns_critical_as_the_backlog_grows(tmp_path):
+    config = write_config(tmp_path, health={**NO_WORKER_CHECK, "pending_warning": 2,
+                                            "pending_critical": 4})
+    assert health(config)[0] == 0
+    for _ in range(3):
+        assert jobrt("enqueue", "--config", config, "jobs.examples:echo")[0] == 0
+    assert jobrt("enqueue", "--config", config, "jobs.examples:echo", "--delay", "3600")[0] == 0
+    code, out, _ = jobrt("health", "--config", config)
+    assert code == 1  # the delayed job is not waiting yet
+    assert out.splitlines() == ["warning: 3 due jobs waiting (warning at 2)"]
+    assert jobrt("enqueue", "--config", config, "jobs.examples:echo")[0] == 0
+    code, report = health(config)
+    assert code == 2 and report["status"] == "critical"
+    assert report["checks"]["pending"] == {"status": "critical", "value": 4, "warning": 2,
+                                           "critical": 4}
+    assert report["reasons"] == ["critical: 4 due jobs waiting (critical at 4)"]
+
+
+def test_health_judges_the_oldest_due_job_and_the_failed_store(tmp_path):
+    config = write_config(tmp_path, health={**NO_WORKER_CHECK, "oldest_pending_warning": 300,
+                                            "oldest_pending_critical": 3600})
+    add_jobs(config, old_pending=600, failed=3)
+    code, report = health(config)
+    assert code == 1 and report["checks"]["oldest_pending"]["status"] == "warning"
+    assert 600 <= report["checks"]["oldest_pending"]["value"] < 3600
+    assert report["checks"]["failed"] == {"status": "healthy", "value": 3, "warning": 100,
+                                          "critical": 0}
+    write_config(tmp_path, health={**NO_WORKER_CHECK, "oldest_pending_warning": 0,
+                                   "failed_warning": 2, "failed_critical": 3})
+    code, out, _ = jobrt("health", "--config", config)
+    assert code == 2
+    assert out.splitlines() == ["critical: 3 jobs in the failed-jobs store (critical at 3)"]
+    write_config(tmp_path, health={**NO_WORKER_CHECK, "oldest_pending_warning": 0,
+                                   "failed_warning": 0, "pending_warning": 0})
+    assert health(config)[0] == 0  # every check that could fire is off
+
+
+def test_health_of_unreadable_storage_is_critical(tmp_path):
+    config = write_config(tmp_path, storage={"url": "sqlite:////proc/no/such/dir/jobs.db"})
+    code, report = health(config)
+    assert code == 2 and report["status"] == "critical"
+    assert "/proc/no/such/dir/jobs.db" in report["checks"]["storage"]["error"]
+    code, out, _ = jobrt("health", "--config", config)
+    assert code == 2 and out.startswith("critical: storage: ")
+
+
+def test_health_with_a_bad_config_exits_2_with_one_line(tmp_path):
+    (tmp_path / "supervisor.toml").write_text("[health]\npending_warning = -1\n")
+    code, out, err = jobrt("health", "--config", tmp_path / "supervisor.toml", "--json")
+    assert code == 2 and out == ""
+    assert "health.pending_warning" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = jobrt("health", "--help")
+    assert code == 0 and "2 critical" in out and "config error" in out
+
+
+# -- workers -----------------------------------------------------------------------
+
+def test_workers_lists_the_live_workers(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    code, out, _ = jobrt("workers", "--config", config)
+    assert code == 0 and "no live workers" in out
+    assert json.loads(jobrt("workers", "--config", config, "--json")[1]) == []
+    start_supervisor(config)
+
+    def workers():
+        return json.loads(jobrt("workers", "--config", config, "--json")[1])
+
+    live = wait_for(lambda: len(workers()) == 2 and workers(), what="two live workers")
+    for worker in live:
+        assert {"pid", "pool", "state", "jobs", "rss", "host", "supervisor"} <= set(worker)
+        assert worker["pool"] == "default"
+    code, out, _ = jobrt("workers", "--config", config)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    for line in lines:
+        assert "pool default" in line and "MiB" in line and "supervisor " in line
+
+
+def test_every_admin_command_speaks_json(tmp_path):
+    config = write_config(tmp_path)
+    code, out, _ = jobrt("enqueue", "--config", config, "jobs.examples:echo", "--json")
+    assert code == 0
+    job_id = json.loads(out)["id"]
+    for command in (["status"], ["workers"], ["job", job_id], ["failed", "list"],
+                    ["failed", "flush"], ["clear", "--queue", "default"]):
+        code, out, err = jobrt(*command, "--config", config, "--json")
+        assert code == 0, (command, err)
+        document = json.loads(out)  # one document
+        if command[0] == "job":
+            assert document["id"] == job_id
+
+
+# -- systemd-unit --------------------------------------------------------------------
+
+def unit(config, *extra) -> configparser.ConfigParser:
+    code, out, err = jobrt("systemd-unit", "--config", config, *extra)
+    assert code == 0 and "Traceback" not in err, err
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(out)
+    return parser
+
+
+def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(tmp_path):
+    config = write_config(tmp_path, pools={"default": {"grace": 10}, "batch": {"grace": 100.5}},
+                          storage={"url": "sqlite:////var/lib/jobrt-test/jobs.db"})
+    parsed = unit(config)
+    service = parsed["Service"]
+    command = service["ExecStart"].split()
+    assert os.path.isabs(command[0]) and os.access(command[0], os.X_OK)
+    assert command[-3:] == ["start", "--config", str(config)]
+    expected = {
+        "Type": "notify", "NotifyAccess": "main", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "KillMode": "mixed", "TimeoutStopSec": str(101 + 15), "Restart": "on-failure",
+        "WatchdogSec": "30", "WorkingDirectory": str(tmp_path), "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes", "ProtectSystem": "full", "ProtectHome": "read-only",
+    }
+    assert {key: service.get(key) for key in expected} == expected
+    assert "User" not in service
+    assert parsed["Install"]["WantedBy"] == "multi-user.target"
+    assert "After" not in parsed["Unit"]  # SQLite needs no network
+    assert unit(config, "--user", "jobrt")["Service"]["User"] == "jobrt"
+
+
+@pytest.mark.parametrize("url, pool, missing, kept", [
+    ("sqlite:////etc/jobrt/jobs.db", {}, "ProtectSystem", "ProtectHome"),
+    ("sqlite:////home/ops/jobs.db", {}, "ProtectHome", "ProtectSystem"),
+    ("sqlite:////root/jobs.db", {}, "ProtectHome", "PrivateTmp"),
+    ("sqlite:////var/tmp/jobs.db", {}, "PrivateTmp", "ProtectHome"),
+    ("sqlite:///jobs.db", {}, "PrivateTmp", "NoNewPrivileges"),  # tmp_path is under /tmp
+    ("sqlite:////srv/jobs.db", {"user": "nobody"}, "NoNewPrivileges", "PrivateTmp"),
+    ("postgresql:///jobs", {}, "PrivateTmp", "ProtectSystem"),  # libpq's socket may be in /tmp
+    ("postgresql://jobs@db.example/jobs", {}, "-", "PrivateTmp"),
+])
+def test_systemd_unit_hardening_never_hides_the_database(tmp_path, url, pool, missing, kept):
+    config = write_config(tmp_path, pools={"default": pool}, storage={"url": url})
+    parsed = unit(config)
+    assert missing not in parsed["Service"] and kept in parsed["Service"]
+    if url.startswith("postgresql"):
+        assert parsed["Unit"]["After"] == "network-online.target"
+
+
+def test_systemd_unit_quotes_paths_and_refuses_bad_users(tmp_path):
+    directory = tmp_path / "my jobs 100%"
+    directory.mkdir()
+    config = write_config(directory)
+    service = unit(config)["Service"]
+    escaped = str(directory).replace("%", "%%")
+    assert service["ExecStart"].endswith(f'start --config "{escaped}/supervisor.toml"')
+    assert service["WorkingDirectory"] == escaped
+    code, out, err = jobrt("systemd-unit", "--config", config, "--user", "no body")
+    assert code == 2 and out == "" and "--user" in err
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_systemd_analyze_verifies_the_unit(tmp_path):
+    directory = tmp_path / "my jobs 100%"
+    directory.mkdir()
+    config = write_config(directory, pools={"default": {}, "other": {"user": "nobody"}})
+    path = tmp_path / "jobrt.service"
+    code, out, err = jobrt("systemd-unit", "--config", config)
+    assert code == 0, err
+    path.write_text(out)
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for complaint in ("ignoring", "Unknown", "Failed", "not executable"):
+        assert complaint not in result.stderr, result.stderr
