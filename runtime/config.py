@@ -83,6 +83,8 @@ class Config:
     module_path: tuple[str, ...]  # absolute directories
     pools: dict[str, PoolConfig]  # in file order
     health: HealthConfig
+    metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint, "" = none
+    metrics_allow_remote: bool = False
 
 
 # -- types ------------------------------------------------------------------
@@ -153,6 +155,20 @@ def _check_bool(value):
     return value
 
 
+def _check_listen(value):
+    if value == "":
+        return value
+    if not isinstance(value, str):
+        raise _Invalid(f"must be {LISTEN.expected}, got {_show(value)}")
+    from runtime.metrics import parse_listen  # imports prometheus_client: only when metrics are on
+
+    try:
+        parse_listen(value)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+    return value
+
+
 def _check_account(value):
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}|", value):
         raise _Invalid(f"must be {ACCOUNT.expected}, got {_show(value)}")
@@ -177,6 +193,7 @@ MODULES = _names(
     lambda s: all(part.isidentifier() and not keyword.iskeyword(part) for part in s.split(".")),
 )
 DIRS = _names("a directory", "directories", lambda s: s != "" and "\0" not in s)
+LISTEN = Kind('HOST:PORT such as 127.0.0.1:9464 or [::1]:9464, or "" for none', _check_listen)
 
 
 # -- the table ----------------------------------------------------------------
@@ -186,7 +203,7 @@ DIRS = _names("a directory", "directories", lambda s: s != "" and "\0" not in s)
 class Setting:
     """One row of the settings table."""
 
-    section: str  # "storage", "jobs", "health" or POOL
+    section: str  # "storage", "jobs", "health", "metrics" or POOL
     name: str
     kind: Kind
     default: Any
@@ -202,6 +219,7 @@ SECTIONS = {
     "a supervisor can run several pools, and pools may share queues.",
     "health": "Thresholds of `jobrt health` (exit 0 healthy, 1 warning, 2 critical); "
     "0 turns a check off.",
+    "metrics": "The Prometheus endpoint (GET /metrics) the supervisor serves.",
 }
 
 # fmt: off
@@ -268,12 +286,19 @@ SETTINGS = (
             "warning when the failed-jobs store holds at least this many jobs"),
     Setting("health", "failed_critical", _integer(0), 0, "jobs",
             "critical when the failed-jobs store holds at least this many jobs"),
+    Setting("metrics", "listen", LISTEN, "", "",
+            'HOST:PORT to serve metrics on, e.g. "127.0.0.1:9464" or "[::1]:9464" '
+            '(port 0 = any free port); "" = no metrics endpoint',
+            field="metrics_listen"),
+    Setting("metrics", "allow_remote", BOOL, False, "",
+            "allow a listen address other hosts can reach; the endpoint has no authentication",
+            field="metrics_allow_remote"),
 )
 # fmt: on
 
 
 def settings_of(section: str) -> tuple[Setting, ...]:
-    """The rows of one section ("storage", "jobs", "health" or POOL), in table order."""
+    """The rows of one section ("storage", "jobs", "health", "metrics" or POOL), in table order."""
     return tuple(s for s in SETTINGS if s.section == section)
 
 
@@ -319,9 +344,9 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     path = os.fsdecode(path) if path is not None else None
     if not isinstance(data, dict):
         raise ConfigError(f"must be a TOML document (a table), got {_show(data)}", path)
-    _reject_unknown(data, ("storage", "jobs", "pools", "health"), path, (), "section")
+    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics"), path, (), "section")
     top = {}
-    for section in ("storage", "jobs"):
+    for section in ("storage", "jobs", "metrics"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
     health = HealthConfig(**_read_table(data.get("health", {}), settings_of("health"), path,
                                         ("health",)))

@@ -149,7 +149,7 @@ def test_the_table_and_the_dataclasses_agree():
     health_fields = {f.name for f in dataclasses.fields(HealthConfig)}
     assert pool_fields == {"name"} | {s.field or s.name for s in SETTINGS if s.section == POOL}
     assert config_fields == {"path", "base_dir", "pools", "health"} | {
-        s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs")
+        s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs", "metrics")
     }
     assert health_fields == {s.field or s.name for s in SETTINGS if s.section == "health"}
     for setting in SETTINGS:

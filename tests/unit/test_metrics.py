@@ -11,6 +11,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime.config import config_from_dict, default_config_text
 from runtime.errors import ConfigError
 from runtime.metrics import JOB_BUCKETS, Metrics, MetricsServer, parse_listen
 
@@ -333,3 +334,18 @@ def test_ipv6_loopback():
         pytest.skip(f"no IPv6 loopback here: {err}")
     assert server.address[0] == "::1" and server.address[1] > 0
     server.close()
+
+
+# -- the [metrics] settings -------------------------------------------------------------------
+
+
+def test_metrics_settings():
+    config = config_from_dict({})
+    assert config.metrics_listen == "" and config.metrics_allow_remote is False
+    config = config_from_dict({"metrics": {"listen": "[::1]:9464", "allow_remote": True}})
+    assert config.metrics_listen == "[::1]:9464" and config.metrics_allow_remote is True
+    with pytest.raises(ConfigError, match=r"^supervisor.toml: metrics.listen: must be HOST:PORT"):
+        config_from_dict({"metrics": {"listen": "example.com:80"}}, path="supervisor.toml")
+    with pytest.raises(ConfigError, match="metrics.listen: "):
+        config_from_dict({"metrics": {"listen": 9464}})
+    assert "[metrics]" in default_config_text()
