@@ -39,11 +39,14 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _user_name(text: str) -> str:
-    from .unitfile import USER_NAME
+    from .config import ACCOUNT  # the check a pool's `user` gets
 
-    if not USER_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a user name")
-    return text
+    try:
+        if text:
+            return ACCOUNT.convert(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a user name")
 
 
 def add_parsers(commands) -> None:
@@ -151,9 +154,10 @@ def cmd_workers(args) -> int:
     _, workers = live_workers(_storage(args), time.time())
     if args.json:
         emit(workers)
-    elif not workers:
+        return EXIT_OK
+    if not workers:
         print("no live workers (is `jobrt start` running?)")
-    for worker in workers if not args.json else ():
+    for worker in workers:
         print(f"{_worker_line(worker)}  supervisor {worker['supervisor']}")
     return EXIT_OK
 
@@ -249,8 +253,10 @@ def cmd_systemd_unit(args) -> int:
     cfg = load(args)
     try:
         text, warnings = render(cfg, user=args.user)
-    except ValueError as exc:
+    except ValueError as exc:  # a path no unit file can hold
         raise ConfigError(str(exc), cfg.path) from None
+    except StorageError as exc:  # an sqlite url naming no file
+        raise ConfigError(str(exc), cfg.path, "storage.url") from None
     for warning in warnings:
         print(f"jobrt: note: {warning}", file=sys.stderr)
     sys.stdout.write(text)

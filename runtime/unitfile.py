@@ -22,7 +22,6 @@ from .storage import sqlite_path
 STOP_MARGIN_S = 15  # after the grace: kill overrunning jobs, write their state, exit
 WATCHDOG_S = 30
 RESTART_S = 5
-USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")  # as a pool's `user`
 _PLAIN_ARG = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 # What each hardening option makes read-only or private (systemd.exec(5)).
 PROTECT_SYSTEM_FULL = ("/usr", "/boot", "/efi", "/etc")
@@ -66,13 +65,6 @@ def _under(path: str, roots) -> str | None:
     return None
 
 
-def _database(config: Config) -> str | None:
-    """The SQLite file the supervisor writes, None for other storage."""
-    if config.storage_url.split("://", 1)[0].lower() != "sqlite":
-        return None
-    return sqlite_path(config.storage_url, config.base_dir)
-
-
 def _postgres_socket_in_tmp(url: str) -> bool:
     """True unless a PostgreSQL url clearly names a TCP host: libpq's default socket
     directory may be /tmp, which PrivateTmp= would hide."""
@@ -89,9 +81,9 @@ def render(config: Config, user: str | None = None) -> tuple[str, list[str]]:
     warnings: list[str] = []
     pools = list(config.pools.values())
     switching = [p.name for p in pools if p.user or p.group]
-    database = _database(config)
-    postgres = database is None and config.storage_url.split("://", 1)[0].lower() in (
-        "postgresql", "postgres")
+    scheme = config.storage_url.split("://", 1)[0].lower()
+    database = sqlite_path(config.storage_url, config.base_dir) if scheme == "sqlite" else None
+    postgres = scheme in ("postgresql", "postgres")
     grace = max((p.grace for p in pools), default=0)
     lines = [
         f"# jobrt supervisor for {_specifiers(config.path)}",
