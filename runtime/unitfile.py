@@ -58,7 +58,7 @@ def _exec_arg(arg: str) -> str:
 
 def _under(path: str, roots) -> str | None:
     """The first of `roots` that `path` (as given or resolved) lies under, else None."""
-    for candidate in {os.path.abspath(path), os.path.realpath(path)}:
+    for candidate in (os.path.abspath(path), os.path.realpath(path)):
         for root in roots:
             if candidate == root or candidate.startswith(root + "/"):
                 return root
