@@ -27,6 +27,12 @@ from .worker import EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
 
+# (worker status, resulting job state) -> the outcome counted in metrics
+_OUTCOME_NAMES = {
+    (protocol.OK, "succeeded"): "succeeded", (protocol.RELEASE, "pending"): "released",
+    (protocol.FAIL, "failed"): "failed", (protocol.ERROR, "failed"): "failed",
+    (protocol.ERROR, "pending"): "retried",
+}
 SHORT_JOB = 0.005  # seconds: a job this short on average may have another queued behind it
 EWMA = 0.2
 
@@ -121,13 +127,13 @@ class WorkerPool:
         if reason != "stop":
             log.info("pool %s: recycling worker %d (%s, %d jobs done)",
                      self.config.name, worker.pid, reason, worker.jobs_done)
-            self.stats.restarts[reason] = self.stats.restarts.get(reason, 0) + 1
+            self.stats.restarted(self.config.name, reason)
         self.send(worker, protocol.STOP_FRAME)
 
     def kill(self, worker: Worker, reason: str) -> None:
         worker.killed = reason
         worker.child.kill()
-        self.stats.restarts[reason] = self.stats.restarts.get(reason, 0) + 1
+        self.stats.restarted(self.config.name, reason)
 
     def send(self, worker: Worker, data: bytes) -> None:
         if worker.outbuf:
@@ -212,6 +218,7 @@ class WorkerPool:
         if worker.runs and not worker.killed:
             run = worker.runs.popleft()
             self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+            self.stats.finished(run.job.queue, "crashed", now - run.started)
         self.kill(worker, "crash")
         self._requeue(worker)
 
@@ -229,22 +236,23 @@ class WorkerPool:
             self._give_back(run.job, wall)
         else:
             worker.jobs_done += 1
-            self.stats.count(job.queue, status)
             name = job.name
             average = self.durations.get(name)
             self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
             if status == protocol.OK:
-                self.outbox.append(outcomes.succeeded(job, body, wall))
+                outcome = outcomes.succeeded(job, body, wall)
             elif status == protocol.RELEASE:
-                self.outbox.append(outcomes.released(job, delay, wall))
+                outcome = outcomes.released(job, delay, wall)
             else:
                 error = orjson.loads(body)
                 if status == protocol.FAIL:
-                    self.outbox.append(outcomes.failed(job, error["error"], wall))
+                    outcome = outcomes.failed(job, error["error"], wall)
                 else:
-                    self.outbox.append(outcomes.errored(
-                        job, run.options, self.config, error["error"], error["traceback"], wall))
+                    outcome = outcomes.errored(job, run.options, self.config, error["error"],
+                                               error["traceback"], wall)
                 log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error["error"])
+            self.outbox.append(outcome)
+            self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
             self.failed_boots = 0
         if worker.runs:
             worker.runs[0].start(now)
@@ -280,7 +288,7 @@ class WorkerPool:
         elif worker.said_bye:
             log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
         else:
-            self.stats.restarts["crash"] = self.stats.restarts.get("crash", 0) + 1
+            self.stats.restarted(self.config.name, "crash")
             if worker.runs:
                 run = worker.runs.popleft()
                 error = f"the worker {how} while running the job"
@@ -289,6 +297,7 @@ class WorkerPool:
                 elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
                     error += " (its loop failed: did the job close or write to the worker's pipes?)"
                 self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+                self.stats.finished(run.job.queue, "crashed", now - run.started)
                 log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)
             else:
@@ -316,7 +325,7 @@ class WorkerPool:
                 worker.runs.popleft()
                 error = f"timed out after {run.timeout:g} s (worker and its process group killed)"
                 self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
-                self.stats.count(run.job.queue, "timeout")
+                self.stats.finished(run.job.queue, "timeout", now - run.started)
                 log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
                 self._requeue(worker)
             elif nearest is None or run.deadline < nearest:

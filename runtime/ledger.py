@@ -58,10 +58,14 @@ class Ledger:
         if not wants and not flush:
             return True
         wall = time.time()
+        metrics = self.stats.metrics
         try:
             for pool, want in wants:
                 queues = list(pool.config.queues)
+                started = time.perf_counter()
                 jobs = self.storage.exchange(self.owner, outbox, queues, want, wall + self.lease, wall)
+                if metrics is not None:
+                    metrics.storage_round_trip("exchange", time.perf_counter() - started)
                 outbox.clear()
                 pool.buffer.extend(jobs)
                 if len(jobs) < want:
@@ -69,7 +73,10 @@ class Ledger:
                     due = self.storage.next_due(queues)
                     pool.due_at = None if due is None else now + max(0.0, due - wall)
             if outbox:
+                started = time.perf_counter()
                 self.storage.settle(self.owner, outbox)
+                if metrics is not None:
+                    metrics.storage_round_trip("settle", time.perf_counter() - started)
                 outbox.clear()
         except StorageError as exc:
             self.failed(now, exc)

@@ -33,6 +33,7 @@ from .config import load_config
 from .errors import ConfigError, StorageError
 from .joblog import OutputRelay
 from .ledger import Ledger
+from .stats import Stats
 from .storage import open_storage
 
 log = logging.getLogger("jobrt")
@@ -40,29 +41,6 @@ log = logging.getLogger("jobrt")
 PRUNE_EVERY = 10.0  # seconds between retention sweeps
 PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
-
-
-class Stats:
-    """Counters for status, heartbeats and (later) metrics."""
-
-    def __init__(self):
-        self.done = 0
-        self.by_outcome: dict[tuple[str, str], int] = {}
-        self.restarts: dict[str, int] = {}
-        self.rate = 0.0
-        self._last_done = 0
-        self._last_at = time.monotonic()
-
-    def count(self, queue: str, status: str) -> None:
-        self.done += 1
-        key = (queue, status)
-        self.by_outcome[key] = self.by_outcome.get(key, 0) + 1
-
-    def update_rate(self, now: float) -> None:
-        elapsed = now - self._last_at
-        if elapsed >= 0.1:
-            self.rate = 0.5 * self.rate + 0.5 * (self.done - self._last_done) / elapsed
-            self._last_done, self._last_at = self.done, now
 
 
 class Supervisor:
@@ -76,7 +54,13 @@ class Supervisor:
         self.pid = os.getpid()
         self.started_at = psutil.Process().create_time()
         self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
-        self.stats = Stats()
+        self.metrics = None
+        self.metrics_server = None
+        if config.metrics_listen:
+            from .metrics import Metrics  # prometheus_client is imported only when metrics are on
+
+            self.metrics = Metrics()
+        self.stats = Stats(self.metrics)
         self.selector = selectors.DefaultSelector()
         self.pools: list[WorkerPool] = []
         self.ledger = Ledger(self.owner, config.lease, self.pools, self.stats)
@@ -163,6 +147,12 @@ class Supervisor:
         process.become_subreaper()
         self._rescue_dead_neighbours(time.time())
         self._heartbeat(time.time())
+        if self.metrics is not None:
+            from .metrics import MetricsServer
+
+            self.metrics_server = MetricsServer(cfg.metrics_listen, self.metrics, self.selector,
+                                                allow_remote=cfg.metrics_allow_remote, path=cfg.path)
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_server.address[:2])
         gc.collect()
         gc.freeze()  # keep the preloaded image's pages shared with the children
         now = time.monotonic()
@@ -224,6 +214,8 @@ class Supervisor:
         except StorageError:
             pass
         self._drop_listener()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.storage.close()
         signal.set_wakeup_fd(-1)
         log.info("supervisor %s stopped", self.owner)
@@ -232,7 +224,7 @@ class Supervisor:
     def _turn(self) -> None:
         now = time.monotonic()
         timeout = self._timeout(now)
-        for key, _mask in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
             kind, obj, pool = key.data
             now = time.monotonic()
             if kind == "read":
@@ -251,7 +243,7 @@ class Supervisor:
             elif kind == "wake":
                 self._drain_listener()
             elif kind == "call":  # a listener with its own handler (metrics endpoint)
-                obj(_mask)
+                obj(mask)
             elif kind == "signal":
                 self._read_signals(obj)
         now = time.monotonic()
@@ -298,6 +290,8 @@ class Supervisor:
                 pool.maybe_more = True
             if self.listener is None and not self.ledger.down:
                 self._listen()
+        if self.metrics_server is not None:
+            self.metrics_server.expire(now)
         if now >= self.next_watchdog:
             systemd.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
             self.next_watchdog = now + self.watchdog_every
@@ -354,8 +348,13 @@ class Supervisor:
                           for p in self.pools}}
         held = [job.id for pool in self.pools for job in pool.held()]
         try:
+            started = time.perf_counter()
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
                                    wall, wall + self.config.lease, held=held)
+            if self.metrics is not None:
+                self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
+                self.metrics.set_workers(workers)
+                self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
             self.ledger.failed(time.monotonic(), exc)
 

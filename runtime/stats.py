@@ -1,0 +1,33 @@
+"""Counters the supervisor keeps for heartbeats, `jobrt status` and the metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+
+
+class Stats:
+    def __init__(self, metrics=None):
+        self.metrics = metrics  # a runtime.metrics.Metrics when [metrics] listen is set
+        self.done = 0
+        self.restarts: dict[str, int] = {}
+        self.rate = 0.0
+        self._last_done = 0
+        self._last_at = time.monotonic()
+
+    def finished(self, queue: str, outcome: str, seconds: float) -> None:
+        """A run ended: succeeded, failed, retried, released, timeout or crashed."""
+        self.done += 1
+        if self.metrics is not None:
+            self.metrics.job_finished(queue, outcome, seconds)
+
+    def restarted(self, pool: str, reason: str) -> None:
+        """A worker was replaced: timeout, crash, max_jobs, max_time, memory, scaled down."""
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.worker_restarted(pool, reason)
+
+    def update_rate(self, now: float) -> None:
+        elapsed = now - self._last_at
+        if elapsed >= 0.1:
+            self.rate = 0.5 * self.rate + 0.5 * (self.done - self._last_done) / elapsed
+            self._last_done, self._last_at = self.done, now
