@@ -232,7 +232,8 @@ SETTINGS = (
     Setting("storage", "poll", POSITIVE_SECONDS, 1.0, "seconds",
             "fallback poll interval; new jobs are normally picked up at once through a wake-up"),
     Setting("storage", "retention", SECONDS, 7 * 24 * 3600, "seconds",
-            "how long ended jobs stay queryable; 604800 = 7 days"),
+            "how long ended jobs stay queryable before the supervisor deletes them; "
+            "604800 = 7 days, 0 = forever"),
     Setting("jobs", "modules", MODULES, ["jobs.examples"], "",
             "job modules, imported before workers fork"),
     Setting("jobs", "path", DIRS, ["."], "",
