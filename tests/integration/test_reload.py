@@ -106,3 +106,10 @@ def test_json_log_format(tmp_path):
     assert proc.wait(60) == 0
     assert {"ts", "level", "msg", "pid"} <= set(first)
     assert any("stopped" in line["msg"] for line in rest)
+
+
+def test_watchdog_pings_come_from_the_loop_when_systemd_asks(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    supervisor = start_supervisor(config, env={"WATCHDOG_USEC": "200000"})
+    for _ in range(3):  # a ping every 0.1 s, over and over
+        supervisor.wait_message(b"WATCHDOG=1")
