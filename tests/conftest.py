@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +55,17 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+def alive(process) -> bool:
+    """Running and not a zombie (a dead orphan may wait a while for init to reap it).
+    Takes a psutil.Process (safe against pid reuse) or a pid."""
+    try:
+        if not isinstance(process, psutil.Process):
+            process = psutil.Process(process)
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class RunningSupervisor:
@@ -104,6 +116,14 @@ class RunningSupervisor:
         self.log.close()
         self.notify.close()
 
+    def discard(self) -> None:
+        """Teardown: SIGKILL it if it still runs, release its files."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.log.closed:
+            self.close()
+
 
 @pytest.fixture
 def start_supervisor():
@@ -118,11 +138,7 @@ def start_supervisor():
 
     yield start
     for supervisor in started:
-        if supervisor.proc.poll() is None:
-            supervisor.proc.kill()
-            supervisor.proc.wait()
-        if not supervisor.log.closed:
-            supervisor.close()
+        supervisor.discard()
 
 
 @pytest.fixture(scope="session")

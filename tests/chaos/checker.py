@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 import tomli_w
 
-from tests.conftest import END_STATES, REPO, RunningSupervisor
+from tests.conftest import END_STATES, REPO, RunningSupervisor, alive
 
 KILL_EVERY = 0.05  # seconds between kills
 SUPERVISOR_EVERY = (1.0, 3.0)  # seconds between supervisor kills, uniform
@@ -99,14 +99,6 @@ def chaos_items(log: Path, jobs: int) -> list[tuple]:
 
 
 # -- the scenario ------------------------------------------------------------------------
-
-
-def alive(process: psutil.Process) -> bool:
-    """Running and not a zombie (a dead orphan may wait a while for init to reap it)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def workers_of(supervisor: RunningSupervisor) -> list[psutil.Process]:
@@ -178,11 +170,7 @@ def run_chaos(q, config: Path, items: list[tuple], supervisors: int = 1, *, star
         run.survivors = sum(alive(worker) for worker in seen.values())
     finally:
         for supervisor in running:
-            if supervisor.proc.poll() is None:
-                supervisor.proc.kill()
-                supervisor.proc.wait()
-            if not supervisor.log.closed:
-                supervisor.close()
+            supervisor.discard()
     return run
 
 

@@ -18,10 +18,10 @@ import pytest
 from runtime import connect
 from runtime.storage import NewJob, Outcome, open_storage
 from tests.chaos.checker import (
-    alive, chaos_items, check, held_bound, postgres_missing, read_runs, records_of, run_chaos,
+    chaos_items, check, held_bound, postgres_missing, read_runs, records_of, run_chaos,
     workers_of, write_chaos_config,
 )
-from tests.conftest import REPO, wait_for, write_config
+from tests.conftest import REPO, alive, wait_for, write_config
 
 JOBS = 15_000
 PREFETCH = 2

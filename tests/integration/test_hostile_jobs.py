@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import psutil
 import pytest
 
 from runtime import connect
-from tests.conftest import END_STATES, wait_for, write_config
+from tests.conftest import END_STATES, alive, wait_for, write_config
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +80,7 @@ def test_escaped_grandchild_is_killed_after_its_worker_dies(pool):
     assert "timed out" in record.error
     escaped = int(pid_file.read_text())
 
-    def gone():
-        try:
-            return psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    wait_for(gone, 30, "the escaped process to be killed")
+    wait_for(lambda: not alive(escaped), 30, "the escaped process to be killed")
 
 
 def test_job_output_is_relayed_labelled_with_its_job(pool):

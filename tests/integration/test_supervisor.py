@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from runtime import connect
-from tests.conftest import END_STATES, wait_for, write_config
+from tests.conftest import END_STATES, alive, wait_for, write_config
 
 
 def finished(queue, job_id, timeout=30.0):
@@ -100,8 +100,7 @@ def test_timeout_kills_what_the_job_spawned(tmp_path, start_supervisor, queue_fo
     job_id = q.enqueue("jobs.examples:spawn_and_hang", str(pid_file), _timeout=1)
     assert "timed out" in finished(q, job_id).error
     grandchild = int(pid_file.read_text())
-    wait_for(lambda: not psutil.pid_exists(grandchild) or
-             psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE, 10, "the job's child to die")
+    wait_for(lambda: not alive(grandchild), 10, "the job's child to die")
 
 
 @pytest.mark.parametrize("job,args,expected", [
@@ -211,7 +210,7 @@ def test_sigterm_grace_runs_out_and_the_job_goes_back(tmp_path, start_supervisor
     assert (record.state, record.attempts) == ("pending", 0)
     assert "grace" in record.error
     for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert not alive(pid)
 
 
 def test_workers_die_with_a_killed_supervisor_and_a_restart_rescues_at_once(
@@ -226,7 +225,7 @@ def test_workers_die_with_a_killed_supervisor_and_a_restart_rescues_at_once(
     assert workers
     first.kill()
     for pid in workers:
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        wait_for(lambda: not alive(pid),
                  10, f"worker {pid} to die with its supervisor")
     start_supervisor(config)
     for job_id in ids:
@@ -329,16 +328,10 @@ def test_what_jobs_left_behind_a_killed_supervisor_is_killed_by_the_next(tmp_pat
     wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start its child")
     child = int(pid_file.read_text())
     first.kill()
-    assert psutil.Process(child).status() != psutil.STATUS_ZOMBIE  # orphaned, still running
+    assert alive(child)  # orphaned, still running
     second = start_supervisor(config)
 
-    def gone():
-        try:
-            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    wait_for(gone, 30, "the orphaned child to be killed")
+    wait_for(lambda: not alive(child), 30, "the orphaned child to be killed")
     assert "left running" in second.output()
 
 
