@@ -23,7 +23,7 @@ PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it si
 class Child:
     """The supervisor's handle on one forked child."""
 
-    __slots__ = ("pid", "pidfd", "to_child", "from_child", "output", "status", "pgid_killed")
+    __slots__ = ("pid", "pidfd", "to_child", "from_child", "output", "status")
 
     def __init__(self, pid: int, pidfd: int, to_child: int, from_child: int, output: int):
         self.pid = pid
@@ -32,7 +32,6 @@ class Child:
         self.from_child = from_child
         self.output = output  # the child's stdout and stderr, read by the supervisor
         self.status: int | None = None
-        self.pgid_killed = False
 
     def kill(self) -> None:
         """SIGKILL the child and everything in its process group."""
@@ -51,7 +50,6 @@ class Child:
                 os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            self.pgid_killed = True
 
     def reap(self) -> int | None:
         """Collect the exit status if the child has exited; kills its group first."""

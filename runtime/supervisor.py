@@ -139,7 +139,7 @@ class Supervisor:
         sig_r, sig_w = socket.socketpair()
         for sock in (sig_r, sig_w):
             sock.setblocking(False)
-        self._signal_sockets = (sig_r, sig_w)
+        self._signal_sockets = (sig_r, sig_w)  # held: collecting them would close the wake-up fd
         signal.set_wakeup_fd(sig_w.fileno(), warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, lambda *_: None)
