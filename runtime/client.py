@@ -73,8 +73,9 @@ class Queue:
             raise PayloadError(f"job {spec.name}: unknown enqueue options {sorted(unknown)}; "
                                f"known: {', '.join(_OPTIONS)}")
         queue = options.get("_queue") or spec.queue
-        if not isinstance(queue, str):
-            raise PayloadError(f"job {spec.name}: _queue must be a string, got {queue!r}")
+        if not isinstance(queue, str) or not _is_queue_name(queue):
+            raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
+                               f"at most 200 characters), got {queue!r:.60}")
         delay = _number("_delay", options.get("_delay", 0))
         stored = {}
         timeout = options.get("_timeout", spec.timeout)
@@ -103,9 +104,13 @@ class Queue:
             stored_options = orjson.dumps(stored) if stored else None
         except TypeError as exc:  # e.g. an integer beyond 64 bits
             raise PayloadError(f"job {spec.name}: an option cannot be stored ({exc})") from None
+        if unique is not None:
+            unique = str(unique)
+            if not _encodable(unique):
+                raise PayloadError(f"job {spec.name}: _unique must be text without lone surrogates, "
+                                   f"got {unique!r:.60}")
         return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + delay,
-                      priority=priority, options=stored_options,
-                      unique_key=None if unique is None else str(unique))
+                      priority=priority, options=stored_options, unique_key=unique)
 
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
@@ -148,3 +153,17 @@ class Queue:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.storage.counts(time.time())
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_queue_name(name: str) -> bool:
+    """The rule the config applies to queue names, so a job never lands on a queue no pool can name."""
+    return 0 < len(name) <= 200 and name.isprintable() and not any(c.isspace() for c in name) \
+        and _encodable(name)
