@@ -24,11 +24,11 @@ def small_disk(tmp_path):
 
 
 def fill(directory):
-    with open(directory / "filler", "wb") as out:
+    # Unbuffered: a buffered file would try the failed write again on close, and raise there.
+    with open(directory / "filler", "wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
 
