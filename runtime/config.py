@@ -373,6 +373,14 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     )
 
 
+def check_pool(values: dict, where: str) -> PoolConfig:
+    """A PoolConfig from keyword values (the embedded Pool's), checked as [pools.*] is;
+    a bad value raises ConfigError naming `where.key`."""
+    _reject_unknown(values, [s.name for s in settings_of(POOL)], None, (where,), "setting")
+    table = {key: value for key, value in values.items() if value is not None}
+    return PoolConfig(name=where, **_read_table(table, settings_of(POOL), None, (where,)))
+
+
 def _check_levels(health: HealthConfig, path) -> None:
     """A critical threshold must not be milder than its warning (both on, 0 = off)."""
     for check, fewer in (("workers", True), ("pending", False), ("oldest_pending", False),

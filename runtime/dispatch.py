@@ -85,8 +85,9 @@ class Worker:
 
 class WorkerPool:
     def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None,
-                 owner: str = "", fresh_modules: tuple = (), module_path: tuple = ()):
+                 owner: str = "", fresh_modules: tuple = (), module_path: tuple = (), logger=log):
         self.config = config
+        self.log = logger
         self.setup = sandbox.resolve(config, config_path)._replace(
             owner=owner, fresh_modules=fresh_modules, module_path=module_path)
         self.retired = False  # replaced by a reload: stops, then goes
@@ -116,7 +117,7 @@ class WorkerPool:
         worker = Worker(child, max_jobs, retire_at)
         self.workers[child.pid] = worker
         self.loop.watch(worker, self)
-        log.info("pool %s: worker %d started", cfg.name, child.pid)
+        self.log.info("pool %s: worker %d started", cfg.name, child.pid)
         return worker
 
     def retire(self, worker: Worker, reason: str) -> None:
@@ -125,7 +126,7 @@ class WorkerPool:
             return
         worker.retiring = reason
         if reason != "stop":
-            log.info("pool %s: recycling worker %d (%s, %d jobs done)",
+            self.log.info("pool %s: recycling worker %d (%s, %d jobs done)",
                      self.config.name, worker.pid, reason, worker.jobs_done)
             self.stats.restarted(self.config.name, reason)
         self.send(worker, protocol.STOP_FRAME)
@@ -217,7 +218,8 @@ class WorkerPool:
         self.loop.unwatch_reader(worker)
         if worker.runs and not worker.killed:
             run = worker.runs.popleft()
-            self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+            self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time(),
+                                                outcomes.CRASH))
             self.stats.finished(run.job.queue, "crashed", now - run.started)
         self.kill(worker, "crash")
         self._requeue(worker)
@@ -235,7 +237,7 @@ class WorkerPool:
         if status == protocol.RETURNED:
             self._give_back(run.job, wall)
         else:
-            worker.jobs_done += 1
+            worker.jobs_done += run.options.get("calls", 1)  # the embedded Pool batches calls
             name = job.name
             average = self.durations.get(name)
             self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
@@ -250,7 +252,7 @@ class WorkerPool:
                 else:
                     outcome = outcomes.errored(job, run.options, self.config, error["error"],
                                                error["traceback"], wall)
-                log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error["error"])
+                self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error["error"])
             self.outbox.append(outcome)
             self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
             self.failed_boots = 0
@@ -284,9 +286,9 @@ class WorkerPool:
             return
         how = describe_exit(status)
         if worker.killed:
-            log.info("pool %s: worker %d killed (%s)", self.config.name, worker.pid, worker.killed)
+            self.log.info("pool %s: worker %d killed (%s)", self.config.name, worker.pid, worker.killed)
         elif worker.said_bye:
-            log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
+            self.log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
         else:
             self.stats.restarted(self.config.name, "crash")
             if worker.runs:
@@ -296,12 +298,14 @@ class WorkerPool:
                     error += " without reporting a result (did the job call os._exit?)"
                 elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
                     error += " (its loop failed: did the job close or write to the worker's pipes?)"
-                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+                reason = outcomes.SIGNAL if os.WIFSIGNALED(status) else outcomes.CRASH
+                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
+                                                    time.time(), reason))
                 self.stats.finished(run.job.queue, "crashed", now - run.started)
-                log.warning("pool %s: worker %d %s while running job %d (%s)",
+                self.log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)
             else:
-                log.warning("pool %s: worker %d %s while idle", self.config.name, worker.pid, how)
+                self.log.warning("pool %s: worker %d %s while idle", self.config.name, worker.pid, how)
                 if worker.jobs_done == 0:
                     self.failed_boots += 1
                     self.spawn_after = now + min(10.0, 0.05 * 2 ** self.failed_boots)
@@ -324,9 +328,10 @@ class WorkerPool:
                 self.kill(worker, "timeout")
                 worker.runs.popleft()
                 error = f"timed out after {run.timeout:g} s (worker and its process group killed)"
-                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time()))
+                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
+                                                    time.time(), outcomes.TIMEOUT))
                 self.stats.finished(run.job.queue, "timeout", now - run.started)
-                log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
+                self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
                 self._requeue(worker)
             elif nearest is None or run.deadline < nearest:
                 nearest = run.deadline
@@ -350,7 +355,8 @@ class WorkerPool:
             if worker.retiring or worker.killed:
                 continue
             queued = len(worker.runs)
-            if worker.max_jobs and worker.jobs_done + queued >= worker.max_jobs:
+            if worker.max_jobs and worker.jobs_done + sum(run.options.get("calls", 1) for run in worker.runs) \
+                    >= worker.max_jobs:
                 continue  # its last job is already sent: it is about to be recycled
             if queued == 0:
                 return worker
@@ -439,6 +445,21 @@ class WorkerPool:
             if not worker.killed:
                 for run in worker.runs:
                     yield run.job
+
+    def next_timer(self, now: float) -> float:
+        """The nearest moment (monotonic) this pool needs a turn: a deadline, a recycle, a respawn."""
+        nearest = float("inf")
+        for worker in self.workers.values():
+            if worker.runs and not worker.killed:
+                nearest = min(nearest, worker.runs[0].deadline)
+            if worker.active:
+                nearest = min(nearest, worker.retire_at)
+        for moment in (self.due_at, self.grace_deadline):
+            if moment is not None:
+                nearest = min(nearest, moment)
+        if self.spawn_after > now:
+            nearest = min(nearest, self.spawn_after)
+        return nearest
 
     def describe_workers(self) -> list[dict]:
         busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731

@@ -44,3 +44,29 @@ class StorageError(JobrtError):
 
 class JobNotFound(JobrtError):
     """No job with the given id exists (it may have been pruned)."""
+
+
+class JobFailed(JobrtError):
+    """A task of the embedded Pool failed for good, after its tries.
+
+    `reason` says how its last attempt ended: "error" (it raised), "timeout",
+    "signal" (its worker was killed by a signal: a segfault, the OOM killer),
+    "crash" (its worker exited without reporting), or "cancelled" (the pool was
+    shut down first). `error` is one line; `traceback` is the remote traceback
+    text, when it raised; `exception` is what it raised, when that could be
+    pickled back (it is also this exception's __cause__).
+    """
+
+    def __init__(self, task: str, reason: str, error: str, traceback: str | None = None,
+                 exception: BaseException | None = None, attempts: int = 1):
+        super().__init__(f"{task} failed: {error}")
+        self.task = task
+        self.reason = reason
+        self.error = error
+        self.traceback = traceback
+        self.exception = exception
+        self.attempts = attempts
+        if exception is not None:
+            self.__cause__ = exception
+        if traceback:
+            self.add_note("remote traceback (in the worker):\n" + traceback.rstrip())

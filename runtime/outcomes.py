@@ -13,6 +13,12 @@ from .storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
 
 NO_OPTIONS: dict = {}
 
+# Outcome.reason: how a failed run ended
+ERROR = "error"  # the job raised
+TIMEOUT = "timeout"  # it overran its timeout and its worker was killed
+SIGNAL = "signal"  # its worker was killed by a signal (a segfault, the OOM killer)
+CRASH = "crash"  # its worker exited or broke its pipes without reporting a result
+
 
 def options_of(job: ClaimedJob) -> dict:
     return orjson.loads(job.options) if job.options else NO_OPTIONS
@@ -22,21 +28,24 @@ def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
     return Outcome(job.id, job.attempt, SUCCEEDED, at, result=result if result != b"null" else None)
 
 
-def errored(job: ClaimedJob, options: dict, pool, error: str, tb: str | None, at: float) -> Outcome:
+def errored(job: ClaimedJob, options: dict, pool, error: str, tb: str | None, at: float,
+            reason: str = ERROR) -> Outcome:
     """A run that raised, timed out or lost its worker: retry with backoff while tries remain."""
     tries = options.get("tries") or pool.tries
     retry_until = options.get("retry_until")
     if job.attempt >= tries:
         return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
-                       traceback=tb)
+                       traceback=tb, reason=reason)
     delay = backoff_delay(options.get("backoff", pool.backoff), job.attempt)
     if retry_until is not None and at + delay > retry_until:
-        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb)
-    return Outcome(job.id, job.attempt, PENDING, at, error=error, traceback=tb, available_at=at + delay)
+        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb,
+                       reason=reason)
+    return Outcome(job.id, job.attempt, PENDING, at, error=error, traceback=tb, available_at=at + delay,
+                   reason=reason)
 
 
 def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
-    return Outcome(job.id, job.attempt, FAILED, at, error=error)
+    return Outcome(job.id, job.attempt, FAILED, at, error=error, reason=ERROR)
 
 
 def released(job: ClaimedJob, delay: float, at: float) -> Outcome:

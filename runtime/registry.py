@@ -13,8 +13,11 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
+
 from .backoff import check_backoff
 from .errors import ConfigError, UnknownJob
+from .payload import dump_result
 
 ATTR = "__jobrt__"
 
@@ -32,6 +35,11 @@ class JobSpec:
     priority: int = 0
     retry_until: float | None = None  # seconds after enqueue
     unique: bool = False
+
+    def invoke(self, payload: bytes) -> bytes:
+        """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
+        args, kwargs = orjson.loads(payload)
+        return dump_result(self.func(*args, **kwargs))
 
 
 def _check_number(option: str, value, minimum: float, integer: bool = False):

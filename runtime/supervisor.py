@@ -20,7 +20,6 @@ import gc
 import logging
 import os
 import secrets
-import selectors
 import signal
 import socket
 import time
@@ -28,11 +27,12 @@ import time
 import psutil
 
 from . import process, sandbox, systemd
-from .dispatch import Worker, WorkerPool
+from .dispatch import WorkerPool
 from .config import load_config
 from .errors import ConfigError, StorageError
 from .joblog import OutputRelay
 from .ledger import Ledger
+from .loop import EventLoop
 from .stats import Stats
 from .storage import open_storage
 
@@ -43,10 +43,10 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor:
+class Supervisor(EventLoop):
     def __init__(self, config, registry, log_format: str = "text"):
+        super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.config = config
-        self.relay = OutputRelay(json_lines=log_format == "json")
         self.registry = registry
         # JOBRT_HOST names the host where hostnames are not unique (containers);
         # supervisors on one host rescue each other's jobs without waiting for leases.
@@ -61,7 +61,6 @@ class Supervisor:
 
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
-        self.selector = selectors.DefaultSelector()
         self.pools: list[WorkerPool] = []
         self.ledger = Ledger(self.owner, config.lease, self.pools, self.stats)
         self.pools.extend(WorkerPool(pool, registry, self, self.ledger.outbox, self.stats, config.path,
@@ -78,41 +77,6 @@ class Supervisor:
         self.next_heartbeat = self.next_rescue = self.next_poll = self.next_prune = 0.0
         self.watchdog_every = systemd.watchdog_interval()
         self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
-
-    # -- the loop's fd bookkeeping (called by WorkerPool) ----------------------
-    def watch(self, worker: Worker, pool: WorkerPool) -> None:
-        self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
-        self.selector.register(worker.child.output, selectors.EVENT_READ, ("output", worker, pool))
-        self.selector.register(worker.child.pidfd, selectors.EVENT_READ, ("exit", worker, pool))
-
-    def unwatch_output(self, worker: Worker) -> None:
-        try:
-            self.selector.unregister(worker.child.output)
-        except (KeyError, ValueError):
-            pass
-
-    def unwatch_reader(self, worker: Worker) -> None:
-        try:
-            self.selector.unregister(worker.child.from_child)
-        except (KeyError, ValueError):
-            pass
-
-    def want_write(self, worker: Worker, on: bool, pool: WorkerPool | None = None) -> None:
-        fd = worker.child.to_child
-        if on and not worker.writing:
-            self.selector.register(fd, selectors.EVENT_WRITE, ("write", worker, pool))
-        elif not on and worker.writing:
-            self.selector.unregister(fd)
-        worker.writing = on
-
-    def unwatch(self, worker: Worker) -> None:
-        self.unwatch_reader(worker)
-        self.unwatch_output(worker)
-        self.want_write(worker, False)
-        try:
-            self.selector.unregister(worker.child.pidfd)
-        except (KeyError, ValueError):
-            pass
 
     # -- start and stop -------------------------------------------------------------
     def run(self) -> int:
@@ -143,7 +107,7 @@ class Supervisor:
         signal.set_wakeup_fd(sig_w.fileno(), warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, lambda *_: None)
-        self.selector.register(sig_r.fileno(), selectors.EVENT_READ, ("signal", sig_r, None))
+        self.watch_call(sig_r.fileno(), lambda _mask: self._read_signals(sig_r))
         process.become_subreaper()
         self._rescue_dead_neighbours(time.time())
         self._heartbeat(time.time())
@@ -178,7 +142,7 @@ class Supervisor:
             self.listen_failed = False
         self.listener_fd = self.listener.fileno()
         if self.listener_fd >= 0:
-            self.selector.register(self.listener_fd, selectors.EVENT_READ, ("wake", None, None))
+            self.watch_call(self.listener_fd, lambda _mask: self._drain_listener())
 
     def _drain_listener(self) -> None:
         for pool in self.pools:
@@ -193,10 +157,7 @@ class Supervisor:
 
     def _drop_listener(self) -> None:
         if self.listener is not None:
-            try:
-                self.selector.unregister(self.listener_fd)
-            except (KeyError, ValueError):
-                pass
+            self.unwatch_fd(self.listener_fd)
             self.listener.close()
             self.listener = None
 
@@ -224,28 +185,7 @@ class Supervisor:
     def _turn(self) -> None:
         now = time.monotonic()
         timeout = self._timeout(now)
-        for key, mask in self.selector.select(timeout):
-            kind, obj, pool = key.data
-            now = time.monotonic()
-            if kind == "read":
-                if obj.child.from_child >= 0:  # not closed by an exit handled this turn
-                    pool.on_readable(obj, now)
-            elif kind == "output":
-                if obj.child.output >= 0:
-                    pool.on_output(obj)
-            elif kind == "exit":
-                if obj.child.pidfd >= 0:
-                    pool.on_exit(obj, now)
-                    self._kill_strays()
-            elif kind == "write":
-                if obj.child.to_child >= 0:
-                    pool.on_writable(obj)
-            elif kind == "wake":
-                self._drain_listener()
-            elif kind == "call":  # a listener with its own handler (metrics endpoint)
-                obj(mask)
-            elif kind == "signal":
-                self._read_signals(obj)
+        self.wait(timeout)
         now = time.monotonic()
         if self.signals:
             self._handle_signals(now)
@@ -264,17 +204,7 @@ class Supervisor:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
                       self.next_prune, self.ledger.next_timer())
         for pool in self.pools:
-            for worker in pool.workers.values():
-                if worker.runs and not worker.killed:
-                    nearest = min(nearest, worker.runs[0].deadline)
-                if worker.active:
-                    nearest = min(nearest, worker.retire_at)
-            if pool.due_at is not None:
-                nearest = min(nearest, pool.due_at)
-            if pool.grace_deadline is not None:
-                nearest = min(nearest, pool.grace_deadline)
-            if pool.spawn_after > now:
-                nearest = min(nearest, pool.spawn_after)
+            nearest = min(nearest, pool.next_timer(now))
         return max(0.0, nearest - now)
 
     def _periodic(self, now: float) -> None:
@@ -324,6 +254,9 @@ class Supervisor:
             return
         if pruned == PRUNE_BATCH:
             self.next_prune = now + 0.05  # more to delete: go on soon, between claims
+
+    def worker_exited(self) -> None:
+        self._kill_strays()
 
     def _kill_strays(self) -> None:
         known = {pid for pool in self.pools for pid in pool.workers}

@@ -27,7 +27,6 @@ from collections import deque
 import orjson
 
 from . import context, protocol, sandbox
-from .payload import dump_result
 from .registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
@@ -83,6 +82,16 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        # What jobs print must reach fd 1 and 2 (the output pipe), even when the parent had
+        # replaced sys.stdout (a test's capture, a notebook's stream) with one on another fd.
+        stream = getattr(sys, name)
+        try:
+            direct = stream.fileno() == fd
+        except Exception:  # noqa: BLE001 - no fileno at all
+            direct = False
+        if not direct:
+            setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="backslashreplace"))
     for name in SECRET_ENVIRONMENT:
         os.environ.pop(name, None)  # the child's own copy: the supervisor's is untouched
     random.seed()  # forked children would otherwise share one random sequence
@@ -170,7 +179,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _format_traceback(exc: BaseException) -> str:
+def format_traceback(exc: BaseException) -> str:
     try:
         return "".join(traceback.format_exception(exc))
     except BaseException:  # noqa: BLE001 - a hostile __str__ must not take the worker down
@@ -190,16 +199,14 @@ def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, f
     token = context.enter(job_id, attempt)
     started = time.perf_counter()
     try:
-        args, kwargs = orjson.loads(payload)
-        value = spec.func(*args, **kwargs)
-        body = dump_result(value)
+        body = spec.invoke(payload)
         status, delay = protocol.OK, 0.0
     except context.Release as exc:
         status, body, delay = protocol.RELEASE, b"", exc.delay
     except context.Fail as exc:
         status, body, delay = protocol.FAIL, _error_body(exc.reason, None), 0.0
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
-        status, body, delay = protocol.ERROR, _error_body(describe(exc), _format_traceback(exc)), 0.0
+        status, body, delay = protocol.ERROR, _error_body(describe(exc), format_traceback(exc)), 0.0
     seconds = time.perf_counter() - started
     context.leave(token)
     for stream in (sys.stdout, sys.stderr):

@@ -61,7 +61,9 @@ class Outcome(NamedTuple):
                     release); `error` / `traceback` kept as the last error.
                     With `undo_attempt` the run never started (returned unstarted),
                     so the attempt counter goes back by one.
-    `at` is when the run ended (finished_at for end states).
+    `at` is when the run ended (finished_at for end states). `reason` says how a run
+    that did not succeed ended (runtime.outcomes: error, timeout, signal, crash); the
+    embedded Pool reports it, storage does not keep it.
     """
 
     job_id: int
@@ -73,6 +75,7 @@ class Outcome(NamedTuple):
     traceback: str | None = None
     available_at: float | None = None
     undo_attempt: bool = False
+    reason: str | None = None
 
 
 @dataclass

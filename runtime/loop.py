@@ -1,0 +1,78 @@
+"""The selector over worker pipes and pidfds: the `loop` a WorkerPool talks to.
+
+Shared by the supervisor and the embedded Pool, so both wait on their workers
+the same way. A selector key's data is `(kind, obj, pool)`: the worker kinds
+(read, output, exit, write) go to the worker's pool; `call` keys carry their
+own handler (`obj(mask)`), for whatever else the owner listens to.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+
+from .dispatch import Worker, WorkerPool
+
+
+class EventLoop:
+    def __init__(self, relay):
+        self.selector = selectors.DefaultSelector()
+        self.relay = relay  # where what jobs print goes (a joblog.OutputRelay)
+
+    def watch(self, worker: Worker, pool: WorkerPool) -> None:
+        self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
+        self.selector.register(worker.child.output, selectors.EVENT_READ, ("output", worker, pool))
+        self.selector.register(worker.child.pidfd, selectors.EVENT_READ, ("exit", worker, pool))
+
+    def watch_call(self, fd: int, handler) -> None:
+        self.selector.register(fd, selectors.EVENT_READ, ("call", handler, None))
+
+    def unwatch_fd(self, fd: int) -> None:
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def unwatch_output(self, worker: Worker) -> None:
+        self.unwatch_fd(worker.child.output)
+
+    def unwatch_reader(self, worker: Worker) -> None:
+        self.unwatch_fd(worker.child.from_child)
+
+    def want_write(self, worker: Worker, on: bool, pool: WorkerPool | None = None) -> None:
+        fd = worker.child.to_child
+        if on and not worker.writing:
+            self.selector.register(fd, selectors.EVENT_WRITE, ("write", worker, pool))
+        elif not on and worker.writing:
+            self.selector.unregister(fd)
+        worker.writing = on
+
+    def unwatch(self, worker: Worker) -> None:
+        self.unwatch_reader(worker)
+        self.unwatch_output(worker)
+        self.want_write(worker, False)
+        self.unwatch_fd(worker.child.pidfd)
+
+    def wait(self, timeout: float | None) -> None:
+        """Wait up to `timeout` seconds (None: until something happens) and handle what did."""
+        for key, mask in self.selector.select(timeout):
+            kind, obj, pool = key.data
+            now = time.monotonic()
+            if kind == "read":
+                if obj.child.from_child >= 0:  # not closed by an exit handled this turn
+                    pool.on_readable(obj, now)
+            elif kind == "output":
+                if obj.child.output >= 0:
+                    pool.on_output(obj)
+            elif kind == "exit":
+                if obj.child.pidfd >= 0:
+                    pool.on_exit(obj, now)
+                    self.worker_exited()
+            elif kind == "write":
+                if obj.child.to_child >= 0:
+                    pool.on_writable(obj)
+            else:
+                obj(mask)
+
+    def worker_exited(self) -> None:
+        """Called after a worker's death was handled."""

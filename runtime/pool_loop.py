@@ -1,0 +1,394 @@
+"""The embedded Pool's engine: the supervisor's WorkerPool, driven by a loop on one thread.
+
+    script threads --inbox (deque + wake-up pipe)--> PoolLoop thread --RUN/DONE--> workers
+          ^                                               |
+          +-------- futures, map queues <---- results ----+
+
+Calls arrive in Batches (one submit, or one chunk of a map). A batch becomes a
+job for the WorkerPool, which sends it to a worker, enforces the timeout and
+recycles workers exactly as it does in the supervisor. When a batch of
+several calls hangs or crashes its worker, its calls are queued again one by
+one (not counted as tries) so only the culprit fails. A call that raises is
+retried alone while it has tries left. With a Journal, calls that succeeded in
+an earlier run are answered from it without running.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import pickle
+import reprlib
+import threading
+import time
+from collections import deque
+
+import orjson
+
+from . import outcomes, pool_task
+from .dispatch import WorkerPool
+from .errors import JobFailed, PayloadError
+from .joblog import OutputRelay
+from .journal import call_json
+from .loop import EventLoop
+from .progress import ProgressLine
+from .stats import Stats
+from .storage.base import PENDING, SUCCEEDED, ClaimedJob
+
+log = logging.getLogger("jobrt")
+# What the workers' machinery logs (a worker killed, a batch timed out) reaches the script's
+# logging when it configures some; otherwise JobFailed says it all, and nothing is printed.
+pool_log = logging.getLogger("jobrt.pool")
+pool_log.addHandler(logging.NullHandler())
+
+STOP_GRACE = 5.0  # seconds idle workers get to exit when the pool closes
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+class Batch:
+    """Calls of one function submitted together, and their answers so far."""
+
+    __slots__ = ("sink", "seq", "name", "task", "mode", "items", "values", "failures", "remaining",
+                 "keys", "calls", "per_call", "delivered")
+
+    def __init__(self, sink, seq: int, name: str, task: str, mode: int, items: list):
+        self.sink = sink  # .start() -> still wanted?, .deliver(batch), .abort(error), .cancelled
+        self.seq = seq
+        self.name = name  # the function's name in the worker's table
+        self.task = task  # module:qualname, for messages and the journal
+        self.mode = mode
+        self.items = items
+        self.values: list = [None] * len(items)
+        self.failures: dict[int, JobFailed] = {}
+        self.remaining = len(items)
+        self.keys: list | None = None  # journal keys and call JSON, with storage=
+        self.calls: list | None = None
+        self.per_call: float | None = None  # seconds one call took, measured on the whole batch
+        self.delivered = False
+
+    def describe(self, offset: int) -> str:
+        item = self.items[offset]
+        if self.mode == pool_task.CALL_ONE:
+            shown = _short.repr(item)
+        elif self.mode == pool_task.CALL_STAR:
+            shown = ", ".join(map(_short.repr, item))
+        else:
+            shown = ", ".join([*map(_short.repr, item[0]),
+                               *(f"{k}={_short.repr(v)}" for k, v in item[1].items())])
+        return f"{self.task}({shown})"
+
+
+class PoolLoop(EventLoop):
+    def __init__(self, config, journal=None, progress: bool = False):
+        self.progress = ProgressLine() if progress else None
+        super().__init__(OutputRelay(before_emit=self.progress.clear if self.progress else None))
+        self.config = config
+        self.registry: dict = {}  # name -> PoolFunction; workers inherit it when they fork
+        self.outbox: list = []
+        self.stats = Stats()
+        self.pool = WorkerPool(config, self.registry, self, self.outbox, self.stats, logger=pool_log)
+        self.journal = journal
+        self.inbox: deque = deque()
+        self.woken = False
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.watch_call(self.wake_r, self._on_wake)
+        self.waiting: deque = deque()  # (job, batch, offsets) not yet handed to the WorkerPool
+        self.runs: dict[int, tuple] = {}  # job id -> (job, batch, offsets), handed over
+        self.retries: list = []  # heap of (due, job id, job, batch, offsets)
+        self.next_id = 1
+        self.closing = False
+        self.counts = {"succeeded": 0, "failed": 0, "skipped": 0, "retried": 0}
+        self.total: int | None = 0
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, name="jobrt-pool", daemon=True)
+
+    # -- the script's side (any thread) ----------------------------------------
+    def post(self, message: tuple) -> None:
+        self.inbox.append(message)
+        if not self.woken:
+            self.woken = True
+            try:
+                os.write(self.wake_w, b"!")
+            except (BlockingIOError, OSError):
+                pass  # a wake-up is already pending, or the loop has ended
+
+    def _on_wake(self, _mask) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> None:
+        pool = self.pool
+        try:
+            while not (pool.stopping and not pool.workers):
+                self._turn()
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not strand the script
+            self.failure = exc
+            log.exception("pool: the loop failed; killing its workers")
+            pool.stopping = True
+            pool.kill_all("the pool's loop failed")
+            self._abort_all(f"the pool failed ({exc!r}); this call did not finish")
+            for worker in list(pool.workers.values()):
+                worker.child.kill()
+                os.waitpid(worker.pid, 0)
+        finally:
+            self.finish()
+
+    def _turn(self) -> None:
+        pool = self.pool
+        now = time.monotonic()
+        nearest = min(pool.next_timer(now), self.retries[0][0] if self.retries else float("inf"),
+                      self.journal.due() if self.journal else float("inf"),
+                      self.progress.due() if self.progress and self.runs else float("inf"))
+        self.wait(None if nearest == float("inf") else max(0.0, nearest - now))
+        self.woken = False  # before draining: a message posted after this wakes us again
+        inbox = self.inbox
+        while inbox:
+            self._handle(inbox.popleft())
+        now = time.monotonic()
+        pool.enforce_deadlines(now)
+        if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
+            pool.kill_all("the pool closed and its workers did not stop in time")
+        if self.outbox:
+            self._settle()
+        while self.retries and self.retries[0][0] <= now:
+            _, _, job, batch, offsets = heapq.heappop(self.retries)
+            self.waiting.appendleft((job, batch, offsets))
+        pool.manage(now)  # first: a worker it forks can take a job this very turn
+        self._feed()
+        pool.dispatch(now)
+        if self.journal:
+            self.journal.flush(now)
+        if self.progress:
+            self._draw(now)
+        if self.closing and not pool.stopping and not (self.waiting or self.runs or self.retries):
+            pool.begin_stop(now, STOP_GRACE)
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "batch":
+            self._accept(message[1])
+        elif kind == "function":  # workers forked before it was defined do not have it
+            for worker in list(self.pool.workers.values()):
+                self.pool.retire(worker, "new function")
+        elif kind == "cancel":
+            sink = message[1]
+            self.waiting = deque(e for e in self.waiting if e[1].sink is not sink)
+            self.retries = [e for e in self.retries if e[3].sink is not sink]
+            heapq.heapify(self.retries)
+        elif kind == "total":
+            self.total = None if message[1] is None or self.total is None else self.total + message[1]
+        elif kind == "stop":
+            self.closing = True
+        elif kind == "kill":
+            self.closing = True
+            self.pool.stopping = True
+            self.pool.kill_all(message[1])
+            self._abort_all(message[1])
+
+    def _feed(self) -> None:
+        """Hand waiting jobs to the WorkerPool as its workers can take them."""
+        waiting = self.waiting
+        if not waiting:
+            return
+        want = self.pool.wanted(1)
+        while want > 0 and waiting:
+            job, batch, offsets = waiting.popleft()
+            if batch.sink.start():
+                self.runs[job.id] = (job, batch, offsets)
+                self.pool.buffer.append(job)
+                want -= 1
+
+    # -- batches in ------------------------------------------------------------------
+    def _accept(self, batch: Batch) -> None:
+        offsets = range(len(batch.items))
+        if self.journal is not None:
+            offsets = self._skip_recorded(batch)
+        if offsets:
+            self.waiting.extend(self._jobs(batch, offsets, 1))
+        else:
+            self._deliver(batch)
+
+    def _skip_recorded(self, batch: Batch) -> list[int]:
+        journal = self.journal
+        batch.keys, batch.calls = [], []
+        todo = []
+        for offset, item in enumerate(batch.items):
+            try:
+                call = call_json(batch.mode, item)
+            except PayloadError as exc:
+                batch.keys.append(None)
+                batch.calls.append(None)
+                self._failed(batch, offset, outcomes.ERROR, str(exc), None, None, 0)
+                continue
+            batch.keys.append(journal.key(batch.task, call))
+            batch.calls.append(call)
+            todo.append(offset)
+        found = journal.lookup([batch.keys[o] for o in todo])
+        if not found:
+            return todo
+        rest = []
+        for offset in todo:
+            result = found.get(batch.keys[offset])
+            if result is None:
+                rest.append(offset)
+            else:
+                batch.values[offset] = orjson.loads(result)
+                batch.remaining -= 1
+                self.counts["skipped"] += 1
+        return rest
+
+    def _jobs(self, batch: Batch, offsets, attempt: int) -> list[tuple]:
+        """Jobs for these calls of a batch; calls whose arguments cannot be sent fail here."""
+        items = batch.items if len(offsets) == len(batch.items) else [batch.items[o] for o in offsets]
+        try:
+            payload = pickle.dumps((batch.mode, items), pool_task.PROTOCOL)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - a lock, a generator, a socket...
+            payload, error = None, f"its arguments could not be pickled: {type(exc).__name__}: {exc}"
+        if payload is not None and len(payload) > pool_task.MAX_RESULT:
+            payload = None
+            error = (f"its arguments are more than {pool_task.MAX_RESULT >> 20} MiB pickled, more than "
+                     "a worker may be sent: pass a file path instead of the data")
+        if payload is None:
+            if len(offsets) > 1:
+                return [job for offset in offsets for job in self._jobs(batch, [offset], attempt)]
+            self._failed(batch, offsets[0], outcomes.ERROR, error, None, None, attempt)
+            self._deliver(batch)
+            return []
+        options = orjson.dumps({"calls": len(items)}) if len(items) > 1 else None  # counts for max_jobs
+        job = ClaimedJob(self.next_id, "pool", batch.name, payload, attempt, options)
+        self.next_id += 1
+        return [(job, batch, offsets)]
+
+    # -- answers out -----------------------------------------------------------------
+    def _settle(self) -> None:
+        settled = self.outbox[:]
+        self.outbox.clear()
+        touched = set()
+        for outcome in settled:
+            entry = self.runs.pop(outcome.job_id, None)
+            if entry is None:
+                continue
+            job, batch, offsets = entry
+            touched.add(batch)
+            if outcome.state == SUCCEEDED:
+                try:
+                    values, failures, seconds = pool_task.decode(outcome.result)
+                except Exception as exc:  # noqa: BLE001 - a value whose class this process lacks
+                    outcome = outcome._replace(state="undecodable", error=(
+                        f"its result could not be unpickled here: {type(exc).__name__}: {exc}"))
+                else:
+                    self._answered(batch, offsets, values, failures, seconds, job.attempt)
+                    continue
+            if outcome.undo_attempt:
+                continue  # returned unstarted while stopping: nothing more runs
+            if len(offsets) > 1:  # find the culprit: each call alone, not counted as a try
+                self.waiting.extendleft(reversed([
+                    entry for offset in offsets for entry in self._jobs(batch, [offset], job.attempt)]))
+            elif outcome.state == PENDING:
+                self._retry(job, batch, offsets, outcome.available_at - time.time())
+            else:
+                self._failed(batch, offsets[0], outcome.reason or outcomes.ERROR, outcome.error, None,
+                             None, job.attempt)
+        for batch in touched:
+            self._deliver(batch)
+
+    def _answered(self, batch: Batch, offsets, values: list, failures: dict, seconds: float,
+                  attempt: int) -> None:
+        whole = len(offsets) == len(batch.items)
+        if whole:
+            batch.per_call = seconds / len(offsets)
+        if whole and not failures and batch.keys is None:
+            batch.values = values
+            batch.remaining = 0
+            self.counts["succeeded"] += len(values)
+            return
+        journal = self.journal
+        for index, offset in enumerate(offsets):
+            failure = failures.get(index)
+            if failure is None:
+                batch.values[offset] = values[index]
+                batch.remaining -= 1
+                self.counts["succeeded"] += 1
+                if journal is not None:
+                    journal.succeeded(batch.keys[offset], batch.task, batch.calls[offset], values[index],
+                                      attempt)
+                continue
+            error, tb, exc_bytes, retry, delay = failure
+            if retry and delay is not None:  # it released itself
+                self._retry_call(batch, offset, attempt, delay)
+                continue
+            if retry:
+                claim = ClaimedJob(0, "pool", batch.name, b"", attempt, None)
+                outcome = outcomes.errored(claim, outcomes.NO_OPTIONS, self.config, error, tb, time.time())
+                if outcome.state == PENDING:
+                    self._retry_call(batch, offset, attempt, outcome.available_at - time.time())
+                    continue
+                error = outcome.error
+            self._failed(batch, offset, outcomes.ERROR, error, tb, exc_bytes, attempt)
+
+    def _retry_call(self, batch: Batch, offset: int, attempt: int, delay: float) -> None:
+        for job, _, offsets in self._jobs(batch, [offset], attempt):
+            self._retry(job, batch, offsets, delay)
+
+    def _retry(self, job: ClaimedJob, batch: Batch, offsets, delay: float) -> None:
+        self.counts["retried"] += 1
+        job = job._replace(attempt=job.attempt + 1)
+        heapq.heappush(self.retries, (time.monotonic() + max(0.0, delay), job.id, job, batch, offsets))
+
+    def _failed(self, batch: Batch, offset: int, reason: str, error: str, tb, exc_bytes, attempt: int) -> None:
+        exception = None
+        if exc_bytes is not None:
+            try:
+                exception = pickle.loads(exc_bytes)
+            except Exception:  # noqa: BLE001 - the text and traceback still say what happened
+                exception = None
+        batch.failures[offset] = JobFailed(batch.describe(offset), reason, error, tb, exception, attempt)
+        batch.remaining -= 1
+        self.counts["failed"] += 1
+        if self.journal is not None and batch.keys and batch.keys[offset] is not None:
+            self.journal.failed(batch.keys[offset], batch.task, batch.calls[offset], error, tb, attempt)
+
+    def _deliver(self, batch: Batch) -> None:
+        """Hand a batch's answers over, once, when the last of its calls has ended."""
+        if batch.remaining == 0 and not batch.delivered:
+            batch.delivered = True
+            if not batch.sink.cancelled:
+                batch.sink.deliver(batch)
+
+    def _abort_all(self, why: str) -> None:
+        batches = {entry[1] for entry in self.waiting} | {entry[1] for entry in self.runs.values()} \
+            | {entry[3] for entry in self.retries}
+        self.waiting.clear()
+        self.runs.clear()
+        self.retries.clear()
+        for batch in batches:
+            batch.sink.abort(why)
+
+    # -- periodic and the end ------------------------------------------------------------
+    def _draw(self, now: float) -> None:
+        counts = self.counts
+        done = counts["succeeded"] + counts["failed"] + counts["skipped"]
+        self.progress.update(now, done, counts["failed"], counts["skipped"], self.total)
+
+    def finish(self) -> None:
+        """Write the last records and release what the loop holds."""
+        if self.wake_r < 0:
+            return
+        if self.journal is not None:
+            self.journal.close()
+        if self.progress is not None:
+            counts = self.counts
+            self.progress.finish(time.monotonic(), counts["succeeded"] + counts["failed"] + counts["skipped"],
+                                 counts["failed"], counts["skipped"], self.total)
+        self.unwatch_fd(self.wake_r)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.wake_r = self.wake_w = -1
+        self.selector.close()

@@ -1,0 +1,97 @@
+"""What the embedded Pool's workers run: a batch of calls of one function.
+
+The Pool's functions live in a table its workers inherit when they fork, so
+functions defined in the script's __main__, lambdas and closures all work;
+only the calls travel: `(mode, items)` pickled, over the worker's private
+pipe. A worker answers with `(values, failures, seconds)` pickled: a value
+per call, and for each call that raised, its error, traceback and (when it
+pickles) the exception itself. A call that raises never spoils its batch;
+only a hang or a crash does, and the Pool then runs the batch one call at a
+time to find the culprit.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+from . import context, protocol
+from .worker import describe, format_traceback
+
+CALL_ONE = 0  # fn(item): map over one iterable
+CALL_STAR = 1  # fn(*item): map over several iterables
+CALL_ARGS = 2  # fn(*args, **kwargs), item = (args, kwargs): submit
+MAX_RESULT = protocol.MAX_FRAME - (1 << 16)  # what one answer may carry
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class PoolFunction:
+    """A function in the Pool's table; `invoke` runs in the worker."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func):
+        self.func = func
+
+    def invoke(self, payload: bytes) -> bytes:
+        mode, items = pickle.loads(payload)
+        func = self.func
+        values: list = []
+        failures: dict[int, tuple] = {}
+        started = time.perf_counter()
+        for index, item in enumerate(items):
+            try:
+                if mode == CALL_ONE:
+                    values.append(func(item))
+                elif mode == CALL_STAR:
+                    values.append(func(*item))
+                else:
+                    values.append(func(*item[0], **item[1]))
+            except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
+                values.append(None)
+                failures[index] = failure_of(exc)
+        return encode(values, failures, time.perf_counter() - started)
+
+
+def failure_of(exc: BaseException) -> tuple:
+    """(error, traceback, pickled exception or None, retry?, fixed delay or None)."""
+    if isinstance(exc, context.Fail):
+        return exc.reason, None, None, False, None
+    if isinstance(exc, context.Release):
+        return "the task released itself", None, None, True, exc.delay
+    try:
+        pickled = pickle.dumps(exc, PROTOCOL)
+    except BaseException:  # noqa: BLE001 - the text and traceback still say what happened
+        pickled = None
+    return describe(exc), format_traceback(exc), pickled, True, None
+
+
+def encode(values: list, failures: dict, seconds: float) -> bytes:
+    try:
+        body = pickle.dumps((values, failures, seconds), PROTOCOL)
+    except BaseException:  # noqa: BLE001 - find the values that do not pickle
+        for index, value in enumerate(values):
+            try:
+                pickle.dumps(value, PROTOCOL)
+            except BaseException as exc:  # noqa: BLE001
+                values[index] = None
+                failures[index] = (f"its result could not be pickled: {describe(exc)}",
+                                   None, None, False, None)
+        body = pickle.dumps((values, failures, seconds), PROTOCOL)
+    if len(body) <= MAX_RESULT:
+        return body
+    for index, value in enumerate(values):
+        size = len(pickle.dumps(value, PROTOCOL))
+        if size > MAX_RESULT // 2:
+            values[index] = None
+            failures[index] = (f"its result is {size / 1048576:.0f} MiB pickled, more than a worker "
+                               f"may send back ({MAX_RESULT // 2 / 1048576:.0f} MiB): write it to a "
+                               "file and return the path", None, None, False, None)
+    body = pickle.dumps((values, failures, seconds), PROTOCOL)
+    if len(body) > MAX_RESULT:
+        raise ValueError("the results of this batch are too large together; run one at a time")
+    return body
+
+
+def decode(body: bytes) -> tuple[list, dict, float]:
+    return pickle.loads(body)
