@@ -98,6 +98,7 @@ class PoolLoop(EventLoop):
         self.runs: dict[int, tuple] = {}  # job id -> (job, batch, offsets), handed over
         self.retries: list = []  # heap of (due, job id, job, batch, offsets)
         self.next_id = 1
+        self.per_call: dict[str, float] = {}  # function name -> seconds a call takes, on average
         self.closing = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0, "retried": 0}
         self.total: int | None = 0
@@ -261,10 +262,23 @@ class PoolLoop(EventLoop):
             self._failed(batch, offsets[0], outcomes.ERROR, error, None, None, attempt)
             self._deliver(batch)
             return []
-        options = orjson.dumps({"calls": len(items)}) if len(items) > 1 else None  # counts for max_jobs
+        options = self._options(batch.name, len(items))
         job = ClaimedJob(self.next_id, "pool", batch.name, payload, attempt, options)
         self.next_id += 1
         return [(job, batch, offsets)]
+
+    def _options(self, name: str, calls: int) -> bytes | None:
+        """A batch of several calls counts as that many for max_jobs, and gets the timeout
+        plus what its other calls are expected to take (twice their measured average), so
+        calls that are each well within the timeout are never killed for their number."""
+        if calls == 1:
+            return None
+        timeout = self.config.timeout
+        if timeout == float("inf"):
+            return orjson.dumps({"calls": calls})
+        average = self.per_call.get(name)
+        each = timeout if average is None else min(timeout, 2 * average + 0.001)
+        return orjson.dumps({"calls": calls, "timeout": timeout + (calls - 1) * each})
 
     # -- answers out -----------------------------------------------------------------
     def _settle(self) -> None:
@@ -304,6 +318,9 @@ class PoolLoop(EventLoop):
         whole = len(offsets) == len(batch.items)
         if whole:
             batch.per_call = seconds / len(offsets)
+            average = self.per_call.get(batch.name)
+            self.per_call[batch.name] = batch.per_call if average is None else \
+                average + 0.2 * (batch.per_call - average)
         if whole and not failures and batch.keys is None:
             batch.values = values
             batch.remaining = 0

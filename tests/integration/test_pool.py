@@ -336,3 +336,14 @@ def test_bad_calls_are_refused_at_once():
             pool.map(square, [1], chunksize=0)
         with pytest.raises(TypeError, match="at least one iterable"):
             pool.map(square)
+
+
+def nap(x):
+    time.sleep(0.1)  # the work: well within the timeout on its own
+    return x
+
+
+def test_calls_within_their_timeout_are_not_killed_for_sharing_a_chunk():
+    with Pool(1, timeout=0.3) as pool:
+        assert list(pool.map(nap, range(8), chunksize=8)) == list(range(8))
+        assert pool.stats["restarts"] == {}
