@@ -347,3 +347,17 @@ def test_calls_within_their_timeout_are_not_killed_for_sharing_a_chunk():
     with Pool(1, timeout=0.3) as pool:
         assert list(pool.map(nap, range(8), chunksize=8)) == list(range(8))
         assert pool.stats["restarts"] == {}
+
+
+def big_result(size):
+    return bytes(size)
+
+
+def test_oversized_arguments_and_results_fail_only_their_call():
+    with Pool(1, errors="return") as pool:
+        small, huge = pool.map(big_result, [10, 70 << 20])
+        too_big = pool.submit(len, bytes(65 << 20)).result(SAFETY)
+        assert pool.submit(len, b"fine").result(SAFETY) == 4
+    assert small == bytes(10)
+    assert huge.reason == "error" and "write it to a file and return the path" in huge.error
+    assert too_big.reason == "error" and "pass a file path instead" in too_big.error
