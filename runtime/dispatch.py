@@ -22,7 +22,8 @@ from collections import deque
 import orjson
 
 from . import outcomes, protocol, sandbox
-from .process import Child, describe_exit, spawn
+from .process import describe_exit, spawn
+from .runs import Run, Worker
 from .worker import EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
@@ -35,52 +36,6 @@ _OUTCOME_NAMES = {
 }
 SHORT_JOB = 0.005  # seconds: a job this short on average may have another queued behind it
 EWMA = 0.2
-
-
-class Run:
-    """One job sent to one worker."""
-
-    __slots__ = ("job", "options", "timeout", "started", "deadline")
-
-    def __init__(self, job, options, timeout):
-        self.job = job
-        self.options = options
-        self.timeout = timeout
-        self.started = None
-        self.deadline = None
-
-    def start(self, now: float) -> None:
-        self.started = now
-        self.deadline = now + self.timeout
-
-
-class Worker:
-    """The supervisor's record of one worker process."""
-
-    __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
-                 "retiring", "killed", "said_bye", "rss", "writing")
-
-    def __init__(self, child: Child, max_jobs: int, retire_at: float):
-        self.child = child
-        self.reader = protocol.FrameReader()
-        self.outbuf = bytearray()
-        self.runs: deque[Run] = deque()
-        self.jobs_done = 0
-        self.max_jobs = max_jobs
-        self.retire_at = retire_at
-        self.retiring: str | None = None  # why it was told to stop
-        self.killed: str | None = None  # why it was killed
-        self.said_bye = False
-        self.rss = 0
-        self.writing = False
-
-    @property
-    def pid(self) -> int:
-        return self.child.pid
-
-    @property
-    def active(self) -> bool:
-        return self.retiring is None and self.killed is None
 
 
 class WorkerPool:

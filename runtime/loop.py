@@ -11,7 +11,8 @@ from __future__ import annotations
 import selectors
 import time
 
-from .dispatch import Worker, WorkerPool
+from .dispatch import WorkerPool
+from .runs import Worker
 
 
 class EventLoop:

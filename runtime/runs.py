@@ -1,0 +1,59 @@
+"""The supervisor's records of its workers and of the jobs it sent them.
+
+A Worker is one forked worker process as its WorkerPool sees it: its pipes,
+the frames half-read from it, the Runs sent to it in order (the first one is
+running, the rest wait in its pipe), and why it is leaving, if it is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from . import protocol
+from .process import Child
+
+
+class Run:
+    """One job sent to one worker."""
+
+    __slots__ = ("job", "options", "timeout", "started", "deadline")
+
+    def __init__(self, job, options, timeout):
+        self.job = job
+        self.options = options
+        self.timeout = timeout
+        self.started = None
+        self.deadline = None
+
+    def start(self, now: float) -> None:
+        self.started = now
+        self.deadline = now + self.timeout
+
+
+class Worker:
+    """The supervisor's record of one worker process."""
+
+    __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
+                 "retiring", "killed", "said_bye", "rss", "writing")
+
+    def __init__(self, child: Child, max_jobs: int, retire_at: float):
+        self.child = child
+        self.reader = protocol.FrameReader()
+        self.outbuf = bytearray()
+        self.runs: deque[Run] = deque()
+        self.jobs_done = 0
+        self.max_jobs = max_jobs
+        self.retire_at = retire_at
+        self.retiring: str | None = None  # why it was told to stop
+        self.killed: str | None = None  # why it was killed
+        self.said_bye = False
+        self.rss = 0
+        self.writing = False
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    @property
+    def active(self) -> bool:
+        return self.retiring is None and self.killed is None
