@@ -20,13 +20,14 @@ import logging
 import os
 import pickle
 import reprlib
+import secrets
 import threading
 import time
 from collections import deque
 
 import orjson
 
-from . import outcomes, pool_task
+from . import outcomes, pool_task, process, sandbox
 from .dispatch import WorkerPool
 from .errors import JobFailed, PayloadError
 from .joblog import OutputRelay
@@ -88,7 +89,11 @@ class PoolLoop(EventLoop):
         self.registry: dict = {}  # name -> PoolFunction; workers inherit it when they fork
         self.outbox: list = []
         self.stats = Stats()
-        self.pool = WorkerPool(config, self.registry, self, self.outbox, self.stats, logger=pool_log)
+        # Left in the environment of everything a call starts, so what escaped its worker's
+        # process group (setsid) is still found and killed when the pool ends.
+        self.owner = f"pool:{os.getpid()}:{secrets.token_hex(4)}"
+        self.pool = WorkerPool(config, self.registry, self, self.outbox, self.stats, owner=self.owner,
+                               logger=pool_log)
         self.journal = journal
         self.inbox: deque = deque()
         self.woken = False
@@ -400,6 +405,10 @@ class PoolLoop(EventLoop):
             return
         if self.journal is not None:
             self.journal.close()
+        if self.thread.ident is not None:
+            leftovers = process.kill_leftovers(sandbox.OWNER_ENV, self.owner)
+            if leftovers:
+                pool_log.warning("killed %d process(es) that calls left running", leftovers)
         if self.progress is not None:
             counts = self.counts
             self.progress.finish(time.monotonic(), counts["succeeded"] + counts["failed"] + counts["skipped"],

@@ -9,10 +9,12 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 from runtime import JobFailed, Pool
 from runtime import attempt as current_attempt
+from tests.conftest import wait_for
 
 SAFETY = 60  # seconds a wait may take before the test fails instead of hanging
 
@@ -361,3 +363,19 @@ def test_oversized_arguments_and_results_fail_only_their_call():
     assert small == bytes(10)
     assert huge.reason == "error" and "write it to a file and return the path" in huge.error
     assert too_big.reason == "error" and "pass a file path instead" in too_big.error
+
+
+def test_processes_a_call_started_are_killed_with_the_pool_even_escaped_ones(tmp_path):
+    from jobs.examples import escape_and_hang
+
+    pid_file = tmp_path / "escaped.pid"
+    with Pool(1, timeout=60) as pool:
+        future = pool.submit(escape_and_hang, str(pid_file))
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the call to start its child")
+        escaped = int(pid_file.read_text())
+        pool.terminate()
+    assert future.exception(SAFETY).reason == "cancelled"
+    try:
+        assert psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass
