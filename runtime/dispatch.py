@@ -66,7 +66,7 @@ class WorkerPool:
     def spawn_worker(self, now: float) -> Worker:
         cfg = self.config
         registry, parent, setup = self.registry, self.parent_pid, self.setup
-        child = spawn(lambda r, w: become_worker(r, w, parent, registry, setup))
+        child = spawn(lambda r, w: become_worker(r, w, parent, registry, setup), self.loop.relay is not None)
         max_jobs = cfg.max_jobs + random.randint(0, cfg.max_jobs // 10) if cfg.max_jobs else 0
         retire_at = now + cfg.max_time * random.uniform(1.0, 1.1) if cfg.max_time else float("inf")
         worker = Worker(child, max_jobs, retire_at)
@@ -149,6 +149,8 @@ class WorkerPool:
     def on_output(self, worker: Worker, end_of_job: bool = False) -> None:
         """Relay what the worker's jobs printed, labelled with the job running now."""
         fd = worker.child.output
+        if fd < 0:
+            return  # not captured: the workers write to this process's own stdout and stderr
         if worker.runs:
             job = worker.runs[0].job
             label, job_id = f"job {job.id} ({job.name})", job.id

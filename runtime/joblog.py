@@ -24,10 +24,9 @@ MAX_LINE = 8192  # longer lines are split: a job printing without newlines canno
 
 
 class OutputRelay:
-    def __init__(self, fd: int = 1, json_lines: bool = False, before_emit=None):
+    def __init__(self, fd: int = 1, json_lines: bool = False):
         self.fd = fd
         self.json_lines = json_lines
-        self.before_emit = before_emit  # e.g. clear a progress line first
         self.partial: dict[int, bytearray] = {}  # per worker pid
         self.dropped = 0
         self._poll = select.poll()
@@ -55,8 +54,6 @@ class OutputRelay:
             self._emit([bytes(buffer)], label, job_id)
 
     def _emit(self, lines: list[bytes], label: str, job_id: int | None) -> None:
-        if self.before_emit is not None:
-            self.before_emit()
         if self.json_lines:
             text = b"".join(orjson.dumps({"ts": time.time(), "job": job_id, "source": label,
                                           "output": line.decode("utf-8", "replace")}) + b"\n"

@@ -18,11 +18,12 @@ from .runs import Worker
 class EventLoop:
     def __init__(self, relay):
         self.selector = selectors.DefaultSelector()
-        self.relay = relay  # where what jobs print goes (a joblog.OutputRelay)
+        self.relay = relay  # where what jobs print goes (a joblog.OutputRelay); None: not captured
 
     def watch(self, worker: Worker, pool: WorkerPool) -> None:
         self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
-        self.selector.register(worker.child.output, selectors.EVENT_READ, ("output", worker, pool))
+        if worker.child.output >= 0:
+            self.selector.register(worker.child.output, selectors.EVENT_READ, ("output", worker, pool))
         self.selector.register(worker.child.pidfd, selectors.EVENT_READ, ("exit", worker, pool))
 
     def watch_call(self, fd: int, handler) -> None:

@@ -30,7 +30,6 @@ import orjson
 from . import outcomes, pool_task, process, sandbox
 from .dispatch import WorkerPool
 from .errors import JobFailed, PayloadError
-from .joblog import OutputRelay
 from .journal import call_json
 from .loop import EventLoop
 from .progress import ProgressLine
@@ -84,7 +83,7 @@ class Batch:
 class PoolLoop(EventLoop):
     def __init__(self, config, journal=None, progress: bool = False):
         self.progress = ProgressLine() if progress else None
-        super().__init__(OutputRelay(before_emit=self.progress.clear if self.progress else None))
+        super().__init__(relay=None)  # what calls print goes straight to the script's stdout and stderr
         self.config = config
         self.registry: dict = {}  # name -> PoolFunction; workers inherit it when they fork
         self.outbox: list = []

@@ -75,28 +75,31 @@ class Child:
         self.to_child = self.from_child = self.output = self.pidfd = -1
 
 
-def spawn(body: Callable[[int, int], None]) -> Child:
-    """Fork a child that runs body(read_fd, write_fd) and must never return. The child's
-    stdout and stderr become one pipe (Child.output), so what jobs print can be labelled."""
+def spawn(body: Callable[[int, int], None], capture_output: bool = True) -> Child:
+    """Fork a child that runs body(read_fd, write_fd) and must never return. With
+    capture_output, the child's stdout and stderr become one pipe (Child.output), so what
+    jobs print can be labelled; without, the child keeps this process's own."""
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
-    out_r, out_w = os.pipe()
+    out_r, out_w = os.pipe() if capture_output else (-1, -1)
     pid = os.fork()
     if pid == 0:
         try:
             os.close(to_w)
             os.close(from_r)
-            os.close(out_r)
-            os.dup2(out_w, 1)
-            os.dup2(out_w, 2)
-            os.close(out_w)
+            if capture_output:
+                os.close(out_r)
+                os.dup2(out_w, 1)
+                os.dup2(out_w, 2)
+                os.close(out_w)
             body(to_r, from_w)
         finally:
             os._exit(70)
     os.close(to_r)
     os.close(from_w)
-    os.close(out_w)
-    os.set_blocking(out_r, False)
+    if capture_output:
+        os.close(out_w)
+        os.set_blocking(out_r, False)
     try:
         os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
     except OSError:

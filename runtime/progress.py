@@ -1,8 +1,8 @@
 """A live progress line for the embedded Pool: done, failed, rate, ETA.
 
 Drawn on stderr only when stderr is a terminal, at most ten times a second,
-and cleared before anything the tasks print is written, so the two never
-share a line. When stderr is a file or a pipe it writes nothing at all.
+redrawn in place, and ended with a newline when the pool closes. When stderr
+is a file or a pipe it writes nothing at all.
 """
 
 from __future__ import annotations
@@ -64,12 +64,6 @@ class ProgressLine:
         self.next_draw = now + REDRAW_EVERY
         self._write("\r\x1b[K" + describe(done, failed, skipped, total, self.rate))
         self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            self._write("\r\x1b[K")
-            self.shown = False
-            self.next_draw = 0.0  # redraw at the next turn
 
     def finish(self, now: float, done: int, failed: int, skipped: int, total: int | None) -> None:
         if self.enabled and (self.shown or done):

@@ -45,7 +45,6 @@ def test_on_a_terminal_the_line_is_redrawn_in_place_and_ended():
     try:
         line = ProgressLine(slave)
         line.update(1.0, 5, 1, 0, 10, force=True)
-        line.clear()
         line.finish(2.0, 10, 1, 0, 10)
         text = os.read(master, 4096).decode()
     finally:
