@@ -217,6 +217,7 @@ class PoolLoop(EventLoop):
         if offsets:
             self.waiting.extend(self._jobs(batch, offsets, 1))
         else:
+            batch.per_call = 0.0  # answered from the record: a map may send bigger chunks
             self._deliver(batch)
 
     def _skip_recorded(self, batch: Batch) -> list[int]:
