@@ -148,6 +148,8 @@ class Pool:
         if loop.thread.ident is None:  # never started: nothing ran
             loop.finish()
             return
+        if not loop.thread.is_alive():  # it failed, and said so to every waiting call
+            return
         try:
             if cancel_futures:
                 loop.post(("kill", "the pool was shut down with cancel_futures=True"))
@@ -300,6 +302,8 @@ class _MapRun:
         ready: dict = {}
         exhausted = False
         while True:
+            if self.cancelled:
+                raise JobrtError(f"map of {self.task} was cancelled: the pool shut down before it ended")
             while not exhausted and sent - consumed < self.window:
                 items = list(itertools.islice(self.source, chunk))
                 if not items:

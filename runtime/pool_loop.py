@@ -29,7 +29,7 @@ import orjson
 
 from . import outcomes, pool_task, process, sandbox
 from .dispatch import WorkerPool
-from .errors import JobFailed, PayloadError
+from .errors import JobFailed, JobrtError, PayloadError
 from .journal import call_json
 from .loop import EventLoop
 from .progress import ProgressLine
@@ -108,10 +108,17 @@ class PoolLoop(EventLoop):
         self.total: int | None = 0
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="jobrt-pool", daemon=True)
+        self.ending = threading.Lock()  # no batch slips into the inbox after the loop's last look
+        self.ended = False
 
     # -- the script's side (any thread) ----------------------------------------
     def post(self, message: tuple) -> None:
-        self.inbox.append(message)
+        with self.ending:
+            if self.ended:
+                if message[0] == "batch":
+                    raise JobrtError("the pool has shut down; this call was not run")
+                return
+            self.inbox.append(message)
         if not self.woken:
             self.woken = True
             try:
@@ -401,8 +408,14 @@ class PoolLoop(EventLoop):
 
     def finish(self) -> None:
         """Write the last records and release what the loop holds."""
-        if self.wake_r < 0:
-            return
+        with self.ending:
+            if self.ended:
+                return
+            self.ended = True
+        for message in self.inbox:
+            if message[0] == "batch":
+                message[1].sink.abort("the pool shut down before this call was run")
+        self.inbox.clear()
         if self.journal is not None:
             self.journal.close()
         if self.thread.ident is not None:

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from runtime import JobFailed, Pool
+from runtime import JobFailed, JobrtError, Pool
 from runtime import attempt as current_attempt
 from tests.conftest import wait_for
 
@@ -381,3 +381,11 @@ def test_processes_a_call_started_are_killed_with_the_pool_even_escaped_ones(tmp
         assert psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         pass
+
+
+def test_a_map_iterated_after_shutdown_says_so_instead_of_hanging():
+    with Pool(1) as pool:
+        results = pool.map(square, range(10))
+        next(results)  # started, then abandoned by the shutdown
+    with pytest.raises(JobrtError, match="shut down"):
+        list(results)
