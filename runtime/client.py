@@ -11,6 +11,7 @@ import time
 import orjson
 
 from .backoff import check_backoff
+from .config import is_queue_name, load_config
 from .errors import JobNotFound, PayloadError
 from .payload import dump_payload
 from .registry import JobSpec, collect, resolve
@@ -26,7 +27,6 @@ def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
         raise TypeError("connect() takes a storage url or config=PATH, one of the two")
     if config is None:
         return Queue(open_storage(url, role="client"))
-    from .config import load_config
 
     cfg = load_config(config)
     storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
@@ -73,7 +73,7 @@ class Queue:
             raise PayloadError(f"job {spec.name}: unknown enqueue options {sorted(unknown)}; "
                                f"known: {', '.join(_OPTIONS)}")
         queue = options.get("_queue") or spec.queue
-        if not isinstance(queue, str) or not _is_queue_name(queue):
+        if not isinstance(queue, str) or not is_queue_name(queue):
             raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
                                f"at most 200 characters), got {queue!r:.60}")
         delay = _number("_delay", options.get("_delay", 0))
@@ -162,8 +162,3 @@ def _encodable(text: str) -> bool:
         return False
     return True
 
-
-def _is_queue_name(name: str) -> bool:
-    """The rule the config applies to queue names, so a job never lands on a queue no pool can name."""
-    return 0 < len(name) <= 200 and name.isprintable() and not any(c.isspace() for c in name) \
-        and _encodable(name)

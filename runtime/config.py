@@ -181,12 +181,12 @@ SECONDS = _number("a number of seconds >= 0", lambda x: x >= 0)
 POSITIVE_SECONDS = _number("a number of seconds > 0", lambda x: x > 0)
 URL = Kind("a storage URL such as sqlite:///var/jobrt.db or postgresql://user@host/db", _check_url)
 BACKOFF = Kind("a number of seconds, a list of them, or {base, factor, max, jitter}", _check_policy)
-QUEUES = _names(
-    "a queue name (no spaces)",
-    "queue names",
-    lambda s: 0 < len(s) <= 200 and s.isprintable() and not any(c.isspace() for c in s),
-    distinct=True,
-)
+def is_queue_name(name: str) -> bool:
+    """Printable (so no lone surrogates), no whitespace, 1 to 200 characters; enqueue checks it too."""
+    return 0 < len(name) <= 200 and name.isprintable() and not any(c.isspace() for c in name)
+
+
+QUEUES = _names("a queue name (no spaces)", "queue names", is_queue_name, distinct=True)
 MODULES = _names(
     "an importable module name such as jobs.examples",
     "module names",
