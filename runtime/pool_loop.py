@@ -264,9 +264,9 @@ class PoolLoop(EventLoop):
             error = None
         except Exception as exc:  # noqa: BLE001 - a lock, a generator, a socket...
             payload, error = None, f"its arguments could not be pickled: {type(exc).__name__}: {exc}"
-        if payload is not None and len(payload) > pool_task.MAX_RESULT:
+        if payload is not None and len(payload) > pool_task.MAX_BODY:
             payload = None
-            error = (f"its arguments are more than {pool_task.MAX_RESULT >> 20} MiB pickled, more than "
+            error = (f"its arguments are more than {pool_task.MAX_BODY >> 20} MiB pickled, more than "
                      "a worker may be sent: pass a file path instead of the data")
         if payload is None:
             if len(offsets) > 1:

@@ -21,7 +21,7 @@ from .worker import describe, format_traceback
 CALL_ONE = 0  # fn(item): map over one iterable
 CALL_STAR = 1  # fn(*item): map over several iterables
 CALL_ARGS = 2  # fn(*args, **kwargs), item = (args, kwargs): submit
-MAX_RESULT = protocol.MAX_FRAME - (1 << 16)  # what one answer may carry
+MAX_BODY = protocol.MAX_FRAME - (1 << 16)  # what one frame may carry: a batch's calls or answers
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
@@ -78,17 +78,17 @@ def encode(values: list, failures: dict, seconds: float) -> bytes:
                 failures[index] = (f"its result could not be pickled: {describe(exc)}",
                                    None, None, False, None)
         body = pickle.dumps((values, failures, seconds), PROTOCOL)
-    if len(body) <= MAX_RESULT:
+    if len(body) <= MAX_BODY:
         return body
     for index, value in enumerate(values):
         size = len(pickle.dumps(value, PROTOCOL))
-        if size > MAX_RESULT // 2:
+        if size > MAX_BODY // 2:
             values[index] = None
             failures[index] = (f"its result is {size / 1048576:.0f} MiB pickled, more than a worker "
-                               f"may send back ({MAX_RESULT // 2 / 1048576:.0f} MiB): write it to a "
+                               f"may send back ({MAX_BODY // 2 / 1048576:.0f} MiB): write it to a "
                                "file and return the path", None, None, False, None)
     body = pickle.dumps((values, failures, seconds), PROTOCOL)
-    if len(body) > MAX_RESULT:
+    if len(body) > MAX_BODY:
         raise ValueError("the results of this batch are too large together; run one at a time")
     return body
 
