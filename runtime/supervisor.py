@@ -125,7 +125,7 @@ class Supervisor(EventLoop):
         log.info("supervisor %s started: %s", self.owner, ", ".join(
             f"pool {p.config.name} ({p.config.workers} workers, queues {', '.join(p.config.queues)})"
             for p in self.pools))
-        systemd.notify("READY=1\nSTATUS=running")
+        systemd.notify("READY=1\nSTATUS=running", systemd.STATE_WAIT)
 
     def _listen(self) -> None:
         """Subscribe to enqueue wake-ups; without them pickup falls back to polling."""
@@ -162,7 +162,7 @@ class Supervisor(EventLoop):
             self.listener = None
 
     def _finish(self) -> None:
-        systemd.notify("STOPPING=1")
+        systemd.notify("STOPPING=1", systemd.STATE_WAIT)
         for attempt in range(3):
             if self.ledger.sync(time.monotonic(), force=True):
                 break
@@ -338,7 +338,7 @@ class Supervisor(EventLoop):
                     self.stopping = True
                     log.info("%s: stopping; running jobs get up to their pool's grace to finish",
                              signal.Signals(signum).name)
-                    systemd.notify("STOPPING=1")
+                    systemd.notify("STOPPING=1", systemd.STATE_WAIT)
                     for pool in self.pools:
                         if not pool.stopping:
                             pool.begin_stop(now, pool.config.grace)
@@ -360,7 +360,7 @@ class Supervisor(EventLoop):
     def _reload(self, now: float) -> None:
         """Re-read the config; start new pools whose workers import the job modules anew,
         and stop the old ones gracefully. A bad config changes nothing."""
-        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
+        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}", systemd.STATE_WAIT)
         try:
             config = load_config(self.config.path)
             if config.storage_url != self.config.storage_url:
@@ -371,7 +371,7 @@ class Supervisor(EventLoop):
                      for pool in config.pools.values()]
         except ConfigError as exc:
             log.error("SIGHUP: new configuration rejected, the running one stays: %s", exc)
-            systemd.notify("READY=1\nSTATUS=reload rejected: " + str(exc)[:200])
+            systemd.notify("READY=1\nSTATUS=reload rejected: " + str(exc)[:200], systemd.STATE_WAIT)
             return
         for pool in self.pools:
             if not pool.stopping:
@@ -382,7 +382,7 @@ class Supervisor(EventLoop):
         self.ledger.lease = config.lease
         log.info("SIGHUP: configuration reloaded; replacing workers: %s", ", ".join(
             f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
-        systemd.notify("READY=1\nSTATUS=" + self._summary())
+        systemd.notify("READY=1\nSTATUS=" + self._summary(), systemd.STATE_WAIT)
 
 
 def _alive(pid: int, started_at: float) -> bool:

@@ -11,8 +11,14 @@ import socket
 import time
 
 
-def notify(message: str) -> bool:
-    """Send `message` (e.g. "READY=1") to systemd; False when not under systemd."""
+def notify(message: str, wait: float = 0.0) -> bool:
+    """Send `message` (e.g. "READY=1") to systemd; False when not under systemd or
+    when it could not be delivered.
+
+    A datagram to a receiver whose queue is full (net.unix.max_dgram_qlen, as low as
+    10) blocks the sender until the receiver reads: the supervisor's loop must never
+    hang on that, so it waits at most `wait` seconds. Periodic STATUS and WATCHDOG
+    pings pass 0 (the next one follows soon); state changes pass a little longer."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -20,10 +26,14 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(wait if wait > 0 else 0.0)
             sock.sendto(message.encode(), address)
-    except OSError:
+    except OSError:  # socket.timeout and BlockingIOError included
         return False
     return True
+
+
+STATE_WAIT = 1.0  # seconds a READY, RELOADING or STOPPING message may wait for a full queue
 
 
 def watchdog_interval() -> float:
