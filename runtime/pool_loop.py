@@ -43,6 +43,8 @@ pool_log = logging.getLogger("jobrt.pool")
 pool_log.addHandler(logging.NullHandler())
 
 STOP_GRACE = 5.0  # seconds idle workers get to exit when the pool closes
+LEFTOVER_WAIT = 5.0  # seconds for what calls left running to be dead once killed: "no orphans" means dead
+
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
 
@@ -419,7 +421,7 @@ class PoolLoop(EventLoop):
         if self.journal is not None:
             self.journal.close()
         if self.thread.ident is not None:
-            leftovers = process.kill_leftovers(sandbox.OWNER_ENV, self.owner)
+            leftovers = process.kill_leftovers(sandbox.OWNER_ENV, self.owner, wait=LEFTOVER_WAIT)
             if leftovers:
                 pool_log.warning("killed %d process(es) that calls left running", leftovers)
         if self.progress is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import selectors
 import signal
+import time
 from typing import Callable
 
 F_SETPIPE_SZ = 1031
@@ -175,12 +177,16 @@ def kill_strays(known: set[int]) -> list[int]:
     return strays
 
 
-def kill_leftovers(variable: str, value: str) -> int:
+def kill_leftovers(variable: str, value: str, wait: float = 0.0) -> int:
     """SIGKILL every process whose environment has variable=value: what the jobs of a
     dead supervisor left running. The environment is read through the process's pidfd
-    target, and the signal sent through the pidfd, so a reused pid is never hit."""
+    target, and the signal sent through the pidfd, so a reused pid is never hit.
+
+    SIGKILL lands asynchronously; with `wait` > 0, wait up to that many seconds for the
+    killed processes to be dead (a pidfd turns readable when its process exits), so a
+    caller that promises "no process left" can keep the promise."""
     needle = f"{variable}={value}".encode()
-    killed = 0
+    killed = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
@@ -192,9 +198,27 @@ def kill_leftovers(variable: str, value: str) -> int:
             with open(f"/proc/{name}/environ", "rb") as environ:
                 if needle in environ.read().split(b"\0"):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    killed += 1
+                    killed.append(pidfd)
+                    continue
         except OSError:
             pass
-        finally:
+        os.close(pidfd)
+    try:
+        if wait > 0:
+            _wait_dead(killed, wait)
+    finally:
+        for pidfd in killed:
             os.close(pidfd)
-    return killed
+    return len(killed)
+
+
+def _wait_dead(pidfds: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        for pidfd in pidfds:
+            selector.register(pidfd, selectors.EVENT_READ)
+        pending = len(pidfds)
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                selector.unregister(key.fileobj)
+                pending -= 1
