@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-import psutil
 import pytest
 
 from runtime import JobFailed, JobrtError, Pool
