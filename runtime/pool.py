@@ -138,7 +138,8 @@ class Pool:
 
     # -- the end ------------------------------------------------------------------------
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Finish (or, with cancel_futures, kill) what was submitted, then stop the workers."""
+        """Finish what was submitted, then stop the workers. With cancel_futures, calls
+        not yet started are cancelled (maps stop), and running ones finish."""
         with self._lock:
             if self._closed:
                 return
@@ -151,12 +152,11 @@ class Pool:
         if not loop.thread.is_alive():  # it failed, and said so to every waiting call
             return
         try:
+            for run in maps:
+                run.drain() if not (run.started or cancel_futures) else run.cancel()
             if cancel_futures:
-                loop.post(("kill", "the pool was shut down with cancel_futures=True"))
-            else:
-                for run in maps:
-                    run.drain() if not run.started else run.cancel()
-                loop.post(("stop",))
+                loop.post(("drop", "the pool was shut down with cancel_futures=True"))
+            loop.post(("stop",))
             if wait:
                 loop.thread.join()
         except BaseException:

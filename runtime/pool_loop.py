@@ -195,6 +195,8 @@ class PoolLoop(EventLoop):
             self.waiting = deque(e for e in self.waiting if e[1].sink is not sink)
             self.retries = [e for e in self.retries if e[3].sink is not sink]
             heapq.heapify(self.retries)
+        elif kind == "drop":  # shutdown(cancel_futures=True): what has not started never will
+            self._drop_waiting(message[1])
         elif kind == "total":
             self.total = None if message[1] is None or self.total is None else self.total + message[1]
         elif kind == "stop":
@@ -392,6 +394,18 @@ class PoolLoop(EventLoop):
             batch.delivered = True
             if not batch.sink.cancelled:
                 batch.sink.deliver(batch)
+
+    def _drop_waiting(self, why: str) -> None:
+        """End the calls no worker has: a batch with calls running (split after a crash)
+        keeps its others, so that it ends as one."""
+        running = {entry[1] for entry in self.runs.values()}
+        dropped = {e[1] for e in self.waiting if e[1] not in running} \
+            | {e[3] for e in self.retries if e[3] not in running}
+        self.waiting = deque(e for e in self.waiting if e[1] in running)
+        self.retries = [e for e in self.retries if e[3] in running]
+        heapq.heapify(self.retries)
+        for batch in dropped:
+            batch.sink.abort(why)
 
     def _abort_all(self, why: str) -> None:
         batches = {entry[1] for entry in self.waiting} | {entry[1] for entry in self.runs.values()} \

@@ -279,6 +279,34 @@ def test_a_cancelled_future_never_runs(tmp_path):
     assert later.cancelled() and not ran.exists()
 
 
+def test_shutdown_with_cancel_futures_cancels_what_has_not_started_and_lets_running_calls_finish(tmp_path):
+    started, gate = tmp_path / "started", tmp_path / "gate"
+
+    def held(x):
+        started.touch()
+        while not gate.exists():
+            time.sleep(0.01)
+        return x
+
+    pool = Pool(1)
+    running = pool.submit(held, "finished")
+    queued = [pool.submit(square, i) for i in range(3)]
+    mapped = pool.map(square, range(100), chunksize=1)
+    wait_for(started.exists, what="the first call to start")
+    pool.shutdown(wait=False, cancel_futures=True)
+    # As with ProcessPoolExecutor, calls already sent ahead to a worker count as running.
+    wait_for(queued[-1].cancelled, what="the queued calls to be cancelled")
+    assert not running.done()
+    gate.touch()
+    assert running.result(SAFETY) == "finished"
+    for i, future in enumerate(queued):
+        assert future.cancelled() or future.result(SAFETY) == i * i
+    pool._loop.thread.join(SAFETY)
+    assert not pool._loop.thread.is_alive() and not pool._loop.pool.workers
+    with pytest.raises(JobrtError, match="cancelled|shut down"):
+        list(mapped)
+
+
 def test_terminate_kills_running_calls_and_cancels_the_rest():
     pool = Pool(2)
     running = [pool.submit(time.sleep, 3600) for _ in range(2)]
