@@ -39,7 +39,7 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _user_name(text: str) -> str:
-    from .config import ACCOUNT  # the check a pool's `user` gets
+    from .settings import ACCOUNT  # the check a pool's `user` gets
 
     try:
         if text:

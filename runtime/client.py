@@ -11,7 +11,8 @@ import time
 import orjson
 
 from .backoff import check_backoff
-from .config import is_queue_name, load_config
+from .config import load_config
+from .settings import is_queue_name
 from .errors import JobNotFound, PayloadError
 from .payload import dump_payload
 from .registry import JobSpec, collect, resolve

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 import runtime.config
 from runtime.config import (
-    POOL,
-    SETTINGS,
     Config,
     HealthConfig,
     PoolConfig,
@@ -23,6 +21,7 @@ from runtime.config import (
     write_default_config,
 )
 from runtime.errors import ConfigError
+from runtime.settings import POOL, SETTINGS
 
 
 def write(directory, text, name="supervisor.toml"):
