@@ -34,8 +34,8 @@ from queue import SimpleQueue
 from .config import check_pool
 from .errors import ConfigError, JobFailed, JobrtError
 from .journal import Journal
-from .pool_loop import Batch, PoolLoop
-from .pool_task import CALL_ARGS, CALL_ONE, CALL_STAR, PoolFunction
+from .pool_loop import PoolLoop
+from .pool_task import CALL_ARGS, CALL_ONE, CALL_STAR, Batch, PoolFunction
 
 log = logging.getLogger("jobrt")
 

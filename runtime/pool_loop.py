@@ -19,7 +19,6 @@ import heapq
 import logging
 import os
 import pickle
-import reprlib
 import secrets
 import threading
 import time
@@ -32,6 +31,7 @@ from .dispatch import WorkerPool
 from .errors import JobFailed, JobrtError, PayloadError
 from .journal import call_json
 from .loop import EventLoop
+from .pool_task import Batch
 from .progress import ProgressLine
 from .stats import Stats
 from .storage.base import PENDING, SUCCEEDED, ClaimedJob
@@ -44,43 +44,6 @@ pool_log.addHandler(logging.NullHandler())
 
 STOP_GRACE = 5.0  # seconds idle workers get to exit when the pool closes
 LEFTOVER_WAIT = 5.0  # seconds for what calls left running to be dead once killed: "no orphans" means dead
-
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 60
-
-
-class Batch:
-    """Calls of one function submitted together, and their answers so far."""
-
-    __slots__ = ("sink", "seq", "name", "task", "mode", "items", "values", "failures", "remaining",
-                 "keys", "calls", "per_call", "delivered")
-
-    def __init__(self, sink, seq: int, name: str, task: str, mode: int, items: list):
-        self.sink = sink  # .start() -> still wanted?, .deliver(batch), .abort(error), .cancelled
-        self.seq = seq
-        self.name = name  # the function's name in the worker's table
-        self.task = task  # module:qualname, for messages and the journal
-        self.mode = mode
-        self.items = items
-        self.values: list = [None] * len(items)
-        self.failures: dict[int, JobFailed] = {}
-        self.remaining = len(items)
-        self.keys: list | None = None  # journal keys and call JSON, with storage=
-        self.calls: list | None = None
-        self.per_call: float | None = None  # seconds one call took, measured on the whole batch
-        self.delivered = False
-
-    def describe(self, offset: int) -> str:
-        item = self.items[offset]
-        if self.mode == pool_task.CALL_ONE:
-            shown = _short.repr(item)
-        elif self.mode == pool_task.CALL_STAR:
-            shown = ", ".join(map(_short.repr, item))
-        else:
-            shown = ", ".join([*map(_short.repr, item[0]),
-                               *(f"{k}={_short.repr(v)}" for k, v in item[1].items())])
-        return f"{self.task}({shown})"
-
 
 class PoolLoop(EventLoop):
     def __init__(self, config, journal=None, progress: bool = False):

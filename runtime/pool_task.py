@@ -1,4 +1,5 @@
-"""What the embedded Pool's workers run: a batch of calls of one function.
+"""A batch of calls of one function: the Pool's record of it (Batch), and what its
+workers run (PoolFunction).
 
 The Pool's functions live in a table its workers inherit when they fork, so
 functions defined in the script's __main__, lambdas and closures all work;
@@ -13,9 +14,11 @@ time to find the culprit.
 from __future__ import annotations
 
 import pickle
+import reprlib
 import time
 
 from . import context, protocol
+from .errors import JobFailed
 from .worker import describe, format_traceback
 
 CALL_ONE = 0  # fn(item): map over one iterable
@@ -23,6 +26,42 @@ CALL_STAR = 1  # fn(*item): map over several iterables
 CALL_ARGS = 2  # fn(*args, **kwargs), item = (args, kwargs): submit
 MAX_BODY = protocol.MAX_FRAME - (1 << 16)  # what one frame may carry: a batch's calls or answers
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+class Batch:
+    """Calls of one function submitted together, and their answers so far."""
+
+    __slots__ = ("sink", "seq", "name", "task", "mode", "items", "values", "failures", "remaining",
+                 "keys", "calls", "per_call", "delivered")
+
+    def __init__(self, sink, seq: int, name: str, task: str, mode: int, items: list):
+        self.sink = sink  # .start() -> still wanted?, .deliver(batch), .abort(error), .cancelled
+        self.seq = seq
+        self.name = name  # the function's name in the worker's table
+        self.task = task  # module:qualname, for messages and the journal
+        self.mode = mode
+        self.items = items
+        self.values: list = [None] * len(items)
+        self.failures: dict[int, JobFailed] = {}
+        self.remaining = len(items)
+        self.keys: list | None = None  # journal keys and call JSON, with storage=
+        self.calls: list | None = None
+        self.per_call: float | None = None  # seconds one call took, measured on the whole batch
+        self.delivered = False
+
+    def describe(self, offset: int) -> str:
+        item = self.items[offset]
+        if self.mode == CALL_ONE:
+            shown = _short.repr(item)
+        elif self.mode == CALL_STAR:
+            shown = ", ".join(map(_short.repr, item))
+        else:
+            shown = ", ".join([*map(_short.repr, item[0]),
+                               *(f"{k}={_short.repr(v)}" for k, v in item[1].items())])
+        return f"{self.task}({shown})"
 
 
 class PoolFunction:
