@@ -36,6 +36,7 @@ class PoolConfig:
     max_jobs: int
     max_time: float
     max_memory_mb: int
+    memory_limit_mb: int
     tries: int
     backoff: Any  # a normalized policy, see runtime.backoff
     grace: float

@@ -3,7 +3,8 @@
 A WorkerPool holds the jobs its supervisor claimed for it (`buffer`), hands
 them to workers over their pipes, turns the frames that come back into
 Outcomes, enforces each run's deadline by killing the worker's process group,
-and recycles workers after max_jobs / max_time / max_memory_mb.
+and recycles workers after max_jobs / max_time / max_memory_mb; a worker that
+grows past memory_limit_mb while it runs a job is killed, as on a timeout.
 
 A worker may be sent a second job while it runs a first one (`prefetch`),
 but only when its current job is known to be short, so a slow job never
@@ -22,7 +23,7 @@ from collections import deque
 import orjson
 
 from . import outcomes, protocol, sandbox
-from .process import describe_exit, spawn
+from .process import describe_exit, owned_bytes, spawn
 from .runs import Run, Worker
 from .worker import EXIT_CRASH, become_worker
 
@@ -34,6 +35,7 @@ _OUTCOME_NAMES = {
     (protocol.FAIL, "failed"): "failed", (protocol.ERROR, "failed"): "failed",
     (protocol.ERROR, "pending"): "retried",
 }
+MEMORY_CHECK_EVERY = 0.1  # seconds between reads of busy workers' memory, with memory_limit_mb
 SHORT_JOB = 0.005  # seconds: a job this short on average may have another queued behind it
 EWMA = 0.2
 
@@ -60,6 +62,7 @@ class WorkerPool:
         self.grace_deadline: float | None = None
         self.failed_boots = 0
         self.spawn_after = 0.0
+        self.next_memory_check = 0.0
         self.parent_pid = os.getpid()
 
     # -- workers ----------------------------------------------------------
@@ -216,8 +219,7 @@ class WorkerPool:
         if worker.runs:
             worker.runs[0].start(now)
         if worker.active:
-            cfg = self.config
-            if cfg.max_memory_mb and owned > cfg.max_memory_mb * 1048576:
+            if self.setup.memory_limit and owned > self.setup.memory_limit:
                 self.retire(worker, "memory")
             elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
                 self.retire(worker, "max_jobs")
@@ -271,28 +273,37 @@ class WorkerPool:
         worker.child.close()
         del self.workers[worker.pid]
 
-    def enforce_deadlines(self, now: float) -> float | None:
-        """Kill workers whose job overran; return the next deadline (monotonic) or None."""
-        nearest = None
+    def enforce_deadlines(self, now: float) -> None:
+        """Kill workers whose job overran its timeout, or grew past memory_limit_mb."""
+        limit = self.config.memory_limit_mb << 20
+        sample = limit and now >= self.next_memory_check
+        if sample:
+            self.next_memory_check = now + MEMORY_CHECK_EVERY
         for worker in list(self.workers.values()):
             if not worker.runs or worker.killed:
                 continue
             run = worker.runs[0]
             if run.deadline <= now:
-                self.on_readable(worker, now)  # it may have finished just in time
-                if not worker.runs or worker.runs[0] is not run:
-                    continue
-                self.kill(worker, "timeout")
-                worker.runs.popleft()
-                error = f"timed out after {run.timeout:g} s (worker and its process group killed)"
-                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
-                                                    time.time(), outcomes.TIMEOUT))
-                self.stats.finished(run.job.queue, "timeout", now - run.started)
-                self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
-                self._requeue(worker)
-            elif nearest is None or run.deadline < nearest:
-                nearest = run.deadline
-        return nearest
+                self._cut(worker, run, now, "timeout", outcomes.TIMEOUT,
+                          f"timed out after {run.timeout:g} s (worker and its process group killed)")
+            elif sample and (owned := owned_bytes(worker.pid, limit)) > limit:
+                self._cut(worker, run, now, "memory_limit", outcomes.MEMORY,
+                          f"used {owned >> 20} MiB, over memory_limit_mb ({limit >> 20} MiB) "
+                          "(worker and its process group killed)")
+
+    def _cut(self, worker: Worker, run: Run, now: float, why: str, reason: str, error: str) -> None:
+        """Kill a worker in the middle of `run`, which fails (retried while tries remain);
+        `why` is the restart's label, `reason` the run's Outcome.reason."""
+        self.on_readable(worker, now)  # it may have finished just in time
+        if not worker.runs or worker.runs[0] is not run:
+            return
+        self.kill(worker, why)
+        worker.runs.popleft()
+        self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
+                                            time.time(), reason))
+        self.stats.finished(run.job.queue, reason, now - run.started)
+        self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
+        self._requeue(worker)
 
     # -- scheduling -----------------------------------------------------------
     def _timeout_of(self, options: dict) -> float:
@@ -404,11 +415,14 @@ class WorkerPool:
                     yield run.job
 
     def next_timer(self, now: float) -> float:
-        """The nearest moment (monotonic) this pool needs a turn: a deadline, a recycle, a respawn."""
+        """The nearest moment (monotonic) this pool needs a turn: a deadline, a memory check,
+        a recycle, a respawn."""
         nearest = float("inf")
         for worker in self.workers.values():
             if worker.runs and not worker.killed:
                 nearest = min(nearest, worker.runs[0].deadline)
+                if self.config.memory_limit_mb:
+                    nearest = min(nearest, self.next_memory_check)
             if worker.active:
                 nearest = min(nearest, worker.retire_at)
         for moment in (self.due_at, self.grace_deadline):

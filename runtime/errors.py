@@ -50,6 +50,7 @@ class JobFailed(JobrtError):
     """A task of the embedded Pool failed for good, after its tries.
 
     `reason` says how its last attempt ended: "error" (it raised), "timeout",
+    "memory" (its worker passed memory_limit_mb and was killed),
     "signal" (its worker was killed by a signal: a segfault, the OOM killer),
     "crash" (its worker exited without reporting), or "cancelled" (the pool was
     shut down first). `error` is one line; `traceback` is the remote traceback

@@ -16,6 +16,7 @@ NO_OPTIONS: dict = {}
 # Outcome.reason: how a failed run ended
 ERROR = "error"  # the job raised
 TIMEOUT = "timeout"  # it overran its timeout and its worker was killed
+MEMORY = "memory"  # its worker passed memory_limit_mb and was killed
 SIGNAL = "signal"  # its worker was killed by a signal (a segfault, the OOM killer)
 CRASH = "crash"  # its worker exited or broke its pipes without reporting a result
 

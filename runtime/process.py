@@ -177,6 +177,26 @@ def kill_strays(known: set[int]) -> list[int]:
     return strays
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def owned_bytes(pid: int, bound: int) -> int:
+    """The memory process `pid` owns (USS), or 0 when it is gone. RSS overstates it: pages
+    shared copy-on-write with the parent count in every child (after a fork, all of them
+    do). RSS is one small read and never below USS, so the costlier USS read (the kernel
+    sums the private pages of smaps_rollup) happens only when RSS is over `bound`."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            rss = int(statm.read().split()[1]) * _PAGE
+        if rss <= bound:
+            return rss
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            private = [int(line.split()[1]) for line in rollup if line.startswith(b"Private_")]
+    except (OSError, IndexError, ValueError):
+        return 0
+    return sum(private) * 1024 if private else rss
+
+
 def kill_leftovers(variable: str, value: str, wait: float = 0.0) -> int:
     """SIGKILL every process whose environment has variable=value: what the jobs of a
     dead supervisor left running. The environment is read through the process's pidfd

@@ -25,7 +25,7 @@ class ChildSetup(NamedTuple):
     home: str | None
     max_open_files: int  # 0 = inherit
     core_dumps: bool
-    memory_limit: int  # bytes a worker may own after a job, 0 = no limit
+    memory_limit: int  # bytes a worker may own after a job before it is recycled, 0 = no limit
     owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
     fresh_modules: tuple = ()  # after a reload: job modules the child imports anew from disk
     module_path: tuple = ()
@@ -58,8 +58,9 @@ def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetu
         raise ConfigError(
             'started as root, jobs would run as root: set user = "..." (e.g. "nobody") for the '
             "workers, or run_as_root = true to allow it", config_path, f"{key}.user")
-    return ChildSetup(uid, gid, user, home, pool.max_open_files, pool.core_dumps,
-                      pool.max_memory_mb * 1048576)
+    # Past memory_limit_mb the next job would be killed at once: recycle before it.
+    recycle_at = min((mb for mb in (pool.max_memory_mb, pool.memory_limit_mb) if mb), default=0)
+    return ChildSetup(uid, gid, user, home, pool.max_open_files, pool.core_dumps, recycle_at << 20)
 
 
 OWNER_ENV = "JOBRT_SUPERVISOR"

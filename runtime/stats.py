@@ -15,13 +15,13 @@ class Stats:
         self._last_at = time.monotonic()
 
     def finished(self, queue: str, outcome: str, seconds: float) -> None:
-        """A run ended: succeeded, failed, retried, released, timeout or crashed."""
+        """A run ended: succeeded, failed, retried, released, timeout, memory or crashed."""
         self.done += 1
         if self.metrics is not None:
             self.metrics.job_finished(queue, outcome, seconds)
 
     def restarted(self, pool: str, reason: str) -> None:
-        """A worker was replaced: timeout, crash, max_jobs, max_time, memory, scaled down."""
+        """A worker was replaced: timeout, memory_limit, crash, max_jobs, max_time, memory, scaled down."""
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.worker_restarted(pool, reason)

@@ -27,6 +27,7 @@ from collections import deque
 import orjson
 
 from . import context, protocol, sandbox
+from .process import owned_bytes
 from .registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
@@ -108,10 +109,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
     reader = protocol.FrameReader()
     queued: deque = deque()
     stopping = False
-    process = None
-    if memory_limit:
-        import psutil
-        process = psutil.Process()
+    pid = os.getpid()
     os.set_blocking(read_fd, False)
     while True:
         try:
@@ -137,7 +135,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
             continue
         (job_id, attempt, name), payload = queued.popleft()
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
-        owned = _owned_memory(process, memory_limit) if process is not None else 0
+        owned = owned_bytes(pid, memory_limit) if memory_limit else 0
         _write_all(write_fd, protocol.frame(
             protocol.DONE, (job_id, attempt, status, seconds, owned, delay, _printed()), body))
 
@@ -154,18 +152,6 @@ def _printed() -> bool:
         return True
     return _FIONREAD_BUFFER != b"\0\0\0\0"
 
-
-def _owned_memory(process, limit: int) -> int:
-    """Bytes this worker owns (USS): RSS overstates it, since pages shared copy-on-write
-    with the supervisor count in every worker. RSS is cheap and never below USS, so the
-    costly USS read (smaps) happens only when RSS is over the limit."""
-    rss = process.memory_info().rss
-    if rss <= limit:
-        return rss
-    try:
-        return process.memory_full_info().uss
-    except Exception:  # noqa: BLE001 - no smaps access: fall back to the bound we have
-        return rss
 
 
 def describe(exc: BaseException) -> str:

@@ -227,6 +227,32 @@ def test_max_memory_recycles_a_worker_that_grew():
     assert len(set(pids)) >= 2
 
 
+def grow_forever(megabytes):
+    block = bytearray(megabytes << 20)
+    for page in range(0, len(block), 4096):  # resident only once touched
+        block[page] = 1
+    time.sleep(3600)
+
+
+def test_a_call_past_memory_limit_is_killed_and_the_pool_goes_on():
+    with Pool(1, memory_limit_mb=150, errors="return") as pool:
+        failure = pool.submit(grow_forever, 400).result(SAFETY)
+        assert pool.submit(square, 3).result(SAFETY) == 9
+        assert pool.stats["restarts"]["memory_limit"] == 1
+    assert failure.reason == "memory" and "over memory_limit_mb (150 MiB)" in failure.error
+
+
+def test_memory_limit_counts_what_a_worker_owns_not_what_it_shares_with_a_big_script():
+    script_data = bytearray(300 << 20)  # the workers fork with it: resident in them, but shared
+    for page in range(0, len(script_data), 4096):
+        script_data[page] = 1
+    with Pool(2, memory_limit_mb=150) as pool:
+        assert list(pool.map(time.sleep, [0.3] * 4, chunksize=1)) == [None] * 4  # several memory checks each
+        assert list(pool.map(square, range(1000))) == [x * x for x in range(1000)]
+        assert "memory_limit" not in pool.stats["restarts"] and "memory" not in pool.stats["restarts"]
+    del script_data
+
+
 def test_map_reads_its_input_only_a_window_ahead():
     pulled = []
 

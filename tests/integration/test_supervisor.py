@@ -183,6 +183,16 @@ def test_recycling_after_memory_limit(tmp_path, start_supervisor, queue_for):
     assert before != after
 
 
+def test_a_job_past_memory_limit_is_killed_and_fails_clearly(tmp_path, start_supervisor, queue_for):
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "memory_limit_mb": 150, "timeout": 600}})
+    start_supervisor(config)
+    q = queue_for(config)
+    hog = finished(q, q.enqueue("jobs.examples:memory_hog", 400, hold=3600), timeout=60)
+    assert hog.state == "failed"
+    assert "over memory_limit_mb (150 MiB) (worker and its process group killed)" in hog.error
+    assert finished(q, q.enqueue("jobs.examples:add", 1, 2)).result == 3
+
+
 def test_sigterm_lets_running_jobs_finish_and_keeps_pending_ones(tmp_path, start_supervisor, queue_for):
     config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 30}})
     supervisor = start_supervisor(config)
