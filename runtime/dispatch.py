@@ -95,29 +95,11 @@ class WorkerPool:
         self.stats.restarted(self.config.name, reason)
 
     def send(self, worker: Worker, data: bytes) -> None:
-        if worker.outbuf:
-            worker.outbuf += data
-            return
-        try:
-            written = os.write(worker.child.to_child, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            return  # broken pipe: the pidfd reports the death
-        if written < len(data):
-            worker.outbuf += data[written:]
+        if worker.write(data) and not worker.writing:
             self.loop.want_write(worker, True, self)
 
     def on_writable(self, worker: Worker) -> None:
-        try:
-            written = os.write(worker.child.to_child, worker.outbuf)
-        except BlockingIOError:
-            return
-        except OSError:
-            worker.outbuf.clear()
-        else:
-            del worker.outbuf[:written]
-        if not worker.outbuf:
+        if worker.flush():
             self.loop.want_write(worker, False, self)
 
     # -- frames from workers ----------------------------------------------
@@ -142,37 +124,12 @@ class WorkerPool:
             for kind, header, body in frames:
                 if kind == protocol.DONE:
                     if header[6]:  # it printed: all of that is labelled with this job
-                        self.on_output(worker, end_of_job=True)
+                        self.loop.relay_output(worker, end_of_job=True)
                     self._on_done(worker, header, body, now)
                 elif kind == protocol.BYE:
                     worker.said_bye = True
             if len(data) < 1 << 20:
                 return
-
-    def on_output(self, worker: Worker, end_of_job: bool = False) -> None:
-        """Relay what the worker's jobs printed, labelled with the job running now."""
-        fd = worker.child.output
-        if fd < 0:
-            return  # not captured: the workers write to this process's own stdout and stderr
-        if worker.runs:
-            job = worker.runs[0].job
-            label, job_id = f"job {job.id} ({job.name})", job.id
-        else:
-            label, job_id = f"worker {worker.pid}", None
-        relay = self.loop.relay
-        while fd >= 0:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b""
-            if not data:
-                self.loop.unwatch_output(worker)
-                break
-            relay.feed(worker.pid, data, label, job_id)
-        if end_of_job:
-            relay.flush(worker.pid, label, job_id)
 
     def _broken(self, worker: Worker, error: str, now: float) -> None:
         self.loop.unwatch_reader(worker)
@@ -239,7 +196,7 @@ class WorkerPool:
     # -- deaths and deadlines -----------------------------------------------
     def on_exit(self, worker: Worker, now: float) -> None:
         self.on_readable(worker, now)  # results written just before death count
-        self.on_output(worker, end_of_job=True)
+        self.loop.relay_output(worker, end_of_job=True)
         status = worker.child.reap()
         if status is None:
             return

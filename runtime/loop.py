@@ -2,12 +2,14 @@
 
 Shared by the supervisor and the embedded Pool, so both wait on their workers
 the same way. A selector key's data is `(kind, obj, pool)`: the worker kinds
-(read, output, exit, write) go to the worker's pool; `call` keys carry their
-own handler (`obj(mask)`), for whatever else the owner listens to.
+(read, exit, write) go to the worker's pool, what workers print (output) to
+the relay; `call` keys carry their own handler (`obj(mask)`), for whatever
+else the owner listens to.
 """
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 
@@ -65,7 +67,7 @@ class EventLoop:
                     pool.on_readable(obj, now)
             elif kind == "output":
                 if obj.child.output >= 0:
-                    pool.on_output(obj)
+                    self.relay_output(obj)
             elif kind == "exit":
                 if obj.child.pidfd >= 0:
                     pool.on_exit(obj, now)
@@ -75,6 +77,31 @@ class EventLoop:
                     pool.on_writable(obj)
             else:
                 obj(mask)
+
+    def relay_output(self, worker: Worker, end_of_job: bool = False) -> None:
+        """Relay what the worker's jobs printed, labelled with the job running now."""
+        fd = worker.child.output
+        if fd < 0:
+            return  # not captured: the workers write to this process's own stdout and stderr
+        if worker.runs:
+            job = worker.runs[0].job
+            label, job_id = f"job {job.id} ({job.name})", job.id
+        else:
+            label, job_id = f"worker {worker.pid}", None
+        relay = self.relay
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.unwatch_output(worker)
+                break
+            relay.feed(worker.pid, data, label, job_id)
+        if end_of_job:
+            relay.flush(worker.pid, label, job_id)
 
     def worker_exited(self) -> None:
         """Called after a worker's death was handled."""

@@ -7,6 +7,7 @@ running, the rest wait in its pipe), and why it is leaving, if it is.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 
 from . import protocol
@@ -57,3 +58,32 @@ class Worker:
     @property
     def active(self) -> bool:
         return self.retiring is None and self.killed is None
+
+    def write(self, data: bytes) -> bool:
+        """Send `data` down the worker's pipe, keeping what does not fit in `outbuf`;
+        True when some is left, so the loop should wait until the pipe is writable."""
+        if self.outbuf:
+            self.outbuf += data
+            return True
+        try:
+            written = os.write(self.child.to_child, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return False  # broken pipe: the pidfd reports the death
+        if written < len(data):
+            self.outbuf += data[written:]
+            return True
+        return False
+
+    def flush(self) -> bool:
+        """Write more of `outbuf`; True when it is empty."""
+        try:
+            written = os.write(self.child.to_child, self.outbuf)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.outbuf.clear()
+        else:
+            del self.outbuf[:written]
+        return not self.outbuf
