@@ -4,8 +4,11 @@ claims, and error lines that name the database but never a password."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import select
+import sys
+import termios
 import threading
 import time
 
@@ -16,6 +19,7 @@ import pytest
 from runtime.errors import StorageError
 from runtime.storage import NewJob, Outcome, open_storage
 from runtime.storage.postgres import MIGRATION_LOCK, SCHEMA_VERSION
+from tests.conftest import wait_for
 
 SECRET = "s3cret"
 
@@ -346,13 +350,21 @@ def test_an_enqueue_wakes_the_listener_of_its_database_only(pg_url, pg_cluster):
     listener.drain()
     assert select.select([listener], [], [], 0.2)[0] == []
     client.enqueue([job(2)])
-    client.enqueue([job(3)])
     assert select.select([listener], [], [], 5.0)[0]
-    time.sleep(0.1)
-    listener.drain()
+    one = pending_bytes(listener)
+    client.enqueue([job(3)])
+    wait_for(lambda: pending_bytes(listener) >= 2 * one, what="the second wake-up to arrive")
+    listener.drain()  # takes both
     assert select.select([listener], [], [], 0)[0] == []
     for store in (listener, client, other, supervisor):
         store.close()
+
+
+def pending_bytes(listener) -> int:
+    """Bytes the server has sent the listener that it has not read yet."""
+    count = bytearray(4)
+    fcntl.ioctl(listener.fileno(), termios.FIONREAD, count)
+    return int.from_bytes(count, sys.byteorder)
 
 
 def test_drain_on_a_terminated_listener_raises(pg_url):
