@@ -2,7 +2,7 @@
 
     python3 benchmarks/pool.py                       # 100000 tiny tasks, then the hostile run
     python3 benchmarks/pool.py --quick               # 20000 tiny tasks, 10 s budget
-    options: --tasks 100000 --workers 2 --timeout 2 --budget 20 --repeat 1
+    options: --tasks 100000 --workers 2 --timeout 2 --budget 20 --submits 20000 --repeat 1
 
 Part 1, throughput: `tiny(x) = x + 1` over --tasks inputs, for each contender
 and chunksize. Each row gets a fresh pool, warmed by a 100-item map, so the
@@ -16,6 +16,11 @@ Part 2, hostile tasks: 1000 calls where #500 sleeps an hour and #700 segfaults
 its process. Each contender runs in its own session (this script again, with
 --contender), printing a line per result, and is killed with all its
 processes when --budget runs out; the table says what each delivered.
+
+Part 3, submit and resumable runs: --submits futures of `tiny`, one submit
+each, on ProcessPoolExecutor and jobrt; then jobrt's map of --tasks calls
+with storage= (a fresh SQLite record file), and the same map run again, when
+every call is answered from the record.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -226,12 +232,55 @@ def hostile_tasks(args) -> None:
             print(f"  {row['contender']} stats: {row['stats']}")
 
 
+# -- part 3 ------------------------------------------------------------------------------
+def submitted(contender: str, args) -> float:
+    with open_pool(contender, args) as pool:
+        sum(mapped(contender, pool, tiny, range(WARMUP), 1))
+        best = float("inf")
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            futures = [pool.submit(tiny, i) for i in range(args.submits)]
+            total = sum(future.result() for future in futures)
+            best = min(best, time.perf_counter() - started)
+            if total != args.submits * (args.submits + 1) // 2:
+                raise SystemExit(f"{contender} submit: wrong sum {total}")
+    return args.submits / best
+
+
+def recorded(args) -> tuple[float, float, dict]:
+    expected = args.tasks * (args.tasks + 1) // 2
+    rates = []
+    with tempfile.TemporaryDirectory() as directory:
+        for _ in range(2):
+            with Pool(workers=args.workers, timeout=args.timeout,
+                      storage=f"sqlite:///{directory}/run.db") as pool:
+                started = time.perf_counter()
+                total = sum(pool.map(tiny, range(args.tasks)))
+                rates.append(args.tasks / (time.perf_counter() - started))
+                stats = pool.stats
+            if total != expected:
+                raise SystemExit(f"jobrt storage= map: wrong sum {total}")
+    return rates[0], rates[1], stats
+
+
+def submits_and_records(args) -> None:
+    print(f"Part 3: {args.submits} submits of tiny, one future each, best of {args.repeat}; "
+          f"then {args.tasks} calls with storage=, twice")
+    ppe, jobrt = submitted(PPE, args), submitted(JOBRT, args)
+    print(f"  ProcessPoolExecutor.submit {ppe:>11,.0f} futures/s")
+    print(f"  jobrt Pool.submit          {jobrt:>11,.0f} futures/s  ({jobrt / ppe:.2f}x)")
+    first, again, stats = recorded(args)
+    print(f"  jobrt Pool.map, storage=   {first:>11,.0f} calls/s, first run (every call recorded)")
+    print(f"  jobrt Pool.map, storage=   {again:>11,.0f} calls/s, run again (skipped: {stats['skipped']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, help="tiny tasks in part 1 (default 100000, 20000 with --quick)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=2.0, help="jobrt's per-call timeout, seconds")
     parser.add_argument("--budget", type=float, help="seconds each hostile run may take (default 20, 10 with --quick)")
+    parser.add_argument("--submits", type=int, help="futures in part 3 (default 20000, 5000 with --quick)")
     parser.add_argument("--repeat", type=int, default=1, help="maps per throughput row; the best counts")
     parser.add_argument("--quick", action="store_true", help="a fast sanity run")
     parser.add_argument("--contender", choices=(JOBRT, PPE, MP), help=argparse.SUPPRESS)
@@ -241,9 +290,12 @@ def main() -> None:
         return
     args.tasks = args.tasks or (20000 if args.quick else 100000)
     args.budget = args.budget or (10.0 if args.quick else 20.0)
+    args.submits = args.submits or (5000 if args.quick else 20000)
     throughput(args)
     print()
     hostile_tasks(args)
+    print()
+    submits_and_records(args)
 
 
 if __name__ == "__main__":
