@@ -79,9 +79,11 @@ def cmd_init(args) -> int:
 
 def cmd_start(args) -> int:
     from .logs import setup_logging
+    from .process import require_pidfd
     from .registry import collect
     from .supervisor import Supervisor
 
+    require_pidfd()
     cfg = load(args)
     registry = collect(cfg.modules, cfg.module_path, cfg.path)
     setup_logging(args.log_level, args.log_format)

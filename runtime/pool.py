@@ -31,6 +31,7 @@ import weakref
 from concurrent.futures import Future, InvalidStateError
 from queue import SimpleQueue
 
+from . import process
 from .config import check_pool
 from .errors import ConfigError, JobFailed, JobrtError
 from .journal import Journal
@@ -61,6 +62,7 @@ class Pool:
         except ConfigError as exc:
             key = exc.key.partition(".")[2]
             raise ValueError(f"Pool({key}={values.get(key)!r}): {str(exc)[len(exc.key) + 2:]}") from None
+        process.require_pidfd()
         if timeout is None:
             config = dataclasses.replace(config, timeout=math.inf)
         self.config = config

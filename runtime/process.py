@@ -14,12 +14,27 @@ import fcntl
 import os
 import selectors
 import signal
+import sys
 import time
 from typing import Callable
+
+from .errors import JobrtError
 
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
+
+
+def require_pidfd() -> None:
+    """Workers are watched and signalled through pidfds (Linux 5.3+): say so plainly,
+    before anything is forked, where they are missing."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError) as exc:
+        raise JobrtError(
+            f"jobrt's workers need Linux 5.3 or newer (pidfd_open: {exc}); run the supervisor "
+            f"or Pool on Linux (this is {sys.platform} {os.uname().release}); clients that only "
+            "enqueue and query do not need it") from None
 
 
 class Child:
