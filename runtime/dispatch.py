@@ -23,7 +23,7 @@ from collections import deque
 import orjson
 
 from . import outcomes, protocol, sandbox
-from .process import describe_exit, owned_bytes, spawn
+from .process import describe_exit, owned_bytes, read_ready, spawn
 from .runs import Run, Worker
 from .worker import EXIT_CRASH, become_worker
 
@@ -105,13 +105,7 @@ class WorkerPool:
     # -- frames from workers ----------------------------------------------
     def on_readable(self, worker: Worker, now: float) -> None:
         fd = worker.child.from_child
-        while fd >= 0:
-            try:
-                data = os.read(fd, 1 << 20)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        while fd >= 0 and (data := read_ready(fd, 1 << 20)) is not None:
             if not data:
                 self.loop.unwatch_reader(worker)
                 return

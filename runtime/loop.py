@@ -9,11 +9,11 @@ else the owner listens to.
 
 from __future__ import annotations
 
-import os
 import selectors
 import time
 
 from .dispatch import WorkerPool
+from .process import read_ready
 from .runs import Worker
 
 
@@ -89,13 +89,7 @@ class EventLoop:
         else:
             label, job_id = f"worker {worker.pid}", None
         relay = self.relay
-        while True:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b""
+        while (data := read_ready(fd, 1 << 16)) is not None:
             if not data:
                 self.unwatch_output(worker)
                 break

@@ -25,6 +25,17 @@ PR_SET_CHILD_SUBREAPER = 36
 PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
 
 
+def read_ready(fd: int, size: int) -> bytes | None:
+    """Read what a non-blocking pipe holds: None when it is empty for now, b"" at its end
+    (or when it broke: the pidfd says why)."""
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def require_pidfd() -> None:
     """Workers are watched and signalled through pidfds (Linux 5.3+): say so plainly,
     before anything is forked, where they are missing."""
