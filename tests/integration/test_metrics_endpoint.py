@@ -36,9 +36,10 @@ def test_metrics_endpoint_counts_jobs_workers_and_restarts(tmp_path, start_super
     assert samples[("jobrt_worker_restarts_total", (("pool", "default"), ("reason", "timeout")))] == 1
     assert samples[("jobrt_job_duration_seconds_count", (("queue", "default"),))] == 6
     assert any(name == "jobrt_storage_round_trip_seconds_count" for name, _ in samples)
-    # Depths are read at each heartbeat, so an early scrape may still show the jobs pending.
+    # Depths are read at each heartbeat: wait for one taken after the jobs ended (an
+    # earlier one shows them pending, or not yet enqueued).
     def depth(m, state):
         return m.get(("jobrt_queue_jobs", (("queue", "default"), ("state", state))))
-    samples = wait_for(lambda: (m := scrape(url)) and depth(m, "pending") == 0 and m,
-                       what="the pending depth to reach 0")
-    assert (depth(samples, "running"), depth(samples, "failed")) == (0, 1)
+    ended = [0, 0, 1]  # pending, running, failed
+    wait_for(lambda: (m := scrape(url)) and [depth(m, s) for s in ("pending", "running", "failed")] == ended,
+             what="queue depths of 0 pending, 0 running and 1 failed")
