@@ -433,6 +433,32 @@ def test_processes_a_call_started_are_killed_with_the_pool_even_escaped_ones(tmp
     assert not alive(escaped)  # dead by the time the pool has ended, not soon after
 
 
+def doubled(x):
+    return 2 * x
+
+
+def inner_pool(n, pid_dir=None, hang=False):
+    def work(x):
+        if hang:
+            (pid_dir / str(os.getpid())).touch()
+            time.sleep(3600)
+        return doubled(x)
+
+    with Pool(2) as inner:
+        return sum(inner.map(work, range(n), chunksize=1))
+
+
+def test_a_pool_inside_a_call_works_and_its_workers_die_with_the_call(tmp_path):
+    with Pool(2, timeout=5, errors="return") as pool:
+        assert list(pool.map(inner_pool, [10, 100])) == [90, 9900]
+        [hung] = pool.map(inner_pool, [2], [tmp_path], [True])
+    assert hung.reason == "timeout"
+    inner_workers = [int(name) for name in os.listdir(tmp_path)]
+    assert len(inner_workers) == 2
+    # They die with the thread that forked them (PR_SET_PDEATHSIG), which the SIGKILL ended.
+    wait_for(lambda: not any(map(alive, inner_workers)), what="the inner pool's workers to die")
+
+
 def test_a_map_iterated_after_shutdown_says_so_instead_of_hanging():
     with Pool(1) as pool:
         results = pool.map(square, range(10))
