@@ -200,7 +200,7 @@ class WorkerPool:
         elif worker.said_bye:
             self.log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
         else:
-            self.stats.restarted(self.config.name, "crash")
+            self.stats.restarted(self.config.name, "signal" if os.WIFSIGNALED(status) else "crash")
             if worker.runs:
                 run = worker.runs.popleft()
                 error = f"the worker {how} while running the job"

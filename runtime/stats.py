@@ -21,7 +21,8 @@ class Stats:
             self.metrics.job_finished(queue, outcome, seconds)
 
     def restarted(self, pool: str, reason: str) -> None:
-        """A worker was replaced: timeout, memory_limit, crash, max_jobs, max_time, memory, scaled down."""
+        """A worker was replaced: timeout, memory_limit, signal (killed by one), crash (exited, or
+        broke its pipe), max_jobs, max_time, memory, scaled down."""
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.worker_restarted(pool, reason)

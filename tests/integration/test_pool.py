@@ -187,9 +187,11 @@ def test_a_hung_call_is_killed_at_its_timeout_and_only_it_fails():
 def test_a_call_that_kills_its_worker_fails_alone(fn, bad, reason, text):
     with Pool(2, errors="return") as pool:
         results = list(pool.map(fn, range(50)))
+        restarts = pool.stats["restarts"]
     failures = [(i, r) for i, r in enumerate(results) if isinstance(r, JobFailed)]
     assert [i for i, _ in failures] == [bad]
     assert failures[0][1].reason == reason and text in failures[0][1].error
+    assert restarts.get(reason, 0) >= 1  # the replaced worker is filed under the same word
 
 
 def test_sys_exit_in_a_call_is_an_error_not_a_dead_pool():
