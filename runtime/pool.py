@@ -49,13 +49,14 @@ MANY_FUNCTIONS = 50
 class Pool:
     def __init__(self, workers: int | None = None, *, timeout: float | None = None, max_jobs: int = 0,
                  max_time: float = 0, max_memory_mb: int = 0, memory_limit_mb: int = 0, tries: int = 1,
-                 backoff=0,
-                 storage: str | os.PathLike | None = None, progress: bool = False, errors: str = "raise"):
+                 backoff=0, storage: str | os.PathLike | None = None, progress: bool = False,
+                 errors: str = "raise"):
         if errors not in ERRORS:
             raise ValueError(f"Pool(errors={errors!r}): must be 'raise' or 'return'")
         values = {"workers": (os.cpu_count() or 1) if workers is None else workers, "timeout": timeout,
                   "max_jobs": max_jobs, "max_time": max_time, "max_memory_mb": max_memory_mb,
-                  "memory_limit_mb": memory_limit_mb, "tries": tries, "backoff": backoff, "queues": ["pool"], "grace": 5.0,
+                  "memory_limit_mb": memory_limit_mb, "tries": tries, "backoff": backoff,
+                  "queues": ["pool"], "grace": 5.0,
                   "run_as_root": True}  # the workers are this script's own processes, as it is
         try:
             config = check_pool(values, "Pool")
