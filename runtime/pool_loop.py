@@ -45,6 +45,7 @@ pool_log.addHandler(logging.NullHandler())
 STOP_GRACE = 5.0  # seconds idle workers get to exit when the pool closes
 LEFTOVER_WAIT = 5.0  # seconds for what calls left running to be dead once killed: "no orphans" means dead
 
+
 class PoolLoop(EventLoop):
     def __init__(self, config, journal=None, progress: bool = False):
         self.progress = ProgressLine() if progress else None
@@ -155,11 +156,12 @@ class PoolLoop(EventLoop):
                 self.pool.retire(worker, "new function")
         elif kind == "cancel":
             sink = message[1]
-            self.waiting = deque(e for e in self.waiting if e[1].sink is not sink)
-            self.retries = [e for e in self.retries if e[3].sink is not sink]
-            heapq.heapify(self.retries)
+            self._unqueue(lambda batch: batch.sink is not sink)
         elif kind == "drop":  # shutdown(cancel_futures=True): what has not started never will
-            self._drop_waiting(message[1])
+            # a batch with calls running (split after a crash) keeps its others, to end as one
+            running = {entry[1] for entry in self.runs.values()}
+            for batch in self._unqueue(lambda batch: batch in running):
+                batch.sink.abort(message[1])
         elif kind == "total":
             self.total = None if message[1] is None or self.total is None else self.total + message[1]
         elif kind == "stop":
@@ -358,17 +360,14 @@ class PoolLoop(EventLoop):
             if not batch.sink.cancelled:
                 batch.sink.deliver(batch)
 
-    def _drop_waiting(self, why: str) -> None:
-        """End the calls no worker has: a batch with calls running (split after a crash)
-        keeps its others, so that it ends as one."""
-        running = {entry[1] for entry in self.runs.values()}
-        dropped = {e[1] for e in self.waiting if e[1] not in running} \
-            | {e[3] for e in self.retries if e[3] not in running}
-        self.waiting = deque(e for e in self.waiting if e[1] in running)
-        self.retries = [e for e in self.retries if e[3] in running]
-        heapq.heapify(self.retries)
-        for batch in dropped:
-            batch.sink.abort(why)
+    def _unqueue(self, keep) -> set:
+        """Take the calls of batches `keep` refuses out of waiting and retries; those batches."""
+        gone = {e[1] for e in self.waiting if not keep(e[1])} | {e[3] for e in self.retries if not keep(e[3])}
+        if gone:
+            self.waiting = deque(e for e in self.waiting if e[1] not in gone)
+            self.retries = [e for e in self.retries if e[3] not in gone]
+            heapq.heapify(self.retries)
+        return gone
 
     def _abort_all(self, why: str) -> None:
         batches = {entry[1] for entry in self.waiting} | {entry[1] for entry in self.runs.values()} \
