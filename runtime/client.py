@@ -5,6 +5,7 @@ A client never runs jobs; it writes them durably and wakes the supervisors.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import time
 
@@ -69,10 +70,12 @@ class Queue:
 
     def _new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
         spec = self._spec(job)
-        unknown = set(options) - set(_OPTIONS)
+        unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
-            raise PayloadError(f"job {spec.name}: unknown enqueue options {sorted(unknown)}; "
-                               f"known: {', '.join(_OPTIONS)}")
+            close = [match for name in unknown for match in difflib.get_close_matches(name, _OPTIONS, 1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise PayloadError(f"job {spec.name}: unknown enqueue option{'s' * (len(unknown) > 1)} "
+                               f"{', '.join(unknown)}{hint}; known: {', '.join(_OPTIONS)}")
         queue = options.get("_queue") or spec.queue
         if not isinstance(queue, str) or not is_queue_name(queue):
             raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
@@ -116,8 +119,11 @@ class Queue:
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
         _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
-        _retry_until (s after now)."""
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
+        _retry_until (s after now). Any other keyword starting with `_` is refused: pass job
+        arguments with such names through enqueue_many()."""
+        # Every keyword with a leading underscore is an option, so a misspelt one is refused
+        # here instead of reaching the job as an argument it does not take.
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
         return self._store([self._new_job(job, args, kwargs, options, time.time())])[0]
 
     def enqueue_many(self, items) -> list[int]:

@@ -67,3 +67,29 @@ def test_unknown_names_are_refused(queue, name):
 def test_bad_options_are_refused(queue, option, value):
     with pytest.raises(PayloadError, match=option):
         queue.enqueue("jobs.examples:noop", **{option: value})
+
+
+@pytest.mark.parametrize("call", ["enqueue", "enqueue_many"])
+def test_misspelt_options_are_refused_by_name(queue, call):
+    """A typo such as _dealy must not become a job argument the job then fails on."""
+    before = total(queue)
+    with pytest.raises(PayloadError, match="_dealy.*did you mean _delay"):
+        if call == "enqueue":
+            queue.enqueue("jobs.examples:sleep", 0.1, _dealy=300)
+        else:
+            queue.enqueue_many([("jobs.examples:sleep", (0.1,), {}, {"_dealy": 300})])
+    assert total(queue) == before
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(min_size=1, max_size=12).map(lambda s: "_" + s), value=anything)
+def test_any_underscore_keyword_is_an_option_or_refused(queue, name, value):
+    before = total(queue)
+    try:
+        queue.enqueue("jobs.examples:echo", 1, **{name: value})
+    except (PayloadError, UnknownJob) as exc:
+        assert str(exc) and "\n" not in str(exc)
+        assert total(queue) == before
+    else:
+        assert name in ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique",
+                        "_retry_until")
