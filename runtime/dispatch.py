@@ -32,6 +32,7 @@ log = logging.getLogger("jobrt")
 # (worker status, resulting job state) -> the outcome counted in metrics
 _OUTCOME_NAMES = {
     (protocol.OK, "succeeded"): "succeeded", (protocol.RELEASE, "pending"): "released",
+    (protocol.RELEASE, "failed"): "failed",
     (protocol.FAIL, "failed"): "failed", (protocol.ERROR, "failed"): "failed",
     (protocol.ERROR, "pending"): "retried",
 }
@@ -155,7 +156,7 @@ class WorkerPool:
             if status == protocol.OK:
                 outcome = outcomes.succeeded(job, body, wall)
             elif status == protocol.RELEASE:
-                outcome = outcomes.released(job, delay, wall)
+                outcome = outcomes.released(job, run.options, self.config, delay, wall)
             else:
                 error = orjson.loads(body)
                 if status == protocol.FAIL:

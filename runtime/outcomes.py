@@ -20,6 +20,8 @@ MEMORY = "memory"  # its worker passed memory_limit_mb and was killed
 SIGNAL = "signal"  # its worker was killed by a signal (a segfault, the OOM killer)
 CRASH = "crash"  # its worker exited or broke its pipes without reporting a result
 
+RELEASED_LAST = "the job released itself on its last try"
+
 
 def options_of(job: ClaimedJob) -> dict:
     return orjson.loads(job.options) if job.options else NO_OPTIONS
@@ -49,7 +51,13 @@ def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
     return Outcome(job.id, job.attempt, FAILED, at, error=error, reason=ERROR)
 
 
-def released(job: ClaimedJob, delay: float, at: float) -> Outcome:
+def released(job: ClaimedJob, options: dict, pool, delay: float, at: float) -> Outcome:
+    """A run that called release(delay): back to pending after `delay`. As in Laravel, a
+    release uses up its attempt, so `tries` bounds how often a job can release itself."""
+    tries = options.get("tries") or pool.tries
+    if job.attempt >= tries:
+        return Outcome(job.id, job.attempt, FAILED, at, reason=ERROR,
+                       error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")
     return Outcome(job.id, job.attempt, PENDING, at, available_at=at + delay)
 
 
