@@ -8,9 +8,9 @@ Calls arrive in Batches (one submit, or one chunk of a map). A batch becomes a
 job for the WorkerPool, which sends it to a worker, enforces the timeout and
 recycles workers exactly as it does in the supervisor. When a batch of
 several calls hangs or crashes its worker, its calls are queued again one by
-one (not counted as tries) so only the culprit fails. A call that raises is
-retried alone while it has tries left. With a Journal, calls that succeeded in
-an earlier run are answered from it without running.
+one (not counted as tries) so only the culprit fails. A call that raises (or
+calls release()) is retried alone while it has tries left. With a Journal,
+calls that succeeded in an earlier run are answered from it without running.
 """
 
 from __future__ import annotations
@@ -319,14 +319,15 @@ class PoolLoop(EventLoop):
                                       attempt)
                 continue
             error, tb, exc_bytes, retry, delay = failure
-            if retry and delay is not None:  # it released itself
-                self._retry_call(batch, offset, attempt, delay)
-                continue
-            if retry:
+            if retry:  # it raised, or released itself (delay): both use up a try, as in the supervisor
                 claim = ClaimedJob(0, "pool", batch.name, b"", attempt, None)
-                outcome = outcomes.errored(claim, outcomes.NO_OPTIONS, self.config, error, tb, time.time())
+                now = time.time()
+                if delay is None:
+                    outcome = outcomes.errored(claim, outcomes.NO_OPTIONS, self.config, error, tb, now)
+                else:
+                    outcome = outcomes.released(claim, outcomes.NO_OPTIONS, self.config, delay, now)
                 if outcome.state == PENDING:
-                    self._retry_call(batch, offset, attempt, outcome.available_at - time.time())
+                    self._retry_call(batch, offset, attempt, outcome.available_at - now)
                     continue
                 error = outcome.error
             self._failed(batch, offset, outcomes.ERROR, error, tb, exc_bytes, attempt)

@@ -13,6 +13,7 @@ import pytest
 
 from runtime import JobFailed, JobrtError, Pool
 from runtime import attempt as current_attempt
+from runtime import outcomes, release
 from tests.conftest import alive, wait_for
 
 SAFETY = 60  # seconds a wait may take before the test fails instead of hanging
@@ -60,6 +61,16 @@ def flaky(x):
     if current_attempt() < 2:
         raise RuntimeError("first try fails")
     return x
+
+
+def always_release(x):
+    release(0)
+
+
+def release_twice(x):
+    if current_attempt() < 3:
+        release(0)
+    return (x, current_attempt())
 
 
 def pid(_):
@@ -212,6 +223,21 @@ def test_tries_run_out_with_the_count_in_the_error():
     with Pool(1, tries=2) as pool:
         failure = pool.submit(boom, 3).exception(SAFETY)
     assert failure.attempts == 2 and "(attempt 2 of 2)" in failure.error
+
+
+def test_release_uses_up_a_try_so_tries_bound_it():
+    with Pool(1, tries=2, errors="return") as pool:
+        failure = pool.submit(always_release, "x").result(SAFETY)
+        mapped = list(pool.map(always_release, range(5), chunksize=5))
+    assert isinstance(failure, JobFailed) and failure.reason == "error" and failure.attempts == 2
+    assert failure.error == f"{outcomes.RELEASED_LAST} (attempt 2 of 2)"
+    assert [m.error for m in mapped] == [failure.error] * 5
+
+
+def test_a_call_released_before_its_last_try_runs_again():
+    with Pool(2, tries=3) as pool:
+        assert pool.submit(release_twice, "x").result(SAFETY) == ("x", 3)
+        assert list(pool.map(release_twice, range(6))) == [(i, 3) for i in range(6)]
 
 
 def test_max_jobs_recycles_workers_counting_calls_not_chunks():
