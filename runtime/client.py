@@ -75,7 +75,7 @@ class Queue:
             close = [match for name in unknown for match in difflib.get_close_matches(name, _OPTIONS, 1)]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise PayloadError(f"job {spec.name}: unknown enqueue option{'s' * (len(unknown) > 1)} "
-                               f"{', '.join(unknown)}{hint}; known: {', '.join(_OPTIONS)}")
+                               f"{', '.join(repr(name)[:40] for name in unknown)}{hint}; known: {', '.join(_OPTIONS)}")
         queue = options.get("_queue") or spec.queue
         if not isinstance(queue, str) or not is_queue_name(queue):
             raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
