@@ -6,6 +6,7 @@ job's own `except Exception:` cannot swallow them by accident.
 
 from __future__ import annotations
 
+import math
 from contextvars import ContextVar
 
 _current: ContextVar[tuple[int, int] | None] = ContextVar("jobrt_current_job", default=None)
@@ -31,9 +32,22 @@ def release(delay: float = 0) -> None:
     """Stop this run and put the job back in its queue, available after `delay` seconds.
 
     The run counts as an attempt, so `tries` still bounds how often a job is released."""
-    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-        raise ValueError(f"release(delay): delay must be a number of seconds >= 0, got {delay!r}")
+    if not valid_delay(delay):
+        raise ValueError(bad_delay(delay))
     raise Release(float(delay))
+
+
+def valid_delay(delay) -> bool:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        return False
+    try:
+        return math.isfinite(delay) and delay >= 0
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def bad_delay(delay) -> str:
+    return f"release(delay): delay must be a finite number of seconds >= 0, got {delay!r:.60}"
 
 
 def fail(reason: str = "failed by the job") -> None:

@@ -20,12 +20,10 @@ import random
 import time
 from collections import deque
 
-import orjson
-
 from . import outcomes, protocol, sandbox
 from .process import describe_exit, owned_bytes, read_ready, spawn
 from .runs import Run, Worker
-from .worker import EXIT_CRASH, become_worker
+from .worker import EXIT_BOOT, EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
 
@@ -118,11 +116,24 @@ class WorkerPool:
                 return
             for kind, header, body in frames:
                 if kind == protocol.DONE:
-                    if header[6]:  # it printed: all of that is labelled with this job
+                    try:
+                        done = protocol.parse_done(header)
+                    except protocol.ProtocolError as exc:
+                        self._broken(worker, f"the worker sent {exc}; did the job write to the "
+                                             "worker's pipes?", now)
+                        return
+                    if done.printed:  # all of that output is labelled with this job
                         self.loop.relay_output(worker, end_of_job=True)
-                    self._on_done(worker, header, body, now)
+                    if not self._on_done(worker, done, body, now):
+                        return
                 elif kind == protocol.BYE:
                     worker.said_bye = True
+                elif kind == protocol.BOOT:
+                    worker.boot_error = str(header)[:protocol.MAX_ERROR]
+                else:
+                    self._broken(worker, f"the worker sent a frame of unknown kind {kind}; did the "
+                                         "job write to the worker's pipes?", now)
+                    return
             if len(data) < 1 << 20:
                 return
 
@@ -136,13 +147,22 @@ class WorkerPool:
         self.kill(worker, "crash")
         self._requeue(worker)
 
-    def _on_done(self, worker: Worker, header, body: bytes, now: float) -> None:
+    def _on_done(self, worker: Worker, done: protocol.Done, body: bytes, now: float) -> bool:
+        """Settle the run a DONE frame reports; False when the frame was bogus and the
+        worker is being killed for it."""
         if worker.killed:
-            return  # its run was already settled when it was killed
-        job_id, attempt, status, seconds, owned, delay, _printed = header
-        if not worker.runs or worker.runs[0].job.id != job_id:
-            self._broken(worker, f"the worker reported job {job_id}, which it was not running", now)
-            return
+            return False  # its run was already settled when it was killed
+        job_id, attempt, status, seconds, owned, delay, _printed = done
+        if not worker.runs or worker.runs[0].job.id != job_id or worker.runs[0].job.attempt != attempt:
+            self._broken(worker, f"the worker reported job {job_id} attempt {attempt}, which it was "
+                                 "not running", now)
+            return False
+        if status in (protocol.ERROR, protocol.FAIL):
+            try:
+                error, tb = protocol.parse_error(body)
+            except protocol.ProtocolError as exc:
+                self._broken(worker, f"the worker sent {exc}", now)
+                return False
         run = worker.runs.popleft()
         job = run.job
         wall = time.time()
@@ -158,13 +178,11 @@ class WorkerPool:
             elif status == protocol.RELEASE:
                 outcome = outcomes.released(job, run.options, self.config, delay, wall)
             else:
-                error = orjson.loads(body)
                 if status == protocol.FAIL:
-                    outcome = outcomes.failed(job, error["error"], wall)
+                    outcome = outcomes.failed(job, error, wall)
                 else:
-                    outcome = outcomes.errored(job, run.options, self.config, error["error"],
-                                               error["traceback"], wall)
-                self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error["error"])
+                    outcome = outcomes.errored(job, run.options, self.config, error, tb, wall)
+                self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error)
             self.outbox.append(outcome)
             self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
             self.failed_boots = 0
@@ -175,6 +193,7 @@ class WorkerPool:
                 self.retire(worker, "memory")
             elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
                 self.retire(worker, "max_jobs")
+        return True
 
     def _give_back(self, job, wall: float) -> None:
         """A job sent but never started: back to the buffer, or to storage when stopping."""
@@ -200,6 +219,12 @@ class WorkerPool:
             self.log.info("pool %s: worker %d killed (%s)", self.config.name, worker.pid, worker.killed)
         elif worker.said_bye:
             self.log.debug("pool %s: worker %d exited (%s)", self.config.name, worker.pid, worker.retiring)
+        elif worker.boot_error is not None or os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_BOOT:
+            # It ran nothing: what was sent to it goes back untouched, no attempt counted.
+            self.stats.restarted(self.config.name, "boot")
+            self.log.error("pool %s: worker %d could not start, %s; retrying in %.2g s: %s",
+                           self.config.name, worker.pid, how, self._boot_failed(now),
+                           worker.boot_error or "(it gave no reason)")
         else:
             self.stats.restarted(self.config.name, "signal" if os.WIFSIGNALED(status) else "crash")
             if worker.runs:
@@ -218,12 +243,18 @@ class WorkerPool:
             else:
                 self.log.warning("pool %s: worker %d %s while idle", self.config.name, worker.pid, how)
                 if worker.jobs_done == 0:
-                    self.failed_boots += 1
-                    self.spawn_after = now + min(10.0, 0.05 * 2 ** self.failed_boots)
+                    self._boot_failed(now)
         self._requeue(worker)
         self.loop.unwatch(worker)
         worker.child.close()
         del self.workers[worker.pid]
+
+    def _boot_failed(self, now: float) -> float:
+        """Back off respawning after a worker died before finishing any job; the delay."""
+        self.failed_boots += 1
+        delay = min(10.0, 0.05 * 2 ** self.failed_boots)
+        self.spawn_after = now + delay
+        return delay
 
     def enforce_deadlines(self, now: float) -> None:
         """Kill workers whose job overran its timeout, or grew past memory_limit_mb."""

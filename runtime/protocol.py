@@ -5,6 +5,7 @@
         | -- STOP -------------------------------------> |   run nothing more, hand back the rest
         | <-- DONE [job_id, attempt, status, secs, owned, delay, printed] + body
         | <-- BYE ---------------------------------------|   planned exit follows
+        | <-- BOOT [error] ------------------------------|   it could not start; exit follows
 
 A frame is a 4-byte big-endian length, then the body: one kind byte, a 4-byte
 header length, an orjson header, and raw bytes. The payload and result bytes
@@ -13,14 +14,19 @@ pass through the supervisor undecoded: it never interprets user data.
 
 from __future__ import annotations
 
+import math
 import struct
+from typing import NamedTuple
 
 import orjson
+
+from .errors import JobrtError
 
 RUN = 82  # b"R"
 STOP = 83  # b"S"
 DONE = 68  # b"D"
 BYE = 66  # b"B"
+BOOT = 88  # b"X": the worker failed before it could run anything; its error follows
 
 # DONE statuses
 OK = "ok"
@@ -28,15 +34,19 @@ ERROR = "error"
 FAIL = "fail"
 RELEASE = "release"
 RETURNED = "returned"
+STATUSES = frozenset((OK, ERROR, FAIL, RELEASE, RETURNED))
 
 MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this means a broken peer
+MAX_ERROR = 4096  # characters of an error message kept: it is a one-line summary
+MAX_TRACEBACK = 65536  # characters of a traceback kept, its start and its end
 
 _LEN = struct.Struct(">I")
 _HEAD = struct.Struct(">IBI")
 
 
-class ProtocolError(Exception):
-    """The peer sent bytes that are not a frame (a job scribbled on the pipe?)."""
+class ProtocolError(JobrtError):
+    """The peer sent bytes that are not a frame, or a frame whose fields make no sense
+    (a job scribbled on the pipe, or forged a frame)."""
 
 
 def frame(kind: int, header: object = None, body: bytes = b"") -> bytes:
@@ -46,6 +56,80 @@ def frame(kind: int, header: object = None, body: bytes = b"") -> bytes:
 
 def run_frame(job_id: int, attempt: int, name: str, payload: bytes) -> bytes:
     return frame(RUN, (job_id, attempt, name), payload)
+
+
+class Done(NamedTuple):
+    """A DONE frame's header: how one run ended."""
+
+    job_id: int
+    attempt: int
+    status: str  # one of STATUSES
+    seconds: float  # how long the job ran
+    owned: int  # bytes the worker owned afterwards (0: not measured)
+    delay: float  # seconds, with RELEASE
+    printed: bool  # output waits in the worker's output pipe
+
+
+def done_frame(done: Done, body: bytes = b"") -> bytes:
+    return frame(DONE, tuple(done), body)  # orjson takes a plain tuple, not a NamedTuple
+
+
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _seconds(value) -> bool:
+    return type(value) is float and math.isfinite(value) and value >= 0 \
+        or type(value) is int and 0 <= value <= 2**53
+
+
+def parse_done(header) -> Done:
+    """The header of a DONE frame, checked field by field: whatever a job managed to send,
+    a malformed value becomes a ProtocolError (that run's failure), never the supervisor's."""
+    if type(header) is not list or len(header) != len(Done._fields):
+        raise ProtocolError(f"a result header of {_shape(header)}, not {len(Done._fields)} fields")
+    done = Done(*header)
+    if not (_count(done.job_id) and _count(done.attempt) and type(done.status) is str and done.status in STATUSES
+            and _seconds(done.seconds) and _count(done.owned) and _seconds(done.delay)
+            and type(done.printed) is bool):
+        raise ProtocolError(f"a malformed result header {str(header)[:200]}")
+    return done
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Text a job produced (an exception's message, a traceback) made safe to store: lone
+    surrogates (file names from os.listdir) escaped, since JSON and UTF-8 cannot carry
+    them, and the middle of an over-long text cut out, keeping where it starts and ends."""
+    if len(text) > limit:
+        keep = limit // 2
+        text = f"{text[:keep]} [... {len(text) - 2 * keep} characters cut ...] {text[-keep:]}"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def error_body(error: str, tb: str | None) -> bytes:
+    """The body of an ERROR or FAIL result."""
+    return orjson.dumps({"error": clean_text(error, MAX_ERROR),
+                         "traceback": None if tb is None else clean_text(tb, MAX_TRACEBACK)})
+
+
+def parse_error(body: bytes) -> tuple[str, str | None]:
+    """(error, traceback) from the body of an ERROR or FAIL result."""
+    try:
+        error = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        error = None
+    if type(error) is not dict or type(error.get("error")) is not str \
+            or type(error.get("traceback")) not in (str, type(None)):
+        raise ProtocolError(f"an unreadable error report ({len(body)} bytes)")
+    return error["error"], error["traceback"]
+
+
+def _shape(header) -> str:
+    return f"{len(header)} fields" if type(header) is list else type(header).__name__
 
 
 STOP_FRAME = frame(STOP)

@@ -35,7 +35,7 @@ class Worker:
     """The supervisor's record of one worker process."""
 
     __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
-                 "retiring", "killed", "said_bye", "rss", "writing")
+                 "retiring", "killed", "said_bye", "boot_error", "rss", "writing")
 
     def __init__(self, child: Child, max_jobs: int, retire_at: float):
         self.child = child
@@ -48,6 +48,7 @@ class Worker:
         self.retiring: str | None = None  # why it was told to stop
         self.killed: str | None = None  # why it was killed
         self.said_bye = False
+        self.boot_error: str | None = None  # why it could not start, as it reported
         self.rss = 0
         self.writing = False
 

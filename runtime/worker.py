@@ -24,7 +24,6 @@ import time
 import traceback
 from collections import deque
 
-import orjson
 
 from . import context, protocol, sandbox
 from .process import owned_bytes
@@ -32,6 +31,7 @@ from .registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
+EXIT_BOOT = 71  # the worker could not start (its job modules did not import): it ran nothing
 SECRET_ENVIRONMENT = ("PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE")  # storage credentials jobs never need
 _RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
                   signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
@@ -40,12 +40,18 @@ _RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, 
 def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[str, JobSpec],
                   setup: sandbox.ChildSetup) -> None:
     """Entry point in the child right after fork. Never returns."""
-    code = EXIT_CRASH
+    code = EXIT_BOOT
     try:
         read_fd, write_fd = _detach(read_fd, write_fd, parent_pid)
-        if setup.fresh_modules:
-            registry = reimport(setup.fresh_modules, setup.module_path)
-        sandbox.apply(setup)
+        try:
+            if setup.fresh_modules:
+                registry = reimport(setup.fresh_modules, setup.module_path)
+            sandbox.apply(setup)
+        except BaseException as exc:  # noqa: BLE001 - the supervisor logs why, and runs nothing here
+            _write_all(write_fd, protocol.frame(protocol.BOOT, protocol.clean_text(
+                f"{describe(exc)}\n{format_traceback(exc)}", protocol.MAX_TRACEBACK)))
+            raise
+        code = EXIT_CRASH
         _serve(read_fd, write_fd, registry, setup.memory_limit)
         code = 0
     except BaseException:  # noqa: BLE001 - report anything, then leave via os._exit
@@ -126,8 +132,8 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
                     stopping = True
         if stopping:
             for (job_id, attempt, _name), _ in queued:
-                _write_all(write_fd, protocol.frame(
-                    protocol.DONE, (job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0, False)))
+                _write_all(write_fd, protocol.done_frame(
+                    protocol.Done(job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0, False)))
             _write_all(write_fd, protocol.BYE_FRAME)
             return
         if not queued:
@@ -136,8 +142,8 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
         (job_id, attempt, name), payload = queued.popleft()
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
         owned = owned_bytes(pid, memory_limit) if memory_limit else 0
-        _write_all(write_fd, protocol.frame(
-            protocol.DONE, (job_id, attempt, status, seconds, owned, delay, _printed()), body))
+        _write_all(write_fd, protocol.done_frame(
+            protocol.Done(job_id, attempt, status, seconds, owned, delay, _printed()), body))
 
 
 _FIONREAD_BUFFER = bytearray(4)
@@ -172,15 +178,11 @@ def format_traceback(exc: BaseException) -> str:
         return describe(exc)
 
 
-def _error_body(error: str, tb: str | None) -> bytes:
-    return orjson.dumps({"error": error, "traceback": tb})
-
-
 def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, float]:
     """Run one job; returns (status, body, release delay, seconds)."""
     spec = registry.get(name)
     if spec is None:
-        return protocol.FAIL, _error_body(
+        return protocol.FAIL, protocol.error_body(
             f"job {name!r} is not registered in this worker's job modules; it was not run", None), 0.0, 0.0
     token = context.enter(job_id, attempt)
     started = time.perf_counter()
@@ -189,10 +191,13 @@ def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, f
         status, delay = protocol.OK, 0.0
     except context.Release as exc:
         status, body, delay = protocol.RELEASE, b"", exc.delay
+        if not context.valid_delay(delay):  # a Release raised by hand, around release()'s check
+            status, body, delay = protocol.ERROR, protocol.error_body(
+                context.bad_delay(delay), format_traceback(exc)), 0.0
     except context.Fail as exc:
-        status, body, delay = protocol.FAIL, _error_body(exc.reason, None), 0.0
+        status, body, delay = protocol.FAIL, protocol.error_body(exc.reason, None), 0.0
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
-        status, body, delay = protocol.ERROR, _error_body(describe(exc), format_traceback(exc)), 0.0
+        status, body, delay = protocol.ERROR, protocol.error_body(describe(exc), format_traceback(exc)), 0.0
     seconds = time.perf_counter() - started
     context.leave(token)
     for stream in (sys.stdout, sys.stderr):
