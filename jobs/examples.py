@@ -73,6 +73,30 @@ def append_line(path: str, text: str, pause: float = 0.0) -> None:
 
 
 @job
+def wait_for_file(path: str, limit: float = 120.0) -> int:
+    """Runs until `path` exists (at most `limit` seconds): a job a test ends when it wants.
+    Returns its attempt number."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return runtime.attempt()
+
+
+@job
+def release_forever(delay: float = 0.0) -> None:
+    """Releases itself every time: `tries` ends it."""
+    runtime.release(delay)
+
+
+@job
+def release_raw(delay) -> None:
+    """Raises jobrt's Release with any delay, around release()'s own check (a hostile job)."""
+    raise runtime.context.Release(delay)
+
+
+@job
 def release_once(delay: float = 0.0) -> int:
     """Releases itself back to the queue on its first attempt, succeeds on the next."""
     if runtime.attempt() == 1:

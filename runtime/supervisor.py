@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import secrets
 import signal
@@ -30,6 +31,7 @@ from . import process, sandbox, systemd
 from .dispatch import WorkerPool
 from .config import load_config
 from .errors import ConfigError, StorageError
+from .import_check import CHECK_TIMEOUT, ImportCheck
 from .joblog import OutputRelay
 from .ledger import Ledger
 from .loop import EventLoop
@@ -71,6 +73,7 @@ class Supervisor(EventLoop):
         self.listen_failed = False
         self.signals: list[int] = []
         self.stopping = False
+        self.import_check: ImportCheck | None = None  # a reload waiting for its modules to import
         lease = config.lease
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
@@ -203,11 +206,17 @@ class Supervisor(EventLoop):
     def _timeout(self, now: float) -> float:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
                       self.next_prune, self.ledger.next_timer())
+        if self.import_check is not None:
+            nearest = min(nearest, self.import_check.deadline)
         for pool in self.pools:
             nearest = min(nearest, pool.next_timer(now))
         return max(0.0, nearest - now)
 
     def _periodic(self, now: float) -> None:
+        if self.import_check is not None and now >= self.import_check.deadline:
+            check, self.import_check = self.import_check, None
+            self.unwatch_fd(check.child.pidfd)
+            self._reject_reload(check.abandon())
         if any(pool.retired and not pool.workers for pool in self.pools):
             self.pools[:] = [p for p in self.pools if not (p.retired and not p.workers)]
         for pool in self.pools:
@@ -260,6 +269,8 @@ class Supervisor(EventLoop):
 
     def _kill_strays(self) -> None:
         known = {pid for pool in self.pools for pid in pool.workers}
+        if self.import_check is not None:
+            known.add(self.import_check.pid)
         strays = process.kill_strays(known)
         if strays:
             log.warning("killed %d process(es) that jobs left running after their worker "
@@ -339,13 +350,19 @@ class Supervisor(EventLoop):
                     log.info("%s: stopping; running jobs get up to their pool's grace to finish",
                              signal.Signals(signum).name)
                     systemd.notify("STOPPING=1", systemd.STATE_WAIT)
+                    if self.import_check is not None:
+                        self.unwatch_fd(self.import_check.child.pidfd)
+                        self.import_check.abandon()
+                        self.import_check = None
                     for pool in self.pools:
                         if not pool.stopping:
                             pool.begin_stop(now, pool.config.grace)
+                        else:  # retired by a reload, its jobs had no deadline: now they have
+                            pool.grace_deadline = min(pool.grace_deadline, now + pool.config.grace)
                 else:
                     log.info("%s again: stopping now", signal.Signals(signum).name)
                     for pool in self.pools:
-                        pool.grace_deadline = now
+                        pool.kill_all(f"the supervisor was told again to stop ({signal.Signals(signum).name})")
             elif signum == signal.SIGTTIN and not self.stopping:
                 for pool in self.pools:
                     pool.target += 1
@@ -358,30 +375,57 @@ class Supervisor(EventLoop):
                 self._reload(now)
 
     def _reload(self, now: float) -> None:
-        """Re-read the config; start new pools whose workers import the job modules anew,
-        and stop the old ones gracefully. A bad config changes nothing."""
+        """Re-read the config and have a throwaway child import its job modules; once they
+        import, `_apply_reload`. A bad config, or modules that do not import, change nothing."""
         systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}", systemd.STATE_WAIT)
         try:
             config = load_config(self.config.path)
             if config.storage_url != self.config.storage_url:
                 raise ConfigError("cannot change on reload; restart the supervisor to move storage",
                                   config.path, "storage.url")
+        except ConfigError as exc:
+            self._reject_reload(str(exc))
+            return
+        if self.import_check is not None:  # a newer SIGHUP: the file may have changed again
+            self.unwatch_fd(self.import_check.child.pidfd)
+            self.import_check.abandon()
+        check = ImportCheck(config.modules, config.module_path, config.path, now + CHECK_TIMEOUT)
+        self.import_check = check
+        self.watch_call(check.child.pidfd, lambda _mask: self._import_checked(config))
+
+    def _import_checked(self, config) -> None:
+        check, self.import_check = self.import_check, None
+        self.unwatch_fd(check.child.pidfd)
+        error = check.verdict()
+        if error is not None:
+            self._reject_reload(f"its job modules do not import: {error}")
+            return
+        try:
             fresh = [WorkerPool(pool, self.registry, self, self.ledger.outbox, self.stats, config.path,
                                 self.owner, config.modules, config.module_path)
                      for pool in config.pools.values()]
         except ConfigError as exc:
-            log.error("SIGHUP: new configuration rejected, the running one stays: %s", exc)
-            systemd.notify("READY=1\nSTATUS=reload rejected: " + str(exc)[:200], systemd.STATE_WAIT)
+            self._reject_reload(str(exc))
             return
+        self._apply_reload(time.monotonic(), config, fresh)
+
+    def _reject_reload(self, why: str) -> None:
+        log.error("SIGHUP: new configuration rejected, the running one stays: %s", why)
+        systemd.notify("READY=1\nSTATUS=reload rejected: " + why[:200], systemd.STATE_WAIT)
+
+    def _apply_reload(self, now: float, config, fresh: list) -> None:
+        """Start the new pools and retire the old ones: their workers take no new job, and
+        the one each is running finishes (bounded by its own timeout), never cut short."""
         for pool in self.pools:
             if not pool.stopping:
                 pool.retired = True
-                pool.begin_stop(now, pool.config.grace)
+                pool.begin_stop(now, math.inf)
         self.pools.extend(fresh)
         self.config = config
         self.ledger.lease = config.lease
-        log.info("SIGHUP: configuration reloaded; replacing workers: %s", ", ".join(
-            f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
+        log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
+                 "they are running (within its timeout) and exit", ", ".join(
+                     f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
         systemd.notify("READY=1\nSTATUS=" + self._summary(), systemd.STATE_WAIT)
 
 

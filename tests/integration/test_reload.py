@@ -113,3 +113,49 @@ def test_watchdog_pings_come_from_the_loop_when_systemd_asks(tmp_path, start_sup
     supervisor = start_supervisor(config, env={"WATCHDOG_USEC": "200000"})
     for _ in range(3):  # a ping every 0.1 s, over and over
         supervisor.wait_message(b"WATCHDOG=1")
+
+
+def test_a_reload_whose_job_modules_do_not_import_is_rejected(tmp_path, start_supervisor):
+    """The old workers keep running, the error is in the log, no healthy job is failed."""
+    write_module(tmp_path, "first")
+    config = tmp_path / "supervisor.toml"
+    document = {"storage": {"url": "sqlite:///jobs.db"},
+                "jobs": {"modules": ["jobs.examples", "reloadable"], "path": [str(REPO), str(tmp_path)]},
+                "pools": {"default": {"workers": 1, "run_as_root": True}}}
+    config.write_text(tomli_w.dumps(document))
+    supervisor = start_supervisor(config)
+    with connect(config=str(config)) as q:
+        assert result_of(q, "reloadable:version") == "first"
+        (tmp_path / "reloadable.py").write_text("raise ImportError('boom on import')\n")
+        supervisor.signal(signal.SIGHUP)
+        supervisor.wait_message(b"reload rejected")
+        (tmp_path / "reloadable.py").unlink()  # a module named in [jobs] modules that is gone
+        supervisor.signal(signal.SIGHUP)
+        supervisor.wait_message(b"reload rejected")
+        job_id = q.enqueue("jobs.examples:add", 1, 2)
+        record = wait_for(lambda: (r := q.status(job_id)).state in END_STATES and r, 30, "add")
+        assert (record.state, record.result, record.attempts) == ("succeeded", 3, 1)
+        assert result_of(q, "reloadable:version") == "first"  # the old workers still run
+        assert len(live_workers(q)) == 1
+    log = supervisor.output()
+    assert "boom on import" in log and "No module named 'reloadable'" in log
+    assert "could not start" not in log and "configuration reloaded" not in log
+
+
+def test_a_reload_lets_running_jobs_finish_past_the_grace(tmp_path, start_supervisor):
+    """grace bounds a stop, not a reload: the old worker's job runs to its end, once."""
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 1}})
+    supervisor = start_supervisor(config)
+    release = tmp_path / "release"
+    with connect(config=str(config)) as q:
+        long_job = q.enqueue("jobs.examples:wait_for_file", str(release))
+        wait_for(lambda: q.status(long_job).state == "running", what="the long job running")
+        supervisor.signal(signal.SIGHUP)
+        supervisor.wait_message(b"READY=1")
+        # a job of the new workers that outlasts the old pool's grace of 1 s
+        assert result_of(q, "jobs.examples:sleep", 1.5) == 1.5
+        assert q.status(long_job).state == "running"
+        release.touch()
+        record = wait_for(lambda: (r := q.status(long_job)).state in END_STATES and r, 30, "long job")
+        assert (record.state, record.result, record.attempts) == ("succeeded", 1, 1)
+    assert "interrupted" not in supervisor.output()

@@ -1,0 +1,73 @@
+"""Importing a reload's job modules in a forked child before any worker is replaced.
+
+    supervisor --fork--> checker: reimport(modules) --> exit 0, or the error on its pipe, exit 1
+
+SIGHUP deploys new job code: the new workers import the job modules anew from
+disk. A module that no longer imports would leave the pool with workers that die
+at boot, so the supervisor first has a throwaway child import them, and rejects
+the reload, like a bad config file, when that fails. The child runs user code
+(module bodies), never the supervisor; the supervisor's loop goes on meanwhile
+and hears the verdict through the child's pidfd.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+from . import process, protocol
+from .registry import reimport
+
+CHECK_TIMEOUT = 60.0  # seconds the job modules may take to import before the reload is rejected
+
+
+class ImportCheck:
+    def __init__(self, modules, module_path, config_path: str | None, deadline: float):
+        self.deadline = deadline  # monotonic
+        self.child = process.spawn(lambda _r, w: _check(w, modules, module_path, config_path),
+                                   capture_output=False)  # what modules print goes to our log
+        self.error = bytearray()
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def read(self) -> None:
+        """Take what the child wrote so far (its error, when it fails)."""
+        while (data := process.read_ready(self.child.from_child, 1 << 16)):
+            self.error += data[:protocol.MAX_TRACEBACK - len(self.error)]
+
+    def verdict(self) -> str | None:
+        """Once the child has exited: None when the modules imported, else why not."""
+        self.read()
+        status = self.child.reap()
+        self.child.close()
+        if status == 0:
+            return None
+        text = self.error.decode(errors="replace").strip()
+        return text or f"the import check {process.describe_exit(status or 0)}"
+
+    def abandon(self) -> str:
+        self.child.kill()
+        try:
+            os.waitpid(self.child.pid, 0)  # SIGKILLed: gone at once, and never left a zombie
+        except ChildProcessError:
+            pass
+        self.child.close()
+        return f"importing the job modules took more than {CHECK_TIMEOUT:g} s"
+
+
+def _check(write_fd: int, modules, module_path, config_path) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    signal.set_wakeup_fd(-1)
+    try:
+        reimport(modules, module_path, config_path)
+    except BaseException as exc:  # noqa: BLE001 - whatever a module body raises is the verdict
+        text = protocol.clean_text(str(exc) or type(exc).__name__, protocol.MAX_ERROR)
+        os.write(write_fd, text.encode()[:1 << 16])
+        os._exit(1)
+    os._exit(0)
