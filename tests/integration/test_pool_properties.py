@@ -9,9 +9,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import JobFailed, Pool
+from runtime import JobFailed, Pool, outcomes, release
 
-EXPECTED = {"raise": "error", "segfault": "signal", "exit": "crash", "hang": "timeout"}
+EXPECTED = {"raise": "error", "segfault": "signal", "exit": "crash", "hang": "timeout", "release": "error"}
 
 
 def behave(step):
@@ -24,10 +24,12 @@ def behave(step):
         os._exit(1)
     if how == "hang":
         time.sleep(3600)
+    if how == "release":  # every time: it uses up its tries, then fails
+        release(0)
     return index * 2
 
 
-calls = st.lists(st.sampled_from(["ok"] * 12 + ["raise", "segfault", "exit"]), max_size=40)
+calls = st.lists(st.sampled_from(["ok"] * 12 + ["raise", "segfault", "exit", "release"]), max_size=40)
 
 
 @st.composite
@@ -54,6 +56,8 @@ def test_every_call_ends_once_with_its_own_outcome(plan, chunksize, tries, order
             else:
                 assert isinstance(result, JobFailed) and result.reason == EXPECTED[how], (how, result)
                 assert result.attempts == tries
+                if how == "release":
+                    assert result.error == f"{outcomes.RELEASED_LAST} (attempt {tries} of {tries})"
     successes = sorted(r for r in results if not isinstance(r, JobFailed))
     assert successes == sorted(index * 2 for index, how in steps if how == "ok")
     reasons = sorted(r.reason for r in results if isinstance(r, JobFailed))
