@@ -29,7 +29,7 @@ import orjson
 from . import outcomes, pool_task, process, sandbox
 from .dispatch import WorkerPool
 from .errors import JobFailed, JobrtError, PayloadError
-from .journal import call_json
+from .journal import call_key
 from .loop import EventLoop
 from .pool_task import Batch
 from .progress import ProgressLine
@@ -202,13 +202,13 @@ class PoolLoop(EventLoop):
         todo = []
         for offset, item in enumerate(batch.items):
             try:
-                call = call_json(batch.mode, item)
+                typed, call = call_key(batch.mode, item)
             except PayloadError as exc:
                 batch.keys.append(None)
                 batch.calls.append(None)
                 self._failed(batch, offset, outcomes.ERROR, str(exc), None, None, 0)
                 continue
-            batch.keys.append(journal.key(batch.task, call))
+            batch.keys.append(journal.key(batch.task, typed))
             batch.calls.append(call)
             todo.append(offset)
         found = journal.lookup([batch.keys[o] for o in todo])

@@ -47,7 +47,7 @@ class Batch:
         self.values: list = [None] * len(items)
         self.failures: dict[int, JobFailed] = {}
         self.remaining = len(items)
-        self.keys: list | None = None  # journal keys and call JSON, with storage=
+        self.keys: list | None = None  # journal keys and readable arguments JSON, with storage=
         self.calls: list | None = None
         self.per_call: float | None = None  # seconds one call took, measured on the whole batch
         self.delivered = False
