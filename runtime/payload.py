@@ -34,16 +34,17 @@ def _non_finite(value, depth: int = 0) -> bool:
     return False
 
 
-def _dump(value, what: str) -> bytes:
+def _dump(value, what: str, plural: bool) -> bytes:
+    contain, are = ("contain", "are") if plural else ("contains", "is")
     if _non_finite(value):
-        raise PayloadError(f"{what} contain NaN or Infinity, which JSON cannot carry; {_JSON_HINT}")
+        raise PayloadError(f"{what} {contain} NaN or Infinity, which JSON cannot carry; {_JSON_HINT}")
     try:
         data = orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
         raise PayloadError(f"{what} cannot be stored as JSON ({exc}); {_JSON_HINT}") from None
     if len(data) > MAX_PAYLOAD:
         raise PayloadError(
-            f"{what} are {len(data)} bytes of JSON, over the {MAX_PAYLOAD} byte limit; "
+            f"{what} {are} {len(data)} bytes of JSON, over the {MAX_PAYLOAD} byte limit; "
             "store large data elsewhere and pass a reference (a path or a key)")
     return data
 
@@ -52,12 +53,12 @@ def dump_payload(name: str, args, kwargs) -> bytes:
     """The stored form of a job's arguments: JSON `[args, kwargs]`."""
     if not isinstance(kwargs, dict):
         raise PayloadError(f"job {name}: kwargs must be a dict, got {type(kwargs).__name__}")
-    return _dump([list(args), kwargs], f"job {name}: the arguments")
+    return _dump([list(args), kwargs], f"job {name}: the arguments", plural=True)
 
 
 def dump_result(value) -> bytes:
     """The stored form of a job's return value."""
-    return _dump(value, "the job's result") if value is not None else b"null"
+    return _dump(value, "the job's result", plural=False) if value is not None else b"null"
 
 
 def load(data: bytes):
