@@ -206,8 +206,30 @@ def _reason(err: Exception) -> str:
 # -- the default file -----------------------------------------------------------
 
 
-def default_config_text() -> str:
-    """The commented supervisor.toml that `jobrt init` writes; it loads as the defaults."""
+EXAMPLE_MODULE = "myjobs"  # the job module `jobrt init` writes beside the config
+EXAMPLE_JOB = f"{EXAMPLE_MODULE}:hello"
+EXAMPLE_MODULE_TEXT = f'''"""Your jobs, written by `jobrt init`. Every @job function here can be enqueued:
+
+    jobrt enqueue --config supervisor.toml {EXAMPLE_JOB} --args '["world"]'
+
+This module is found through [jobs] modules and path in supervisor.toml; add
+more modules there. Arguments and results are JSON.
+"""
+
+from runtime import job
+
+
+@job
+def hello(name: str = "world") -> str:
+    """An example job: returns a greeting (see it with `jobrt job ID`)."""
+    return f"hello, {{name}}"
+'''
+
+
+def default_config_text(modules=(EXAMPLE_MODULE,)) -> str:
+    """The commented supervisor.toml that `jobrt init` writes: every setting with its
+    default, except [jobs] modules, which names `modules` (the example job module
+    written beside the file, found through `path = ["."]`, the file's directory)."""
     lines = [
         "# jobrt supervisor configuration, written by `jobrt init`.",
         "# Every setting is shown with its default. Durations are in seconds.",
@@ -217,19 +239,52 @@ def default_config_text() -> str:
         for setting in settings_of(section):
             unit = f" ({setting.unit})" if setting.unit else ""
             lines += _comment(setting.help + unit)
-            lines.append(f"{setting.name} = {_toml(setting.default)}")
+            value = setting.default
+            if (section, setting.name) == ("jobs", "modules"):
+                value = list(modules)
+                if value == [EXAMPLE_MODULE]:
+                    lines.append(f"# ({EXAMPLE_MODULE}.py beside this file holds an example job)")
+            lines.append(f"{setting.name} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 
 
-def write_default_config(path) -> None:
-    """Write `default_config_text()` to `path`; never overwrites an existing file."""
+def write_default_config(path) -> list[str]:
+    """Write `default_config_text()` to `path` and, beside it, the example job module
+    (myjobs.py) it names, unless that file exists. Never overwrites the config file.
+    Returns the files written, as named (the module's path joined to the config's
+    directory)."""
     name = os.fsdecode(path)
+    if not name:
+        raise ConfigError("'' is not a file name: give the file to write, e.g. "
+                          "`jobrt init supervisor.toml` (or no argument for ./supervisor.toml)")
+    if os.path.isdir(name):
+        raise ConfigError("is a directory: give the file to write, e.g. "
+                          f"`jobrt init {os.path.join(name, 'supervisor.toml')}`", name)
+    written = [name]
+    _write_new(name, default_config_text(), "already exists; not overwriting it (remove it or "
+                                            "choose another path)")
+    module = os.path.join(os.path.dirname(name), EXAMPLE_MODULE + ".py")
+    try:
+        _write_new(module, EXAMPLE_MODULE_TEXT, None)
+        written.append(module)
+    except FileExistsError:
+        pass  # the user's own jobs: kept
+    return written
+
+
+def _write_new(name: str, text: str, exists: str | None) -> None:
+    """Create `name` with `text`; FileExistsError (exists=None) or ConfigError(exists)."""
     try:
         with open(name, "x", encoding="utf-8") as file:
-            file.write(default_config_text())
+            file.write(text)
     except FileExistsError:
-        message = "already exists; not overwriting it (remove it or choose another path)"
-        raise ConfigError(message, name) from None
+        if exists is None:
+            raise
+        raise ConfigError(exists, name) from None
+    except FileNotFoundError:
+        directory = os.path.dirname(name) or "."
+        raise ConfigError(f"cannot write the file: the directory {directory} does not exist "
+                          f"(create it first)", name) from None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot write the file: {_reason(err)}", name) from None
 

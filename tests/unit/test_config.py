@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import sys
 import tempfile
 import textwrap
 
@@ -287,12 +288,46 @@ def test_a_non_table_document_is_a_config_error():
 # -- the `jobrt init` template ----------------------------------------------------------
 
 
-def test_the_template_loads_as_the_defaults(tmp_path):
+def test_the_template_loads_as_the_defaults_but_names_the_example_module(tmp_path):
     path = str(tmp_path / "supervisor.toml")
-    write_default_config(path)
+    assert write_default_config(path) == [path, str(tmp_path / "myjobs.py")]
     with open(path, encoding="utf-8") as file:
         assert file.read() == default_config_text()
-    assert load_config(path) == config_from_dict({}, path=path, base_dir=str(tmp_path))
+    expected = config_from_dict({"jobs": {"modules": ["myjobs"]}}, path=path, base_dir=str(tmp_path))
+    assert load_config(path) == expected
+    assert expected.module_path == (str(tmp_path),)  # path = ["."]: the file's directory
+    assert load_config(write(tmp_path, default_config_text(modules=["jobs.examples"]), "x.toml")) \
+        == config_from_dict({}, path=str(tmp_path / "x.toml"), base_dir=str(tmp_path))
+
+
+def test_init_writes_an_example_job_module_that_registers_a_job(tmp_path, monkeypatch):
+    from runtime.registry import collect
+
+    config = load_config(write_default_config(tmp_path / "supervisor.toml")[0])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # collect() puts the file's directory on it
+    try:
+        registry = collect(config.modules, config.module_path, config.path)
+        assert registry[runtime.config.EXAMPLE_JOB].func("you") == "hello, you"
+    finally:
+        sys.modules.pop("myjobs", None)
+
+
+def test_init_keeps_an_existing_job_module(tmp_path):
+    module = write(tmp_path, "# my own jobs\n", "myjobs.py")
+    path = str(tmp_path / "supervisor.toml")
+    assert write_default_config(path) == [path]
+    with open(module) as file:
+        assert file.read() == "# my own jobs\n"
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("", "'' is not a file name: give the file to write, e.g. `jobrt init supervisor.toml`"),
+    (".", ".: is a directory: give the file to write, e.g. `jobrt init ./supervisor.toml`"),
+])
+def test_init_names_a_path_that_is_no_file_and_says_what_to_do(name, fragment):
+    with pytest.raises(ConfigError) as info:
+        write_default_config(name)
+    assert fragment in str(info.value)
 
 
 def test_the_template_explains_every_key_with_its_unit():
@@ -315,8 +350,9 @@ def test_init_refuses_to_overwrite(tmp_path):
 
 
 def test_init_into_a_missing_directory_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot write the file"):
+    with pytest.raises(ConfigError, match="cannot write the file: the directory .* does not exist"):
         write_default_config(tmp_path / "no" / "supervisor.toml")
+    assert not (tmp_path / "no").exists()
 
 
 # -- fuzzing ----------------------------------------------------------------------------
