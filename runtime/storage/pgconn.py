@@ -19,6 +19,7 @@ import psycopg
 from psycopg import pq, sql
 
 from runtime.errors import StorageError
+from runtime.storage import StorageUrlError
 
 # Added only when neither the url nor the environment sets them: a supervisor
 # must not hang for minutes on an unreachable host or a silently dead peer.
@@ -87,10 +88,13 @@ class Target:
     def __init__(self, url: str):
         self.url = url
         self._secrets = _secrets(url)
+        if "\0" in url:  # libpq would read the url only up to it
+            raise StorageUrlError("storage url holds a null byte: use "
+                                  "postgresql://user@host:port/dbname")
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise StorageError(self.scrub(
+            raise StorageUrlError(self.scrub(
                 f"storage url is not a valid PostgreSQL url ({_first_line(exc)}): use "
                 f"postgresql://user@host:port/dbname, or postgresql:///dbname with PGHOST etc."
             )) from None

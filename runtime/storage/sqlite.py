@@ -15,6 +15,7 @@ import stat
 import time
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import quote
 
 import orjson
 
@@ -71,7 +72,7 @@ def explain(path: str, exc: sqlite3.Error, doing: str) -> StorageError:
 class SqliteStorage(Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
-    def __init__(self, path: str, role: str = "client"):
+    def __init__(self, path: str, role: str = "client", create: bool = True):
         if role not in SYNCHRONOUS:
             raise ValueError(f"role must be one of {sorted(SYNCHRONOUS)}, not {role!r}")
         if sqlite3.sqlite_version_info < (3, 35, 0):
@@ -80,10 +81,17 @@ class SqliteStorage(Storage):
         self.path = os.path.abspath(path)
         self.role = role
         self.url_for_humans = "sqlite:///" + self.path
-        self._create_file()
+        if create:
+            self._create_file()
+            target, uri = self.path, False
+        else:
+            self._require_file()
+            # mode=rw: should the file vanish meanwhile, SQLite fails instead of creating it
+            target, uri = "file:" + quote(self.path) + "?mode=rw", True
         self.key = os.path.realpath(self.path)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                        uri=uri)
         except sqlite3.Error as exc:
             raise explain(self.path, exc, "opening") from exc
         try:
@@ -121,6 +129,24 @@ class SqliteStorage(Storage):
                                    f"database file")
         finally:
             os.close(fd)
+
+    def _require_file(self) -> None:
+        """For a client that must not create storage: the database file must exist."""
+        path = self.path
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise StorageError(f"SQLite database {path} does not exist: `jobrt start` or "
+                               f"enqueueing a job creates it; check [storage] url") from None
+        except OSError as exc:
+            raise StorageError(f"cannot open the database {path}: {exc.strerror}; check the "
+                               f"path and its permissions") from exc
+        if stat.S_ISDIR(mode):
+            raise StorageError(f"{path} is a directory, not a database file: end the storage "
+                               f"url with a file name, e.g. sqlite:///{path}/jobrt.db")
+        if not stat.S_ISREG(mode):
+            raise StorageError(f"{path} is not a regular file: point the storage url at a "
+                               f"database file")
 
     def _prepare(self) -> None:
         """Configure the connection and migrate, retrying while another process does the same.
