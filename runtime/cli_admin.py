@@ -7,21 +7,38 @@ to exit statuses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 
 import orjson
 
-from .errors import ConfigError, JobNotFound, StorageError
+from .errors import ConfigError, JobNotFound, JobrtError, StorageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+ID_MAX = 2**63 - 1  # job ids and limits are positive 64-bit integers, in every backend
 
 HEALTH_EPILOG = """\
 exit status: 0 healthy, 1 warning, 2 critical. A config error (or a bad command
-line) also exits 2, with one line on stderr and nothing on stdout: a monitor
-treats it as critical too. Storage that cannot be read is critical. Thresholds
-are the [health] settings of the config; see `jobrt init`."""
+line) also exits 2, with one line on stderr (and, with --json, a document whose
+status is critical on stdout): a monitor treats it as critical too. Storage that
+cannot be read, or does not exist yet, is critical. Thresholds are the [health]
+settings of the config; see `jobrt init`."""
+
+
+class UsageError(JobrtError):
+    """A bad command line: exit 2."""
+
+
+class CommandError(JobrtError):
+    """A command that did part of its work and must still fail: `fields` are the JSON
+    document it would have printed (the error and exit status are added to it)."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE, fields: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.fields = fields or {}
 
 SYSTEMD_EPILOG = """\
 install: jobrt systemd-unit --config /etc/jobrt/supervisor.toml > /etc/systemd/system/jobrt.service
@@ -35,7 +52,41 @@ def config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _json_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON document, also on errors: {"error": ..., "exit": N}')
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text) if len(text.strip()) <= 40 else None  # no 5000-digit conversions
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {what}: a whole number from {low} to {high}, "
+                                         f"got {_shown(text)}")
+    return value
+
+
+def job_id(text: str) -> int:
+    """A job id on the command line: a positive 64-bit integer."""
+    return _whole(text, 1, ID_MAX, "a job id")
+
+
+def limit(text: str) -> int:
+    return _whole(text, 1, ID_MAX, "a number of jobs")
+
+
+def queue_name(text: str) -> str:
+    from .settings import is_queue_name
+
+    if not is_queue_name(text):
+        raise argparse.ArgumentTypeError(f"must be a queue name (printable, no spaces, 1 to 200 "
+                                         f"characters), got {_shown(text)}")
+    return text
 
 
 def _user_name(text: str) -> str:
@@ -67,7 +118,7 @@ def add_parsers(commands) -> None:
 
     show = commands.add_parser("job", help="one job's record")
     config_arg(show)
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=job_id, metavar="ID")
     _json_arg(show)
 
     failed = commands.add_parser("failed", help="the failed-jobs store")
@@ -79,16 +130,16 @@ def add_parsers(commands) -> None:
         config_arg(sub)
         _json_arg(sub)
         if name in ("show", "forget"):
-            sub.add_argument("ids", type=int, nargs="+" if name == "forget" else 1, metavar="ID")
+            sub.add_argument("ids", type=job_id, nargs="+" if name == "forget" else 1, metavar="ID")
         if name == "retry":
-            sub.add_argument("ids", type=int, nargs="*", metavar="ID")
+            sub.add_argument("ids", type=job_id, nargs="*", metavar="ID")
             sub.add_argument("--all", action="store_true", help="retry every failed job")
         if name == "list":
-            sub.add_argument("--limit", type=int, default=100)
+            sub.add_argument("--limit", type=limit, default=100, help="at most this many (default 100)")
 
     clear = commands.add_parser("clear", help="delete the pending jobs of a queue")
     config_arg(clear)
-    clear.add_argument("--queue", required=True)
+    clear.add_argument("--queue", required=True, type=queue_name)
     _json_arg(clear)
 
     unit = commands.add_parser(
@@ -110,13 +161,19 @@ def load(args):
 
 
 def open_client_storage(cfg):
+    """The storage of a command that only reads or tends jobs: it never creates a database."""
     from .storage import open_storage
 
-    return open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
+    return open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir, create=False)
 
 
+@contextlib.contextmanager
 def _storage(args):
-    return open_client_storage(load(args))
+    storage = open_client_storage(load(args))
+    try:
+        yield storage
+    finally:
+        storage.close()
 
 
 def _worker_line(worker: dict) -> str:
@@ -127,10 +184,10 @@ def _worker_line(worker: dict) -> str:
 def cmd_status(args) -> int:
     from .health import live_workers
 
-    storage = _storage(args)
     now = time.time()
-    queues = storage.counts(now)
-    supervisors, workers = live_workers(storage, now)
+    with _storage(args) as storage:
+        queues = storage.counts(now)
+        supervisors, workers = live_workers(storage, now)
     if args.json:
         emit({"queues": queues, "workers": workers, "supervisors": supervisors})
         return EXIT_OK
@@ -151,7 +208,8 @@ def cmd_status(args) -> int:
 def cmd_workers(args) -> int:
     from .health import live_workers
 
-    _, workers = live_workers(_storage(args), time.time())
+    with _storage(args) as storage:
+        _, workers = live_workers(storage, time.time())
     if args.json:
         emit(workers)
         return EXIT_OK
@@ -165,11 +223,19 @@ def cmd_workers(args) -> int:
 def cmd_health(args) -> int:
     from . import health
 
+    from .storage import StorageUrlError
+
     cfg = load(args)  # a config error propagates: exit 2, like critical
     counts = None
     try:
-        counts = health.gather(open_client_storage(cfg), time.time())
+        storage = open_client_storage(cfg)
+        try:
+            counts = health.gather(storage, time.time())
+        finally:
+            storage.close()
         report = health.evaluate(cfg.health, counts)
+    except StorageUrlError:
+        raise  # a config error, not an outage
     except StorageError as exc:
         report = health.unreachable(exc)
     if args.json:
@@ -185,13 +251,21 @@ def _print_record(record, full: bool) -> None:
         print(f"{key:>10}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
     for key in ("created_at", "started_at", "finished_at", "available_at"):
         if data[key]:
-            print(f"{key:>10}: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data[key]))}")
+            print(f"{key:>10}: {_when(data[key])}")
     if full and record.traceback:
         print(record.traceback.rstrip())
 
 
+def _when(stamp: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    except (OverflowError, ValueError, OSError):  # a delay of centuries, via the Python API
+        return f"{stamp:.0f} (seconds since the epoch)"
+
+
 def cmd_job(args) -> int:
-    record = _storage(args).get(args.id)
+    with _storage(args) as storage:
+        record = storage.get(args.id)
     if record is None:
         raise JobNotFound(f"no job with id {args.id} (it may never have existed, or was pruned)")
     if args.json:
@@ -201,8 +275,23 @@ def cmd_job(args) -> int:
     return EXIT_OK
 
 
+_STATE_PHRASES = {"pending": "it is pending", "running": "it is running", "succeeded": "it succeeded",
+                  "cancelled": "it was cancelled"}
+
+
+def _not_failed(job_id_: int, record) -> str:
+    """Why a job id given to `failed show/retry/forget` is not in the failed-jobs store."""
+    if record is None:
+        return f"no job with id {job_id_} (it may never have existed, or was pruned)"
+    return f"job {job_id_} is not failed: {_STATE_PHRASES.get(record.state, f'it is {record.state}')}"
+
+
 def cmd_failed(args) -> int:
-    storage = _storage(args)
+    with _storage(args) as storage:
+        return _failed(storage, args)
+
+
+def _failed(storage, args) -> int:
     action = args.action
     if action == "list":
         records = storage.failed(args.limit)
@@ -217,29 +306,57 @@ def cmd_failed(args) -> int:
     if action == "show":
         record = storage.get(args.ids[0])
         if record is None or record.state != "failed":
-            raise JobNotFound(f"no failed job with id {args.ids[0]}")
+            raise JobNotFound(_not_failed(args.ids[0], record))
         emit(record.to_dict()) if args.json else _print_record(record, full=True)
         return EXIT_OK
-    if action == "retry":
-        if not args.ids and not args.all:
-            print("jobrt: failed retry needs job ids or --all", file=sys.stderr)
-            return EXIT_USAGE
-        count = storage.retry_failed(None if args.all else args.ids, time.time())
-        storage.notify()
-    elif action == "forget":
-        count = sum(1 for job_id in args.ids if storage.forget(job_id))
+    problems: list[str] = []
+    if action == "retry" and not args.all:
+        if not args.ids:
+            raise UsageError("failed retry needs job ids or --all")
+    if action == "retry" and args.all:
+        if args.ids:
+            raise UsageError("failed retry takes job ids or --all, not both")
+        count = storage.retry_failed(None, time.time())
+    elif action in ("retry", "forget"):
+        ids = list(dict.fromkeys(args.ids))  # each once, in the order given
+        failed_ids = []
+        for job_id_ in ids:
+            record = storage.get(job_id_)
+            if record is not None and record.state == "failed":
+                failed_ids.append(job_id_)
+            else:
+                problems.append(_not_failed(job_id_, record))
+        if action == "retry":
+            count = storage.retry_failed(failed_ids, time.time()) if failed_ids else 0
+        else:
+            count = sum(1 for job_id_ in failed_ids if storage.forget(job_id_))
+        if count < len(failed_ids):
+            problems.append(_lost_race(storage, action, failed_ids))
     else:
         count = storage.flush_failed()
+    if action == "retry" and count:
+        storage.notify()
+    if not args.json:
+        print(f"{action}: {count} job{'s' if count != 1 else ''}")
+    if problems:
+        raise CommandError("; ".join(problems), EXIT_FAILURE, {action: count})
     if args.json:
         emit({action: count})
-    else:
-        print(f"{action}: {count} job{'s' if count != 1 else ''}")
-    missing = action in ("retry", "forget") and args.ids and count < len(args.ids)
-    return EXIT_FAILURE if missing else EXIT_OK
+    return EXIT_OK
+
+
+def _lost_race(storage, action: str, failed_ids: list[int]) -> str:
+    """Why some failed jobs were not retried or forgotten after all."""
+    still = [i for i in failed_ids if (r := storage.get(i)) is not None and r.state == "failed"]
+    if action == "retry" and still:
+        return (f"job{'s' if len(still) > 1 else ''} {', '.join(map(str, still))} stayed failed: "
+                f"another job with the same unique key is pending or running")
+    return f"{len(failed_ids)} jobs were failed, but some changed meanwhile (another jobrt command?)"
 
 
 def cmd_clear(args) -> int:
-    count = _storage(args).clear(args.queue)
+    with _storage(args) as storage:
+        count = storage.clear(args.queue)
     if args.json:
         emit({"cleared": count})
     else:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
+import orjson
 import pytest
 
-from tests.conftest import jobrt, wait_for, write_config
+from runtime.storage import NewJob, Outcome, open_storage
+from tests.conftest import END_STATES, REPO, jobrt, wait_for, write_config
 
 
 def test_init_writes_a_config_that_starts_and_refuses_to_overwrite(tmp_path):
@@ -92,3 +98,231 @@ def test_failed_jobs_admin(tmp_path, start_supervisor):
     assert jobrt("failed", "forget", "--config", config, job_id)[0] == 0
     assert failed() == []
     assert jobrt("failed", "retry", "--config", config)[0] == 2
+
+
+# -- issue 10 items 11-15: every bad input is one clear line (or JSON document) ------------
+
+TOO_BIG_ID = "9223372036854775808"  # 2**63: no backend holds it
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """A config on SQLite or on a throwaway PostgreSQL database (created, empty), and its url."""
+    url = "sqlite:///jobs.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    open_storage(url, base_dir=str(tmp_path)).close()
+    return write_config(tmp_path, storage={"url": url}), url
+
+
+def jobrt_stdin(stdin: bytes, *args, cwd=None) -> tuple[int, str, str]:
+    """`jobrt` with `stdin` on its standard input."""
+    result = subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], cwd=cwd,
+                            input=stdin, capture_output=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jobrt: "), err
+    return lines[0]
+
+
+def assert_json_error(out: str, code: int) -> dict:
+    document = json.loads(out)  # exactly one document
+    assert document["exit"] == code and document["error"], document
+    return document
+
+
+@pytest.mark.parametrize("command", [
+    ["job", TOO_BIG_ID], ["job", "0"], ["job", "-1"], ["job", "x"],
+    ["failed", "show", TOO_BIG_ID], ["failed", "retry", TOO_BIG_ID], ["failed", "retry", "1", "0"],
+    ["failed", "forget", TOO_BIG_ID], ["failed", "list", "--limit", TOO_BIG_ID],
+    ["failed", "list", "--limit", "-5"], ["failed", "list", "--limit", "0"],
+])
+def test_ids_and_limits_beyond_64_bits_or_below_1_are_usage_errors(backend, command):
+    config, _ = backend
+    code, out, err = jobrt(*command, "--config", config)
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "a whole number from 1 to 9223372036854775807" in line and command[-1] in line
+    code, out, err = jobrt(*command, "--config", config, "--json")
+    assert code == 2
+    assert "9223372036854775807" in assert_json_error(out, 2)["error"]
+    one_error_line(err)
+
+
+def test_the_largest_job_id_is_looked_up_on_every_backend(backend):
+    config, _ = backend
+    for command in (["job"], ["failed", "show"], ["failed", "retry"], ["failed", "forget"]):
+        code, out, err = jobrt(*command, str(2**63 - 1), "--config", config)
+        assert code == 1 and f"no job with id {2**63 - 1}" in one_error_line(err)
+    code, out, err = jobrt("failed", "list", "--limit", str(2**63 - 1), "--config", config)
+    assert (code, out) == (0, "no failed jobs\n"), err
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("sqlite:///x%00.db", "null byte"),
+    ("mysql://db.example/jobs", "unsupported storage url scheme 'mysql'"),
+    ("sqlite://host/x.db", "names a host"),
+    ("postgresql://[::1", "not a valid PostgreSQL url"),
+])
+@pytest.mark.parametrize("command", [["status"], ["workers"], ["health"], ["job", "1"],
+                                     ["failed", "list"], ["clear", "--queue", "q"],
+                                     ["enqueue", "jobs.examples:echo"]])
+def test_a_bad_storage_url_is_a_config_error_naming_the_key(tmp_path, url, fragment, command):
+    config = write_config(tmp_path, storage={"url": url})
+    code, out, err = jobrt(*command, "--config", config)
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert f"{config}: storage.url: " in line and fragment in line
+    code, out, err = jobrt(*command, "--config", config, "--json")
+    document = assert_json_error(out, 2)
+    assert fragment in document["error"] and fragment in one_error_line(err)
+    if command == ["health"]:
+        assert document["status"] == "critical" and document["reasons"]
+    assert os.listdir(tmp_path) == ["supervisor.toml"]
+
+
+@pytest.mark.parametrize("option,value,fragment", [
+    ("--args", "[123456789012345678901234567890]", "--args: the integer 123456789012345678901234"),
+    ("--args", "[-9223372036854775809]", "does not fit in 64 bits"),
+    ("--kwargs", '{"n": 18446744073709551616}', "--kwargs: the integer 18446744073709551616"),
+    ("--args", "[NaN]", "--args: NaN is not JSON"),
+    ("--args", "[1e999]", "infinity"),
+    ("--args", '{"a": 1}', "--args must be a JSON list"),
+    ("--kwargs", "[1]", "--kwargs must be a JSON object"),
+    ("--args", "@does-not-exist.json", "cannot read the file"),
+    ("--queue", "", "--queue: must be a queue name"),
+    ("--queue", "a b", "--queue: must be a queue name"),
+    ("--delay", "nan", "--delay: must be a number of seconds from 0"),
+    ("--delay", "inf", "--delay: must be a number of seconds from 0"),
+    ("--delay", "-1", "--delay: must be a number of seconds from 0"),
+    ("--delay", "1e300", "--delay: must be a number of seconds from 0"),
+    ("--priority", str(2**31), "--priority: must be a priority"),
+])
+def test_enqueue_refuses_what_the_python_api_refuses_naming_the_option(tmp_path, option, value,
+                                                                         fragment):
+    config = write_config(tmp_path)
+    code, out, err = jobrt("enqueue", "--config", config, "jobs.examples:echo", option, value,
+                           cwd=tmp_path)
+    assert code == 2 and out == "" and fragment in one_error_line(err), err
+    code, out, err = jobrt("enqueue", "--config", config, "jobs.examples:echo", option, value,
+                           "--json", cwd=tmp_path)
+    assert code == 2 and fragment in assert_json_error(out, 2)["error"]
+    assert not (tmp_path / "jobs.db").exists()  # refused before storage was even opened
+
+
+def test_args_and_kwargs_up_to_the_payload_limit_come_from_a_file_or_stdin(backend, tmp_path):
+    config, _ = backend
+    big = ["x" * 1000] * 1000  # ~1 MB of JSON: far beyond what one argv string may hold
+    (tmp_path / "args.json").write_bytes(orjson.dumps(big))
+    code, out, err = jobrt_stdin(b'{"tag": "from stdin"}', "enqueue", "--config", config,
+                                 "jobs.examples:echo", "--args", f"@{tmp_path / 'args.json'}",
+                                 "--kwargs", "-", "--json")
+    assert code == 0, err
+    job_id = json.loads(out)["id"]
+    record = json.loads(jobrt("job", "--config", config, job_id, "--json")[1])
+    assert record["args"] == big and record["kwargs"] == {"tag": "from stdin"}
+    code, _, err = jobrt_stdin(b"[1]", "enqueue", "--config", config, "jobs.examples:echo",
+                               "--args", "-", "--kwargs", "-")
+    assert code == 2 and "--args already reads stdin" in one_error_line(err)
+    (tmp_path / "args.json").write_bytes(orjson.dumps(["x" * (1 << 20)]))
+    code, _, err = jobrt("enqueue", "--config", config, "jobs.examples:echo",
+                         "--args", f"@{tmp_path / 'args.json'}")
+    assert code == 2 and "over the 1048576 byte limit" in one_error_line(err)
+    code, out, _ = jobrt("enqueue", "--help")
+    assert code == 0 and "@FILE" in out and "stdin" in out
+
+
+def test_a_result_over_the_limit_fails_the_job_in_good_grammar(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    # [["x..."],{}] is 9 bytes more than the string, under the limit; the result
+    # {"args":["x..."],"kwargs":{}} is 25 bytes more, over it.
+    (tmp_path / "args.json").write_bytes(orjson.dumps(["x" * ((1 << 20) - 20)]))
+    code, out, err = jobrt("enqueue", "--config", config, "jobs.examples:echo",
+                           "--args", f"@{tmp_path / 'args.json'}")
+    assert code == 0, err
+    start_supervisor(config)
+
+    def record():
+        return json.loads(jobrt("job", "--config", config, int(out), "--json")[1])
+
+    failed = wait_for(lambda: (r := record())["state"] == "failed" and r, what="the job to fail")
+    assert failed["error"].startswith("PayloadError: the job's result is 1048581 bytes of JSON, "
+                                      "over the 1048576 byte limit"), failed["error"][:200]
+
+
+def make_ended_jobs(url: str, base_dir) -> tuple[int, int, int]:
+    """(a pending, a succeeded, a failed job), made through the storage API."""
+    storage = open_storage(url, role="client", base_dir=str(base_dir))
+    payload = orjson.dumps([[], {}])
+    try:
+        ids = storage.enqueue([NewJob("default", "jobs.examples:echo", payload, 0.0)] * 2)
+        ids += storage.enqueue([NewJob("later", "jobs.examples:echo", payload, 0.0)])
+        claimed = storage.claim("test", ["default"], 2, time.time() + 60, time.time())
+        now = time.time()
+        storage.settle("test", [Outcome(claimed[0].id, claimed[0].attempt, "succeeded", now,
+                                        result=b"null"),
+                                Outcome(claimed[1].id, claimed[1].attempt, "failed", now, error="x")])
+    finally:
+        storage.close()
+    return ids[2], claimed[0].id, claimed[1].id
+
+
+def test_failed_retry_forget_and_show_say_why_a_job_is_not_failed(backend, tmp_path):
+    config, url = backend
+    pending, succeeded, failed = make_ended_jobs(url, tmp_path)
+    code, out, err = jobrt("failed", "retry", succeeded, "--config", config)
+    assert (code, out) == (1, "retry: 0 jobs\n")
+    assert one_error_line(err) == f"jobrt: job {succeeded} is not failed: it succeeded"
+    code, out, err = jobrt("failed", "retry", succeeded, "--config", config, "--json")
+    assert code == 1 and json.loads(out) == {
+        "retry": 0, "error": f"job {succeeded} is not failed: it succeeded", "exit": 1}
+    one_error_line(err)
+    code, out, err = jobrt("failed", "retry", failed, pending, 4242, failed, "--config", config,
+                           "--json")
+    assert code == 1 and json.loads(out)["retry"] == 1
+    assert one_error_line(err) == (f"jobrt: job {pending} is not failed: it is pending; no job "
+                                   f"with id 4242 (it may never have existed, or was pruned)")
+    code, out, err = jobrt("failed", "forget", pending, "--config", config)
+    assert (code, out) == (1, "forget: 0 jobs\n") and "it is pending" in one_error_line(err)
+    code, out, err = jobrt("failed", "show", succeeded, "--config", config, "--json")
+    assert code == 1 and "it succeeded" in assert_json_error(out, 1)["error"]
+    code, out, err = jobrt("failed", "retry", "--all", "1", "--config", config)
+    assert code == 2 and "not both" in one_error_line(err)
+
+
+def test_init_names_a_path_that_is_no_file(tmp_path):
+    code, out, err = jobrt("init", "", cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert "'' is not a file name" in one_error_line(err) and "jobrt init supervisor.toml" in err
+    code, _, err = jobrt("init", tmp_path)
+    assert code == 2 and f"{tmp_path}: is a directory" in one_error_line(err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_init_writes_a_deployment_that_runs_its_example_job_from_anywhere(tmp_path,
+                                                                          start_supervisor):
+    home, elsewhere = tmp_path / "deploy", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    config = home / "supervisor.toml"
+    code, out, err = jobrt("init", config, cwd=elsewhere)
+    assert code == 0, err
+    assert sorted(os.listdir(home)) == ["myjobs.py", "supervisor.toml"]
+    assert f"jobrt start --config {config}" in out and "myjobs:hello" in out
+    if os.geteuid() == 0:  # as root a pool must say whom its jobs run as
+        config.write_text(config.read_text().replace("run_as_root = false", "run_as_root = true"))
+    code, out, err = jobrt("enqueue", "--config", config, "myjobs:hello", "--args", '["you"]',
+                           cwd=elsewhere)
+    assert code == 0, err
+    job_id = int(out)
+    supervisor = start_supervisor(config)
+
+    def record():
+        return json.loads(jobrt("job", "--config", config, job_id, "--json", cwd=elsewhere)[1])
+
+    done = wait_for(lambda: (r := record())["state"] in END_STATES and r, what="the example job")
+    assert (done["state"], done["result"]) == ("succeeded", "hello, you"), supervisor.output()
+    assert (home / "var" / "jobrt.db").exists()  # the default url, relative to the file

@@ -24,6 +24,14 @@ def health(config) -> tuple[int, dict]:
     return code, json.loads(out)
 
 
+def deployment(tmp_path, **sections):
+    """write_config(), and its SQLite database created as `jobrt start` would (the
+    read-only commands never create one)."""
+    config = write_config(tmp_path, **sections)
+    add_jobs(config)
+    return config
+
+
 def add_jobs(config, old_pending: float = 0.0, failed: int = 0) -> None:
     """Jobs no CLI verb makes directly: one due `old_pending` s ago, and failed ones."""
     storage = open_storage("sqlite:///jobs.db", role="client", base_dir=str(config.parent))
@@ -59,7 +67,7 @@ def test_health_is_healthy_with_a_running_supervisor_and_nothing_pending(tmp_pat
 
 
 def test_health_is_critical_without_a_supervisor(tmp_path):
-    config = write_config(tmp_path)
+    config = deployment(tmp_path)
     code, out, err = jobrt("health", "--config", config)
     assert code == 2, err
     assert out.splitlines() == ["critical: no live workers: is `jobrt start` running?"]
@@ -70,8 +78,8 @@ def test_health_is_critical_without_a_supervisor(tmp_path):
 
 
 def test_health_warns_then_turns_critical_as_the_backlog_grows(tmp_path):
-    config = write_config(tmp_path, health={**NO_WORKER_CHECK, "pending_warning": 2,
-                                            "pending_critical": 4})
+    config = deployment(tmp_path, health={**NO_WORKER_CHECK, "pending_warning": 2,
+                                          "pending_critical": 4})
     assert health(config)[0] == 0
     for _ in range(3):
         assert jobrt("enqueue", "--config", config, "jobs.examples:echo")[0] == 0
@@ -117,17 +125,79 @@ def test_health_of_unreadable_storage_is_critical(tmp_path):
 
 def test_health_with_a_bad_config_exits_2_with_one_line(tmp_path):
     (tmp_path / "supervisor.toml").write_text("[health]\npending_warning = -1\n")
-    code, out, err = jobrt("health", "--config", tmp_path / "supervisor.toml", "--json")
+    code, out, err = jobrt("health", "--config", tmp_path / "supervisor.toml")
     assert code == 2 and out == ""
     assert "health.pending_warning" in err and len(err.strip().splitlines()) == 1
+    code, out, err = jobrt("health", "--config", tmp_path / "supervisor.toml", "--json")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    report = json.loads(out)  # a monitor reading JSON sees critical too
+    assert report["status"] == "critical" and report["exit"] == 2
+    assert "health.pending_warning" in report["error"] and report["reasons"][0].startswith("critical: ")
     code, out, _ = jobrt("health", "--help")
     assert code == 0 and "2 critical" in out and "config error" in out
+
+
+def test_health_with_a_bad_command_line_is_critical_in_json_too(tmp_path):
+    config = write_config(tmp_path)
+    code, out, err = jobrt("health", "--config", config, "--json", "--verbose")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--verbose" in err
+    assert json.loads(out)["status"] == "critical"
+
+
+# -- only start and enqueue create storage ---------------------------------------------
+
+READ_ONLY = [["status"], ["workers"], ["job", "1"], ["failed", "list"], ["failed", "show", "1"],
+             ["failed", "retry", "--all"], ["failed", "forget", "1"], ["failed", "flush"],
+             ["clear", "--queue", "default"]]
+
+
+@pytest.mark.parametrize("command", READ_ONLY)
+def test_read_only_commands_never_create_a_sqlite_database(tmp_path, command):
+    config = write_config(tmp_path, storage={"url": "sqlite:///no/such/dir/x.db"})
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    code, out, err = jobrt(*command, "--config", config)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.splitlines() == [f"jobrt: SQLite database {missing} does not exist: `jobrt start` "
+                                f"or enqueueing a job creates it; check [storage] url"]
+    code, out, err = jobrt(*command, "--config", config, "--json")
+    assert code == 1 and json.loads(out) == {"error": err.strip().removeprefix("jobrt: "), "exit": 1}
+    assert not (tmp_path / "no").exists()
+
+
+def test_health_of_a_database_not_created_yet_is_critical_and_creates_nothing(tmp_path):
+    config = write_config(tmp_path, storage={"url": "sqlite:///no/such/dir/x.db"})
+    code, report = health(config)
+    assert code == 2 and report["status"] == "critical"
+    assert "x.db does not exist" in report["checks"]["storage"]["error"]
+    assert not (tmp_path / "no").exists()
+    assert jobrt("enqueue", "--config", config, "jobs.examples:echo")[0] == 0  # this one creates it
+    code, out, _ = jobrt("status", "--config", config)
+    assert code == 0 and "default" in out
+    assert (tmp_path / "no" / "such" / "dir" / "x.db").exists()
+
+
+def test_an_existing_empty_file_is_opened_not_refused(tmp_path):
+    (tmp_path / "jobs.db").touch()  # e.g. made by an installer with the right owner and mode
+    config = write_config(tmp_path)
+    code, out, err = jobrt("status", "--config", config, "--json")
+    assert code == 0 and json.loads(out)["queues"] == {}, err
+
+
+@pytest.mark.parametrize("command", [["status"], ["job", "1"], ["failed", "list"]])
+def test_a_postgresql_database_that_does_not_exist_is_exit_1(tmp_path, pg_url, command):
+    url = pg_url.replace("/t_", "/missing_t_")
+    config = write_config(tmp_path, storage={"url": url})
+    code, out, err = jobrt(*command, "--config", config)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+    assert "does not exist" in err and "Traceback" not in err
+    code, report = health(config)
+    assert code == 2 and "does not exist" in report["checks"]["storage"]["error"]
 
 
 # -- workers -----------------------------------------------------------------------
 
 def test_workers_lists_the_live_workers(tmp_path, start_supervisor):
-    config = write_config(tmp_path)
+    config = deployment(tmp_path)
     code, out, _ = jobrt("workers", "--config", config)
     assert code == 0 and "no live workers" in out
     assert json.loads(jobrt("workers", "--config", config, "--json")[1]) == []
