@@ -84,16 +84,24 @@ def wait_for_file(path: str, limit: float = 120.0) -> int:
     return runtime.attempt()
 
 
+def _float_word(delay):
+    """JSON cannot carry NaN or infinities: these jobs take them as words ("nan", "1e309")."""
+    try:
+        return float(delay) if isinstance(delay, str) else delay
+    except ValueError:
+        return delay
+
+
 @job
-def release_forever(delay: float = 0.0) -> None:
+def release_forever(delay: float | str = 0.0) -> None:
     """Releases itself every time: `tries` ends it."""
-    runtime.release(delay)
+    runtime.release(_float_word(delay))
 
 
 @job
 def release_raw(delay) -> None:
     """Raises jobrt's Release with any delay, around release()'s own check (a hostile job)."""
-    raise runtime.context.Release(delay)
+    raise runtime.context.Release(_float_word(delay))
 
 
 @job
@@ -227,6 +235,33 @@ def shout(megabytes: int = 8) -> int:
         sys.stdout.write(line)
         sys.stderr.write(line)
     return megabytes
+
+
+@job(tries=1)
+def raise_text(text: str, repeat: int = 1, surrogate: bool = False) -> None:
+    """Raises a ValueError whose message is `text` repeated (a lone surrogate appended when
+    `surrogate`: file names from os.listdir carry them)."""
+    raise ValueError(text * repeat + ("\udcff" if surrogate else ""))
+
+
+@job(tries=1)
+def fail_text(text: str, surrogate: bool = False) -> None:
+    """Calls fail() with `text` (a lone surrogate appended when `surrogate`)."""
+    runtime.fail(text + ("\ud800" if surrogate else ""))
+
+
+@job(tries=1)
+def forge_frame(kind: int, header: str, body: str = "") -> None:
+    """Writes a frame of its own making to its worker's result pipe: `header` is raw text
+    (JSON or not), in which $id and $attempt become this run's numbers."""
+    import resource
+    import struct
+
+    head = header.replace("$id", str(runtime.job_id())).replace("$attempt", str(runtime.attempt()))
+    head_bytes, body_bytes = head.encode("utf-8", "surrogatepass"), body.encode("utf-8", "surrogatepass")
+    size = 5 + len(head_bytes) + len(body_bytes)
+    fd = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024) - 1  # where the worker keeps it
+    os.write(fd, struct.pack(">IBI", size, kind, len(head_bytes)) + head_bytes + body_bytes)
 
 
 @job(tries=1)

@@ -89,3 +89,47 @@ def test_job_output_is_relayed_labelled_with_its_job(pool):
     label = f"job {record.id} (jobs.examples:say) | "
     wait_for(lambda: label + "labelled words (stderr)" in supervisor.output(), what="the relayed output")
     assert label + "labelled words (stdout)" in supervisor.output()
+
+
+@pytest.mark.parametrize("name,args,expected", [
+    ("release_forever", ("nan",), "finite number of seconds"),
+    ("release_forever", ("inf",), "finite number of seconds"),
+    ("release_raw", ("nan",), "finite number of seconds"),  # NaN would cross JSON as null
+    ("release_raw", ("inf",), "finite number of seconds"),
+    ("release_raw", (None,), "finite number of seconds"),
+    ("release_raw", (-1,), "finite number of seconds"),
+    ("release_raw", ("1e309",), "finite number of seconds"),
+    ("release_raw", ("soon",), "finite number of seconds"),
+])
+def test_a_bad_release_delay_fails_the_job_not_the_supervisor(pool, name, args, expected):
+    supervisor, queue, _ = pool
+    job_id = queue.enqueue_many([(f"jobs.examples:{name}", args, {}, {"_tries": 3})])[0]
+    record = wait_for(lambda: (r := queue.status(job_id)).state in END_STATES and r, 60, name)
+    assert (record.state, record.attempts) == ("failed", 3)
+    assert expected in record.error
+    assert supervisor.proc.poll() is None and "supervisor failed" not in supervisor.output()
+
+
+def test_release_uses_up_tries(pool):
+    _, queue, _ = pool
+    record = run(queue, "release_forever", 0, _tries=2)
+    assert (record.state, record.attempts) == ("failed", 2)
+    assert "released itself on its last try (attempt 2 of 2)" in record.error
+    assert run(queue, "release_once", 0, _tries=2).state == "succeeded"
+
+
+@pytest.mark.parametrize("name", ["raise_text", "fail_text"])
+def test_a_lone_surrogate_in_the_error_is_kept_escaped(pool, name):
+    _, queue, _ = pool
+    record = run(queue, name, "bad file name: ", surrogate=True)
+    assert record.state == "failed"
+    assert "bad file name: \\ud" in record.error
+    assert "exited with status" not in record.error
+
+
+def test_a_huge_error_message_is_cut_to_a_bounded_size(pool):
+    _, queue, _ = pool
+    record = run(queue, "raise_text", "x", 20 << 20)
+    assert record.state == "failed" and "characters cut" in record.error
+    assert len(record.error) < 10_000 and len(record.traceback) < 100_000
+    assert record.traceback.rstrip().endswith("x" * 100)  # its end is kept
