@@ -193,8 +193,12 @@ def _read_json_input(option: str, text: str, stdin_used: list) -> str:
         if stdin_used:
             raise UsageError(f"{stdin_used[0]} already reads stdin; give {option} as JSON or @FILE")
         stdin_used.append(option)
-        source, where = sys.stdin.buffer, "stdin"
-        data = source.read(MAX_JSON_INPUT + 1)
+        where = "stdin"
+        try:
+            data = sys.stdin.buffer.read(MAX_JSON_INPUT + 1)
+        except (AttributeError, OSError, ValueError) as exc:  # closed (None), a directory, ...
+            reason = getattr(exc, "strerror", None) or "it is closed"
+            raise UsageError(f"{option} -: cannot read stdin: {reason}") from None
     else:
         where = text[1:]
         try:
@@ -223,20 +227,23 @@ def _parse_json(option: str, text: str, kind: type):
     def integer(digits: str) -> int:
         value = int(digits) if len(digits) <= 21 else None
         if value is None or not -2**63 <= value < 2**64:
-            raise _Refused(f"the integer {digits[:30]}{'...' if len(digits) > 30 else ''} does not "
-                             f"fit in 64 bits; pass it as a string")
+            raise _Refused(f"the integer {digits[:30]}{'...' if len(digits) > 30 else ''} does "
+                           f"not fit in 64 bits; pass it as a string")
         return value
 
     def real(digits: str) -> float:
         value = float(digits)
         if not math.isfinite(value):
             raise _Refused(f"the number {digits[:30]} is infinity as a float; JSON arguments "
-                             f"must be finite")
+                           f"must be finite")
         return value
 
     def constant(name: str):
         raise _Refused(f"{name} is not JSON; use null or a finite number")
 
+    if not text.strip():
+        example = "[]" if kind is list else "{}"
+        raise PayloadError(f"{option} is empty: give JSON such as {example}")
     try:
         value = json.loads(text, parse_int=integer, parse_float=real, parse_constant=constant)
     except RecursionError:

@@ -326,3 +326,17 @@ def test_init_writes_a_deployment_that_runs_its_example_job_from_anywhere(tmp_pa
     done = wait_for(lambda: (r := record())["state"] in END_STATES and r, what="the example job")
     assert (done["state"], done["result"]) == ("succeeded", "hello, you"), supervisor.output()
     assert (home / "var" / "jobrt.db").exists()  # the default url, relative to the file
+
+
+def test_enqueue_from_an_empty_or_closed_stdin_is_one_line(tmp_path):
+    config = write_config(tmp_path)
+    code, out, err = jobrt_stdin(b"", "enqueue", "--config", config, "jobs.examples:echo",
+                                 "--args", "-", "--json")
+    assert code == 2 and "--args is empty: give JSON such as []" in one_error_line(err)
+    assert_json_error(out, 2)
+    closed = subprocess.run([sys.executable, "-m", "runtime.cli", "enqueue", "--config", str(config),
+                             "jobs.examples:echo", "--kwargs", "-"], preexec_fn=lambda: os.close(0),
+                            capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert closed.returncode == 2, closed.stderr
+    assert one_error_line(closed.stderr) == "jobrt: --kwargs -: cannot read stdin: it is closed"
