@@ -9,8 +9,10 @@ statuses; the commands that inspect and tend a deployment live in `cli_admin`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 
 from . import cli_admin
@@ -122,8 +124,19 @@ def _report(message: str, status: int, json_mode: bool, command: str | None,
                             checks=document.get("checks", {}))
         # Never a lone surrogate (from undecodable command-line bytes) in the JSON.
         document.update(error=message.encode("utf-8", "backslashreplace").decode(), exit=status)
-        cli_admin.emit(document)
+        try:
+            cli_admin.emit(document)
+        except BrokenPipeError:  # `jobrt ... --json | head -0`: the reader left
+            _silence_stdout()
     return status
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null, so flushing it at exit is quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests)
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `jobrt status | head`
+        _silence_stdout()
         return EXIT_OK
 
 
@@ -271,7 +285,9 @@ def cmd_enqueue(args) -> int:
         options["_queue"] = args.queue
     if args.priority is not None:
         options["_priority"] = args.priority
-    with connect(config=args.config) as queue:
+    # What job modules print when imported (or a module a job name makes us import)
+    # goes to stderr: stdout holds the id, or the one JSON document, and nothing else.
+    with contextlib.redirect_stdout(sys.stderr), connect(config=args.config) as queue:
         job_id = queue.enqueue_many([(args.name, positional, keywords, options)])[0]
     if args.json:
         cli_admin.emit({"id": job_id})

@@ -340,3 +340,31 @@ def test_enqueue_from_an_empty_or_closed_stdin_is_one_line(tmp_path):
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert closed.returncode == 2, closed.stderr
     assert one_error_line(closed.stderr) == "jobrt: --kwargs -: cannot read stdin: it is closed"
+
+
+def test_what_a_job_module_prints_on_import_stays_off_stdout(tmp_path):
+    (tmp_path / "noisy.py").write_text("from runtime import job\nprint('hello from noisy')\n\n"
+                                       "@job\ndef quiet():\n    pass\n")
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace('"jobs.examples",', '"jobs.examples", "noisy",')
+                      .replace(f'"{REPO}",', f'"{REPO}", "{tmp_path}",'))
+    code, out, err = jobrt("enqueue", "--config", config, "noisy:quiet", "--json")
+    assert code == 0 and "hello from noisy" in err, err
+    assert set(json.loads(out)) == {"id"}
+
+
+@pytest.mark.parametrize("command", [["job", "99", "--json"], ["status"], ["failed", "list", "--json"],
+                                     ["enqueue", "jobs.examples:nope", "--json"]])
+def test_a_reader_that_left_is_no_traceback(tmp_path, command):
+    config = write_config(tmp_path)
+    open_storage("sqlite:///jobs.db", base_dir=str(tmp_path)).close()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout fails with EPIPE, as under `| head -0`
+    try:
+        result = subprocess.run([sys.executable, "-m", "runtime.cli", *command, "--config", str(config)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        os.close(write_end)
+    assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr, result.stderr
+    assert "BrokenPipeError" not in result.stderr and len(result.stderr.splitlines()) <= 1
