@@ -349,6 +349,11 @@ class WorkerPool:
             return 0
         return slots + extra - len(self.buffer)
 
+    def expect_due(self, at: float) -> None:
+        """A job this pool may serve becomes due at `at` (monotonic): claim then."""
+        if self.due_at is None or at < self.due_at:
+            self.due_at = at
+
     def manage(self, now: float) -> None:
         """Recycle workers past max_time, keep the pool at its target size."""
         if self.stopping:

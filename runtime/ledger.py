@@ -12,6 +12,7 @@ import logging
 import time
 
 from .errors import StorageError
+from .storage.base import PENDING
 
 log = logging.getLogger("jobrt")
 
@@ -59,6 +60,9 @@ class Ledger:
             return True
         wall = time.time()
         metrics = self.stats.metrics
+        # Retries and releases this supervisor writes: it wakes when the first is due
+        # instead of waiting for the next poll.
+        retry_at = _first_retry(outbox) if flush else None
         try:
             for pool, want in wants:
                 queues = list(pool.config.queues)
@@ -83,6 +87,9 @@ class Ledger:
             return False
         self.outbox_since = 0.0
         self.recovered(now)
+        if retry_at is not None:
+            for pool in self.pools:
+                pool.expect_due(now + max(0.0, retry_at - wall))
         return True
 
     def failed(self, now: float, exc: StorageError) -> None:
@@ -112,3 +119,10 @@ class Ledger:
     @property
     def down(self) -> bool:
         return self.down_since is not None
+
+
+def _first_retry(outbox: list) -> float | None:
+    """When the first of these results that put a job back to pending makes it due."""
+    due = [outcome.available_at for outcome in outbox
+           if outcome.state == PENDING and outcome.available_at is not None]
+    return min(due) if due else None
