@@ -84,8 +84,9 @@ class RunningSupervisor:
             cwd=config.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_message(self, wanted: bytes, timeout: float = 30.0) -> bytes:
-        self.notify.settimeout(timeout)
+        deadline = time.monotonic() + timeout  # for the wanted message: others keep coming
         while True:
+            self.notify.settimeout(max(0.001, deadline - time.monotonic()))
             try:
                 message = self.notify.recv(4096)
             except socket.timeout:
