@@ -1,6 +1,7 @@
 """Importing a reload's job modules in a forked child before any worker is replaced.
 
-    supervisor --fork--> checker: reimport(modules) --> exit 0, or the error on its pipe, exit 1
+    supervisor --fork--> checker: reimport(modules) --> the job names on its pipe, exit 0
+                                                    --> or the error on its pipe, exit 1
 
 SIGHUP deploys new job code: the new workers import the job modules anew from
 disk. A module that no longer imports would leave the pool with workers that die
@@ -16,6 +17,8 @@ import ctypes
 import os
 import signal
 
+import orjson
+
 from . import process, protocol
 from .registry import reimport
 
@@ -27,26 +30,26 @@ class ImportCheck:
         self.deadline = deadline  # monotonic
         self.child = process.spawn(lambda _r, w: _check(w, modules, module_path, config_path),
                                    capture_output=False)  # what modules print goes to our log
-        self.error = bytearray()
+        self.said = bytearray()
 
     @property
     def pid(self) -> int:
         return self.child.pid
 
-    def read(self) -> None:
-        """Take what the child wrote so far (its error, when it fails)."""
-        while (data := process.read_ready(self.child.from_child, 1 << 16)):
-            self.error += data[:protocol.MAX_TRACEBACK - len(self.error)]
-
-    def verdict(self) -> str | None:
-        """Once the child has exited: None when the modules imported, else why not."""
-        self.read()
+    def verdict(self) -> tuple[str | None, list[str]]:
+        """Once the child has exited: (None, the job names) when the modules imported,
+        else (why not, [])."""
+        while (data := process.read_ready(self.child.from_child, 1 << 20)):
+            self.said += data
         status = self.child.reap()
         self.child.close()
         if status == 0:
-            return None
-        text = self.error.decode(errors="replace").strip()
-        return text or f"the import check {process.describe_exit(status or 0)}"
+            try:
+                return None, orjson.loads(self.said)
+            except orjson.JSONDecodeError:
+                return "the import check sent no job names (did a module write to its pipe?)", []
+        text = self.said[:protocol.MAX_TRACEBACK].decode(errors="replace").strip()
+        return text or f"the import check {process.describe_exit(status or 0)}", []
 
     def abandon(self) -> str:
         self.child.kill()
@@ -65,9 +68,10 @@ def _check(write_fd: int, modules, module_path, config_path) -> None:
         pass
     signal.set_wakeup_fd(-1)
     try:
-        reimport(modules, module_path, config_path)
+        names = sorted(reimport(modules, module_path, config_path))
     except BaseException as exc:  # noqa: BLE001 - whatever a module body raises is the verdict
         text = protocol.clean_text(str(exc) or type(exc).__name__, protocol.MAX_ERROR)
-        os.write(write_fd, text.encode()[:1 << 16])
+        process.write_all(write_fd, text.encode())
         os._exit(1)
+    process.write_all(write_fd, orjson.dumps(names))
     os._exit(0)

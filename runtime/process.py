@@ -36,6 +36,13 @@ def read_ready(fd: int, size: int) -> bytes | None:
         return b""
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to a blocking fd (a child's end of its pipe)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def require_pidfd() -> None:
     """Workers are watched and signalled through pidfds (Linux 5.3+): say so plainly,
     before anything is forked, where they are missing."""

@@ -74,6 +74,7 @@ class Supervisor(EventLoop):
         self.signals: list[int] = []
         self.stopping = False
         self.import_check: ImportCheck | None = None  # a reload waiting for its modules to import
+        self.job_names = sorted(registry)  # what its workers run, told to clients in heartbeats
         lease = config.lease
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
@@ -289,7 +290,8 @@ class Supervisor(EventLoop):
         info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
                 "restarts": self.stats.restarts,
                 "pools": {p.config.name: {"queues": list(p.config.queues), "workers": p.target}
-                          for p in self.pools}}
+                          for p in self.pools if not p.retired},
+                "jobs": self.job_names}
         held = [job.id for pool in self.pools for job in pool.held()]
         try:
             started = time.perf_counter()
@@ -396,10 +398,11 @@ class Supervisor(EventLoop):
     def _import_checked(self, config) -> None:
         check, self.import_check = self.import_check, None
         self.unwatch_fd(check.child.pidfd)
-        error = check.verdict()
+        error, names = check.verdict()
         if error is not None:
             self._reject_reload(f"its job modules do not import: {error}")
             return
+        self.job_names = names
         try:
             fresh = [WorkerPool(pool, self.registry, self, self.ledger.outbox, self.stats, config.path,
                                 self.owner, config.modules, config.module_path)

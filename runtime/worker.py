@@ -26,7 +26,7 @@ from collections import deque
 
 
 from . import context, protocol, sandbox
-from .process import owned_bytes
+from .process import owned_bytes, write_all
 from .registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
@@ -48,7 +48,7 @@ def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[s
                 registry = reimport(setup.fresh_modules, setup.module_path)
             sandbox.apply(setup)
         except BaseException as exc:  # noqa: BLE001 - the supervisor logs why, and runs nothing here
-            _write_all(write_fd, protocol.frame(protocol.BOOT, protocol.clean_text(
+            write_all(write_fd, protocol.frame(protocol.BOOT, protocol.clean_text(
                 f"{describe(exc)}\n{format_traceback(exc)}", protocol.MAX_TRACEBACK)))
             raise
         code = EXIT_CRASH
@@ -105,12 +105,6 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
     return high_read, high_write
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_limit: int) -> None:
     reader = protocol.FrameReader()
     queued: deque = deque()
@@ -132,9 +126,9 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
                     stopping = True
         if stopping:
             for (job_id, attempt, _name), _ in queued:
-                _write_all(write_fd, protocol.done_frame(
+                write_all(write_fd, protocol.done_frame(
                     protocol.Done(job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0, False)))
-            _write_all(write_fd, protocol.BYE_FRAME)
+            write_all(write_fd, protocol.BYE_FRAME)
             return
         if not queued:
             select.select([read_fd], [], [])
@@ -142,7 +136,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
         (job_id, attempt, name), payload = queued.popleft()
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
         owned = owned_bytes(pid, memory_limit) if memory_limit else 0
-        _write_all(write_fd, protocol.done_frame(
+        write_all(write_fd, protocol.done_frame(
             protocol.Done(job_id, attempt, status, seconds, owned, delay, _printed()), body))
 
 
