@@ -27,13 +27,14 @@ import time
 
 import psutil
 
-from . import process, sandbox, systemd
+from . import process, systemd
 from .dispatch import WorkerPool
 from .config import load_config
 from .errors import ConfigError, StorageError
 from .import_check import CHECK_TIMEOUT, ImportCheck
 from .joblog import OutputRelay
 from .ledger import Ledger
+from .neighbours import Neighbours
 from .loop import EventLoop
 from .stats import Stats
 from .storage import open_storage
@@ -113,7 +114,8 @@ class Supervisor(EventLoop):
             signal.signal(signum, lambda *_: None)
         self.watch_call(sig_r.fileno(), lambda _mask: self._read_signals(sig_r))
         process.become_subreaper()
-        self._rescue_dead_neighbours(time.time())
+        self.neighbours = Neighbours(self.storage, self.host, self.owner, self)
+        self.neighbours.rescue_dead(time.time())
         self._heartbeat(time.time())
         if self.metrics is not None:
             from .metrics import MetricsServer
@@ -179,6 +181,7 @@ class Supervisor(EventLoop):
         except StorageError:
             pass
         self._drop_listener()
+        self.neighbours.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.storage.close()
@@ -245,9 +248,7 @@ class Supervisor(EventLoop):
             self.next_rescue = now + self.rescue_every
             try:
                 wall = time.time()
-                if self.storage.rescue(wall) + self._rescue_dead_neighbours(wall):
-                    for pool in self.pools:
-                        pool.maybe_more = True
+                self._rescued(self.storage.rescue(wall) + self.neighbours.rescue_dead(wall))
             except StorageError as exc:
                 self.ledger.failed(now, exc)
 
@@ -297,6 +298,7 @@ class Supervisor(EventLoop):
             started = time.perf_counter()
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
                                    wall, wall + self.config.lease, held=held)
+            self._rescued(self.neighbours.watch(wall))
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
                 self.metrics.set_workers(workers)
@@ -318,22 +320,17 @@ class Supervisor(EventLoop):
             line += ", storage unavailable"
         return line
 
-    def _rescue_dead_neighbours(self, wall: float) -> int:
-        """Rescue at once the jobs of supervisors on this host whose process is gone."""
-        rescued = 0
-        for row in self.storage.supervisors():
-            if row.host != self.host or row.owner == self.owner or _alive(row.pid, row.started_at):
-                continue
-            count = self.storage.rescue(wall, owner=row.owner)
-            self.storage.remove_supervisor(row.owner)
-            if count:
-                log.warning("rescued %d jobs of dead supervisor %s", count, row.owner)
-            leftovers = process.kill_leftovers(sandbox.OWNER_ENV, row.owner)
-            if leftovers:
-                log.warning("killed %d process(es) that jobs of dead supervisor %s left running",
-                            leftovers, row.owner)
-            rescued += count
-        return rescued
+    def neighbour_died(self, owner: str) -> None:
+        """A supervisor of this host ended (its pidfd said so): rescue its jobs now."""
+        try:
+            self._rescued(self.neighbours.died(owner, time.time()))
+        except StorageError as exc:
+            self.ledger.failed(time.monotonic(), exc)  # the periodic rescue tries again
+
+    def _rescued(self, count: int) -> None:
+        if count:
+            for pool in self.pools:
+                pool.maybe_more = True
 
     # -- signals --------------------------------------------------------------------
     def _read_signals(self, sock) -> None:
@@ -431,9 +428,3 @@ class Supervisor(EventLoop):
                      f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
         systemd.notify("READY=1\nSTATUS=" + self._summary(), systemd.STATE_WAIT)
 
-
-def _alive(pid: int, started_at: float) -> bool:
-    try:
-        return abs(psutil.Process(pid).create_time() - started_at) < 1.0
-    except psutil.Error:
-        return False
