@@ -175,6 +175,25 @@ def spawn_and_hang(pid_path: str | None = None) -> None:
 
 
 @job(tries=1)
+def daemonize(pid_path: str, release_path: str) -> None:
+    """Double-forks a daemon that sleeps (it is orphaned while this job still runs), writes
+    its pid, then runs until `release_path` exists."""
+    reader, writer = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(writer, str(os.getpid()).encode())
+            time.sleep(3600)
+        os._exit(0)
+    os.close(writer)
+    with open(pid_path, "w") as out:
+        out.write(os.read(reader, 32).decode())
+    os.wait()
+    while not os.path.exists(release_path):
+        time.sleep(0.01)
+
+
+@job(tries=1)
 def escape_and_hang(pid_path: str) -> None:
     """Starts a child in a new session (out of the worker's process group) and hangs."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True)

@@ -198,16 +198,23 @@ def children() -> list[int]:
 
 
 def kill_strays(known: set[int]) -> list[int]:
-    """SIGKILL and reap children that are not in `known` (adopted orphans). Safe against
-    pid reuse: an unreaped child's pid cannot be reused."""
-    strays = [pid for pid in children() if pid not in known]
-    for pid in strays:
+    """SIGKILL children that are not in `known` (orphans a job left, which we adopted as
+    subreaper) and reap them. Returns the pids of those that were still running; one that
+    was already dead (killed at an earlier sweep, a zombie now) is only reaped, so each
+    stray is reported once. Safe against pid reuse: an unreaped child's pid is never reused."""
+    killed = []
+    for pid in children():
+        if pid in known:
+            continue
         try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                continue  # already dead
             os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
             os.waitpid(pid, os.WNOHANG)  # a zombie now or at the next sweep
         except (ProcessLookupError, ChildProcessError):
             pass
-    return strays
+    return killed
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -275,8 +275,8 @@ class Supervisor(EventLoop):
             known.add(self.import_check.pid)
         strays = process.kill_strays(known)
         if strays:
-            log.warning("killed %d process(es) that jobs left running after their worker "
-                        "ended: %s", len(strays), ", ".join(map(str, strays)))
+            log.warning("killed %d process(es) that jobs started and abandoned (orphans, out of "
+                        "their worker's process group): %s", len(strays), ", ".join(map(str, strays)))
 
     def _heartbeat(self, wall: float) -> None:
         self._kill_strays()

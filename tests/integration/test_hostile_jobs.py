@@ -133,3 +133,22 @@ def test_a_huge_error_message_is_cut_to_a_bounded_size(pool):
     assert record.state == "failed" and "characters cut" in record.error
     assert len(record.error) < 10_000 and len(record.traceback) < 100_000
     assert record.traceback.rstrip().endswith("x" * 100)  # its end is kept
+
+
+
+def test_a_daemon_a_running_job_abandons_is_killed_and_reported_once(tmp_path, start_supervisor):
+    """While its worker still runs, an orphan the job left is killed at a heartbeat sweep,
+    and the sweeps after it, which reap its remains, do not report it again."""
+    supervisor = start_supervisor(write_config(tmp_path, pools={"default": {"workers": 1, "timeout": 120}}))
+    pid_file, release = tmp_path / "daemon.pid", tmp_path / "daemon.release"
+    with connect(config=str(tmp_path / "supervisor.toml")) as queue:
+        job_id = queue.enqueue("jobs.examples:daemonize", str(pid_file), str(release))
+        daemon = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the daemon's pid"))
+        wait_for(lambda: not alive(daemon), 30, "the abandoned daemon to be killed")
+        assert queue.status(job_id).state == "running"
+        for _ in range(3):  # three more heartbeats, each a sweep for strays
+            supervisor.wait_message(b"STATUS=")
+        release.touch()
+        assert wait_for(lambda: (r := queue.status(job_id)).state in END_STATES and r).state == "succeeded"
+    reports = [line for line in supervisor.output().splitlines() if "abandoned" in line and str(daemon) in line]
+    assert len(reports) == 1, reports
