@@ -287,6 +287,7 @@ def test_a_second_sigterm_stops_now_and_still_returns_the_job(tmp_path, start_su
     assert supervisor.proc.wait(60) == 0  # far less than the 3600 s grace
     record = q.status(job_id)
     assert (record.state, record.attempts) == ("pending", 0)
+    assert "told again to stop" in record.error and "grace" not in record.error  # it did not run out
 
 
 def test_a_leaking_job_is_recycled_by_owned_memory_and_nothing_is_lost(tmp_path, start_supervisor, queue_for):
