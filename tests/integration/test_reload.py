@@ -33,13 +33,19 @@ def write_module(directory, version):
     """))
 
 
-def test_sighup_brings_new_job_code_and_pool_sizes(tmp_path, start_supervisor):
-    write_module(tmp_path, "first")
-    config = tmp_path / "supervisor.toml"
+def config_with_reloadable(directory):
+    """A config whose job modules include reloadable.py (version "first") in `directory`."""
+    write_module(directory, "first")
+    config = directory / "supervisor.toml"
     document = {"storage": {"url": "sqlite:///jobs.db"},
-                "jobs": {"modules": ["jobs.examples", "reloadable"], "path": [str(REPO), str(tmp_path)]},
+                "jobs": {"modules": ["jobs.examples", "reloadable"], "path": [str(REPO), str(directory)]},
                 "pools": {"default": {"workers": 1, "run_as_root": True}}}
     config.write_text(tomli_w.dumps(document))
+    return config, document
+
+
+def test_sighup_brings_new_job_code_and_pool_sizes(tmp_path, start_supervisor):
+    config, document = config_with_reloadable(tmp_path)
     supervisor = start_supervisor(config)
     with connect(config=str(config)) as q:
         assert result_of(q, "reloadable:version") == "first"
@@ -117,12 +123,7 @@ def test_watchdog_pings_come_from_the_loop_when_systemd_asks(tmp_path, start_sup
 
 def test_a_reload_whose_job_modules_do_not_import_is_rejected(tmp_path, start_supervisor):
     """The old workers keep running, the error is in the log, no healthy job is failed."""
-    write_module(tmp_path, "first")
-    config = tmp_path / "supervisor.toml"
-    document = {"storage": {"url": "sqlite:///jobs.db"},
-                "jobs": {"modules": ["jobs.examples", "reloadable"], "path": [str(REPO), str(tmp_path)]},
-                "pools": {"default": {"workers": 1, "run_as_root": True}}}
-    config.write_text(tomli_w.dumps(document))
+    config, _ = config_with_reloadable(tmp_path)
     supervisor = start_supervisor(config)
     with connect(config=str(config)) as q:
         assert result_of(q, "reloadable:version") == "first"
