@@ -252,6 +252,13 @@ class Storage:
         `pending` counts due jobs only; `delayed` those with available_at > now."""
         raise NotImplementedError
 
+    def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
+        """(queue, name, count) of the pending jobs, due and delayed alike, one row per
+        queue and job name that has any, ordered by queue then name. For `jobrt health`
+        and `jobrt status` (which jobs no live supervisor would run), not the hot path:
+        it reads an index of pending jobs only, never the table."""
+        raise NotImplementedError
+
     def failed(self, limit: int = 100) -> list[JobRecord]:
         """The failed-jobs store, newest first."""
         raise NotImplementedError

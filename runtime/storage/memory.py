@@ -169,6 +169,14 @@ class MemoryStorage(Storage):
             per_queue[bucket] += 1
         return out
 
+    def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
+        found: dict[tuple[str, str], int] = {}
+        for job in self.jobs.values():
+            if job["state"] == PENDING:
+                key = (job["queue"], job["name"])
+                found[key] = found.get(key, 0) + 1
+        return [(queue, name, n) for (queue, name), n in sorted(found.items())]
+
     def failed(self, limit: int = 100) -> list[JobRecord]:
         rows = sorted((j for j in self.jobs.values() if j["state"] == FAILED),
                       key=lambda j: (j["finished_at"], j["id"]), reverse=True)

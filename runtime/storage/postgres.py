@@ -328,6 +328,11 @@ class PostgresStorage(Storage):
             out[queue][bucket] = n
         return out
 
+    def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
+        # Sorted here: ORDER BY would follow the database's collation, not code points.
+        return sorted(tuple(row) for row in self._read("counting pending jobs by queue and name",
+                                                       SQL["pending_by_queue_and_name"]))
+
     def failed(self, limit: int = 100) -> list[JobRecord]:
         rows = self._read("listing failed jobs", SQL["failed"], {"limit": limit}, dicts=True)
         return [decode_record(row) for row in rows]

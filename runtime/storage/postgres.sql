@@ -58,6 +58,11 @@ CREATE TABLE jobrt_supervisors (
 CREATE INDEX jobrt_jobs_ended ON jobrt_jobs (finished_at, id)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
 
+-- name: migration_3
+-- jobrt health/status: pending jobs per (queue, name), counted from this index
+-- (an index-only scan in GROUP BY order) instead of the table.
+CREATE INDEX jobrt_jobs_pending_name ON jobrt_jobs (queue, name) WHERE state = 'pending';
+
 -- name: schema_exists
 SELECT to_regclass('jobrt_migrations') IS NOT NULL;
 
@@ -174,6 +179,11 @@ CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
 
 -- name: oldest_pending
 SELECT min(available_at) FROM jobrt_jobs WHERE state = 'pending' AND available_at <= %(now)s;
+
+-- name: pending_by_queue_and_name
+SELECT queue, name, count(*) FROM jobrt_jobs
+WHERE state = 'pending'
+GROUP BY queue, name;
 
 -- name: upsert_supervisor
 INSERT INTO jobrt_supervisors (owner, host, pid, started_at, heartbeat_at, info)

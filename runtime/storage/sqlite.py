@@ -340,6 +340,10 @@ class SqliteStorage(Storage):
             out[queue][bucket] = n
         return out
 
+    def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
+        return [tuple(row) for row in self._read("counting pending jobs by queue and name",
+                                                 SQL["pending_by_queue_and_name"])]
+
     def failed(self, limit: int = 100) -> list[JobRecord]:
         try:
             cursor = self.conn.execute(SQL["failed"], (limit,))

@@ -54,6 +54,11 @@ PRAGMA application_id = 1785684594;
 CREATE INDEX jobs_ended ON jobs (finished_at, id)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
 
+-- name: migration_3
+-- jobrt health/status: pending jobs per (queue, name), counted from this index
+-- alone (it covers the query, in its GROUP BY order), never from the table.
+CREATE INDEX jobs_pending_name ON jobs (queue, name) WHERE state = 'pending';
+
 -- name: identify
 SELECT (SELECT user_version FROM pragma_user_version),
        (SELECT application_id FROM pragma_application_id),
@@ -109,6 +114,14 @@ SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;
 
 -- name: oldest_pending
 SELECT min(available_at) FROM jobs WHERE state = 'pending' AND available_at <= ?;
+
+-- name: pending_by_queue_and_name
+-- INDEXED BY: a covering walk of the pending entries in group order; the state
+-- test must stay word for word the index's own.
+SELECT queue, name, count(*) FROM jobs INDEXED BY jobs_pending_name
+WHERE state = 'pending'
+GROUP BY queue, name
+ORDER BY queue, name;
 
 -- name: upsert_supervisor
 INSERT INTO supervisors (owner, host, pid, started_at, heartbeat_at, info)
