@@ -14,7 +14,7 @@ import orjson
 from .backoff import check_backoff
 from .config import load_config
 from .settings import is_queue_name
-from .errors import JobNotFound, PayloadError
+from .errors import JobNotFound, PayloadError, UnknownJob
 from .payload import dump_payload
 from .registry import JobSpec, collect, resolve
 from .storage import open_storage
@@ -32,7 +32,8 @@ def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
 
     cfg = load_config(config)
     storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
-    return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path)
+    return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path,
+                 pools={name: pool.queues for name, pool in cfg.pools.items()})
 
 
 def _number(option: str, value, minimum: float = 0, integer: bool = False, above: bool = False):
@@ -47,11 +48,15 @@ def _number(option: str, value, minimum: float = 0, integer: bool = False, above
 class Queue:
     """A connection for enqueueing jobs and reading their state."""
 
-    def __init__(self, storage, modules=(), module_path=(), config_path=None):
+    def __init__(self, storage, modules=(), module_path=(), config_path=None, pools=None):
+        """`pools` (pool name -> its queues) says the config is known: then a job is refused
+        at enqueue when no pool of the config serves its queue, or when its name is not
+        registered by the config's `modules`, since no worker of that config would run it."""
         self.storage = storage
         self._modules = tuple(modules)
         self._module_path = tuple(module_path)
         self._config_path = config_path
+        self._pools = None if pools is None else {name: tuple(queues) for name, queues in pools.items()}
         self._registry: dict[str, JobSpec] | None = None
 
     def __enter__(self):
@@ -64,9 +69,29 @@ class Queue:
         self.storage.close()
 
     def _spec(self, job) -> JobSpec:
-        if isinstance(job, str) and self._modules and self._registry is None:
+        wanted = (isinstance(job, str) and self._modules) or self._pools is not None
+        if wanted and self._registry is None:
             self._registry = collect(self._modules, self._module_path, self._config_path)
         return resolve(job, self._registry)
+
+    def _check_served(self, spec: JobSpec, queue: str) -> None:
+        """With a known config: refuse a job no worker of it would ever run."""
+        if self._pools is None:
+            return
+        where = self._config_path or "the config"
+        unserved = None
+        if not any(queue in queues for queues in self._pools.values()):
+            pools = "; ".join(f"{name}: {', '.join(queues)}" for name, queues in self._pools.items())
+            unserved = (f"queue {queue!r} is served by no pool in {where} (pools: {pools}); add it "
+                        f"to a pool's queues or pass _queue= (jobrt enqueue --queue) naming a "
+                        f"queue a pool serves")
+        if spec.name not in (self._registry or {}):
+            modules = ", ".join(self._modules) or "none are"
+            raise UnknownJob(f"job {spec.name!r} is not in [jobs] modules of {where}, so no worker "
+                             f"would run it; move it into a module listed there ({modules})"
+                             + (f"; and its {unserved}" if unserved else ""))
+        if unserved:
+            raise PayloadError(f"job {spec.name}: {unserved}")
 
     def _new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
         spec = self._spec(job)
@@ -80,6 +105,7 @@ class Queue:
         if not isinstance(queue, str) or not is_queue_name(queue):
             raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
                                f"at most 200 characters), got {queue!r:.60}")
+        self._check_served(spec, queue)
         delay = _number("_delay", options.get("_delay", 0))
         stored = {}
         timeout = options.get("_timeout", spec.timeout)

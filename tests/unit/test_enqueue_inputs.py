@@ -11,7 +11,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from runtime import PayloadError, UnknownJob, connect
+from runtime import PayloadError, UnknownJob, connect, job
+from tests.conftest import write_config
 
 anything = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary()
@@ -93,3 +94,60 @@ def test_any_underscore_keyword_is_an_option_or_refused(queue, name, value):
     else:
         assert name in ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique",
                         "_retry_until")
+
+
+# -- with the config known, a job no worker of it would run is refused ---------------------
+
+def _send_email(to: str, subject: str) -> None: ...
+
+
+_send_email.__module__, _send_email.__qualname__ = "__main__", "send_email"  # as the README's script
+send_email = job(queue="emails", timeout=120, tries=3, backoff=[30, 120, 300])(_send_email)
+
+
+@pytest.fixture
+def configured(tmp_path):
+    config = write_config(tmp_path, pools={"default": {}, "batch": {"queues": ["bulk"]}})
+    with connect(config=str(config)) as q:
+        yield q, str(config)
+
+
+def test_a_queue_no_pool_of_the_config_serves_is_refused(configured):
+    q, config = configured
+    with pytest.raises(PayloadError) as refused:
+        q.enqueue("jobs.examples:echo", 1, _queue="emails")
+    assert str(refused.value) == (
+        f"job jobs.examples:echo: queue 'emails' is served by no pool in {config} (pools: default: "
+        f"high, default, low; batch: bulk); add it to a pool's queues or pass _queue= (jobrt enqueue "
+        f"--queue) naming a queue a pool serves")
+    with pytest.raises(PayloadError, match="queue 'emails' is served by no pool"):
+        q.enqueue_many([("jobs.examples:echo", (1,)), ("jobs.examples:echo", (2,), {}, {"_queue": "emails"})])
+    assert total(q) == 0  # all or nothing
+    ids = q.enqueue_many([("jobs.examples:echo", (1,)), ("jobs.examples:echo", (2,), {}, {"_queue": "bulk"})])
+    assert [q.status(i).queue for i in ids] == ["default", "bulk"]
+
+
+def test_a_job_the_config_modules_do_not_register_is_refused(configured):
+    q, config = configured
+    with pytest.raises(UnknownJob) as refused:  # importable, but not in [jobs] modules
+        q.enqueue("jobs.chaos:quick", "/dev/null")
+    assert str(refused.value) == (
+        f"job 'jobs.chaos:quick' is not in [jobs] modules of {config}, so no worker would run it; "
+        f"move it into a module listed there (jobs.examples)")
+    with pytest.raises(UnknownJob) as refused:  # the README's example, run as a script
+        q.enqueue_many([("jobs.examples:echo", (1,)), (send_email, ("a@example.com", "hi"))])
+    assert str(refused.value).startswith(
+        f"job '__main__:send_email' is not in [jobs] modules of {config}, so no worker would run it; "
+        f"move it into a module listed there (jobs.examples); and its queue 'emails' is served by "
+        f"no pool in {config}")
+    with pytest.raises(UnknownJob, match="'__main__:send_email' is not in"):
+        q.enqueue(send_email, "a@example.com", "hi", _queue="default")
+    assert total(q) == 0
+
+
+def test_without_the_config_such_jobs_are_still_enqueued(queue):
+    before = total(queue)
+    queue.enqueue(send_email, "a@example.com", "hi")
+    queue.enqueue("jobs.chaos:quick", "/dev/null")
+    queue.enqueue("jobs.examples:echo", 1, _queue="emails")
+    assert total(queue) == before + 3
