@@ -182,14 +182,17 @@ def _worker_line(worker: dict) -> str:
 
 
 def cmd_status(args) -> int:
-    from .health import live_workers
+    from .health import live_supervisors, live_workers, read_stranded
 
     now = time.time()
     with _storage(args) as storage:
         queues = storage.counts(now)
-        supervisors, workers = live_workers(storage, now)
+        rows = live_supervisors(storage, now)
+        supervisors, workers = live_workers(storage, now, rows)
+        stranded = read_stranded(storage, now, rows) or []  # None (no live supervisor): not judged
     if args.json:
-        emit({"queues": queues, "workers": workers, "supervisors": supervisors})
+        emit({"queues": queues, "workers": workers, "supervisors": supervisors,
+              "problems": [problem.to_dict() for problem in stranded]})
         return EXIT_OK
     columns = ("pending", "delayed", "running", "succeeded", "failed")
     print(f"{'queue':<20}" + "".join(f"{c:>11}" for c in columns))
@@ -197,6 +200,8 @@ def cmd_status(args) -> int:
         print(f"{name:<20}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
     if not queues:
         print("(no jobs)")
+    for problem in stranded:
+        print(problem.message())
     print()
     if not workers:
         print("no live workers (is `jobrt start` running?)")

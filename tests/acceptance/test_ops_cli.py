@@ -74,7 +74,10 @@ def test_health_is_critical_without_a_supervisor(tmp_path):
     code, report = health(config)
     assert code == 2 and report["status"] == "critical"
     assert report["checks"]["workers"]["status"] == "critical"
-    assert set(report["checks"]) == {"workers", "pending", "oldest_pending", "failed"}
+    assert set(report["checks"]) == {"workers", "pending", "oldest_pending", "failed",
+                                     "unserved_queues", "unregistered_jobs"}
+    # Without a live supervisor nothing runs: one reason says so, not one per queue and job.
+    assert report["checks"]["unserved_queues"]["value"] is None
 
 
 def test_health_warns_then_turns_critical_as_the_backlog_grows(tmp_path):
@@ -142,6 +145,88 @@ def test_health_with_a_bad_command_line_is_critical_in_json_too(tmp_path):
     code, out, err = jobrt("health", "--config", config, "--json", "--verbose")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--verbose" in err
     assert json.loads(out)["status"] == "critical"
+
+
+# -- jobs no live supervisor would run ------------------------------------------------------
+
+def heartbeat(config, pools: dict, jobs: list) -> None:
+    """A live supervisor's heartbeat as `jobrt start` writes it, without running one."""
+    storage = open_storage("sqlite:///jobs.db", role="client", base_dir=str(config.parent))
+    try:
+        now = time.time()
+        storage.heartbeat("sup-1", "host", 1, now, {
+            "workers": [{"pid": 2, "pool": "default", "state": "idle", "jobs": 0, "rss": 0}],
+            "pools": {name: {"queues": queues, "workers": 1} for name, queues in pools.items()},
+            "jobs": jobs}, now, now + 30)
+    finally:
+        storage.close()
+
+
+def test_health_and_status_flag_pending_jobs_no_live_supervisor_would_run(tmp_path):
+    config = deployment(tmp_path)
+    storage = open_storage("sqlite:///jobs.db", role="client", base_dir=str(tmp_path))
+    payload = orjson.dumps([[], {}])
+    try:
+        storage.enqueue([NewJob("emails", "__main__:send_email", payload, time.time())] * 3
+                        + [NewJob("default", "jobs.chaos:quick", payload, time.time() + 3600)] * 2)
+    finally:
+        storage.close()
+    heartbeat(config, {"default": ["high", "default", "low"]}, ["jobs.chaos:slow", "jobs.examples:echo"])
+    code, out, _ = jobrt("health", "--config", config)
+    assert code == 1
+    assert out.splitlines() == [
+        "warning: 3 pending jobs in queues no live pool serves: emails (3)",
+        "warning: 5 pending jobs whose name no live supervisor registers: "
+        "__main__:send_email (3), jobs.chaos:quick (2)"]
+    code, report = health(config)
+    assert code == 1 and report["checks"]["unserved_queues"]["queues"] == {"emails": 3}
+    assert report["checks"]["unregistered_jobs"]["jobs"] == {"__main__:send_email": 3,
+                                                             "jobs.chaos:quick": 2}
+    code, out, _ = jobrt("status", "--config", config)
+    lines = out.splitlines()
+    assert code == 0
+    problems = lines[lines.index(next(l for l in lines if l.startswith("emails"))) + 1:][:3]
+    assert problems == ["queue emails: 3 pending jobs, but no live pool serves it",
+                        "job __main__:send_email: 3 pending, no live supervisor registers it",
+                        "job jobs.chaos:quick: 2 pending, no live supervisor registers it"]
+    code, out, _ = jobrt("status", "--config", config, "--json")
+    assert code == 0 and json.loads(out)["problems"] == [
+        {"kind": "queue", "queue": "emails", "pending": 3, "message": problems[0]},
+        {"kind": "job", "name": "__main__:send_email", "pending": 3, "message": problems[1]},
+        {"kind": "job", "name": "jobs.chaos:quick", "pending": 2, "message": problems[2]}]
+    heartbeat(config, {"default": ["default", "emails"]},
+              ["__main__:send_email", "jobs.chaos:quick", "jobs.examples:echo"])
+    code, report = health(config)
+    assert code == 0 and report["checks"]["unserved_queues"]["value"] == 0, report
+    code, out, _ = jobrt("status", "--config", config, "--json")
+    assert json.loads(out)["problems"] == []
+
+
+def test_status_without_a_live_supervisor_lists_no_problems(tmp_path):
+    config = deployment(tmp_path)
+    assert jobrt("enqueue", "--config", config, "jobs.examples:echo")[0] == 0
+    code, out, _ = jobrt("status", "--config", config, "--json")
+    assert code == 0 and json.loads(out)["problems"] == []
+    code, out, _ = jobrt("status", "--config", config)
+    assert "no pool serves" not in out and "no live workers" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["jobs.examples:echo", "--queue", "emails"],
+     "job jobs.examples:echo: queue 'emails' is served by no pool in {config} (pools: default: "
+     "high, default, low); add it to a pool's queues or pass _queue= (jobrt enqueue --queue) "
+     "naming a queue a pool serves"),
+    (["jobs.chaos:quick"], "job 'jobs.chaos:quick' is not in [jobs] modules of {config}, so no "
+     "worker would run it; move it into a module listed there (jobs.examples)"),
+])
+def test_enqueue_refuses_a_job_no_worker_of_the_config_would_run(tmp_path, argv, message):
+    config = write_config(tmp_path)
+    code, out, err = jobrt("enqueue", "--config", config, *argv)
+    assert (code, out) == (2, "") and err == f"jobrt: {message.format(config=config)}\n"
+    code, out, err = jobrt("enqueue", "--config", config, *argv, "--json")
+    assert code == 2 and json.loads(out) == {"error": message.format(config=config), "exit": 2}
+    code, out, _ = jobrt("status", "--config", config, "--json")
+    assert json.loads(out)["queues"] == {}  # nothing was stored
 
 
 # -- only start and enqueue create storage ---------------------------------------------
