@@ -5,11 +5,11 @@ supervised worker pool embedded in a script), and, inside a running job,
 `release`, `fail`, `attempt`, `job_id`.
 """
 
-from .client import Queue, connect
-from .context import attempt, fail, job_id, release
-from .errors import ConfigError, JobFailed, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
-from .pool import Pool
-from .registry import job
+from runtime.client import Queue, connect
+from runtime.job_context import attempt, fail, job_id, release
+from runtime.errors import ConfigError, JobFailed, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
+from runtime.embedded.pool import Pool
+from runtime.registry import job
 
 __all__ = [
     "ConfigError", "JobFailed", "JobNotFound", "JobrtError", "PayloadError", "Pool", "Queue", "StorageError",

@@ -11,14 +11,14 @@ import time
 
 import orjson
 
-from .backoff import check_backoff
-from .config import load_config
-from .settings import is_queue_name
-from .errors import JobNotFound, PayloadError, UnknownJob
-from .payload import dump_payload
-from .registry import JobSpec, collect, resolve
-from .storage import open_storage
-from .storage.base import JobRecord, NewJob
+from runtime.backoff import check_backoff
+from runtime.config.load import load_config
+from runtime.config.settings import is_queue_name
+from runtime.errors import JobNotFound, PayloadError, UnknownJob
+from runtime.payload import dump_payload
+from runtime.registry import JobSpec, collect, resolve
+from runtime.storage import open_storage
+from runtime.storage.base import JobRecord, NewJob
 
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
 

@@ -15,7 +15,7 @@ import math
 
 import orjson
 
-from .errors import PayloadError
+from runtime.errors import PayloadError
 
 MAX_PAYLOAD = 1024 * 1024
 

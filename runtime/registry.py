@@ -15,9 +15,9 @@ from typing import Callable
 
 import orjson
 
-from .backoff import check_backoff
-from .errors import ConfigError, UnknownJob
-from .payload import dump_result
+from runtime.backoff import check_backoff
+from runtime.errors import ConfigError, UnknownJob
+from runtime.payload import dump_result
 
 ATTR = "__jobrt__"
 

@@ -62,7 +62,7 @@ class Outcome(NamedTuple):
                     With `undo_attempt` the run never started (returned unstarted),
                     so the attempt counter goes back by one.
     `at` is when the run ended (finished_at for end states). `reason` says how a run
-    that did not succeed ended (runtime.outcomes: error, timeout, signal, crash); the
+    that did not succeed ended (runtime.workers.retry_rules: error, timeout, signal, crash); the
     embedded Pool reports it, storage does not keep it.
     """
 

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import orjson
 
-from runtime import wakeup
+from runtime.storage import wakeup
 from runtime.errors import StorageError
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,

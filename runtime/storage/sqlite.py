@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import orjson
 
-from runtime import wakeup
+from runtime.storage import wakeup
 from runtime.errors import StorageError
 from runtime.storage import sqlfile
 from runtime.storage.base import (

@@ -8,7 +8,7 @@ delays, priorities, job names and configs with bad storage urls:
   "error" and "exit" (health: its report, whose status matches the exit status);
 - without --json, an error is one line on stderr.
 
-The bulk runs `runtime.cli.main(argv)` in this process (one process per example would
+The bulk runs `runtime.cli.main.main(argv)` in this process (one process per example would
 take minutes); a few command lines run the real `jobrt` in a subprocess, with bytes
 that are not UTF-8 in argv. Examples are derandomized: a failure reproduces.
 """
@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime import cli
+from runtime.cli.main import main
 from runtime.storage import NewJob, Outcome, open_storage
 from tests.conftest import REPO, write_config
 
@@ -218,7 +218,7 @@ def test_any_command_line_gets_a_documented_answer(site, capsys, data):
     stdin = sys.stdin
     sys.stdin = io.TextIOWrapper(io.BytesIO(STDIN_DATA))
     try:
-        code = cli.main(argv)
+        code = main.main(argv)
     finally:
         sys.stdin = stdin
     out, err = capsys.readouterr()

@@ -11,7 +11,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from runtime import connect, protocol
+from runtime import connect
+from runtime.workers import protocol
 from tests.conftest import END_STATES, wait_for, write_config
 
 values = st.recursive(
@@ -43,7 +44,8 @@ def as_text(value) -> str:
     return text.replace('"$id"', "$id").replace('"$attempt"', "$attempt")  # bare numbers in the job
 
 
-headers = one_bad_field().map(as_text) | done_like().map(as_text) | st.text(max_size=40) | st.sampled_from(["NaN", "[1e999]", "", "[", "{}"])
+headers = one_bad_field().map(as_text) | done_like().map(as_text) | st.text(max_size=40) \
+    | st.sampled_from(["NaN", "[1e999]", "", "[", "{}"])
 bodies = st.sampled_from(["", "null", "{}", '{"error": 3}', '{"error": "x", "traceback": 5}',
                           '{"error": "forged", "traceback": null}', "\udcff", "[1,2]"]) | st.text(max_size=30)
 kinds = st.sampled_from([protocol.DONE, protocol.BYE, protocol.BOOT, protocol.RUN, protocol.STOP, 0, 255])

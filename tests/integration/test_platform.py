@@ -12,7 +12,7 @@ import pytest
 from runtime import JobrtError, Pool, connect
 from tests.conftest import REPO, write_config
 
-NO_PIDFD = "import os, sys; del os.pidfd_open; from runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+NO_PIDFD = "import os, sys; del os.pidfd_open; from runtime.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def test_a_pool_without_pidfds_says_it_needs_linux(monkeypatch):

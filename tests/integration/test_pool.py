@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from runtime import JobFailed, JobrtError, Pool
-from runtime import attempt as current_attempt
-from runtime import outcomes, release
+from runtime import JobFailed, JobrtError, Pool, attempt as current_attempt, release
+from runtime.workers import retry_rules
 from tests.conftest import alive, wait_for
 
 SAFETY = 60  # seconds a wait may take before the test fails instead of hanging
@@ -230,7 +229,7 @@ def test_release_uses_up_a_try_so_tries_bound_it():
         failure = pool.submit(always_release, "x").result(SAFETY)
         mapped = list(pool.map(always_release, range(5), chunksize=5))
     assert isinstance(failure, JobFailed) and failure.reason == "error" and failure.attempts == 2
-    assert failure.error == f"{outcomes.RELEASED_LAST} (attempt 2 of 2)"
+    assert failure.error == f"{retry_rules.RELEASED_LAST} (attempt 2 of 2)"
     assert [m.error for m in mapped] == [failure.error] * 5
 
 

@@ -9,7 +9,8 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import JobFailed, Pool, outcomes, release
+from runtime import JobFailed, Pool, release
+from runtime.workers import retry_rules
 
 EXPECTED = {"raise": "error", "segfault": "signal", "exit": "crash", "hang": "timeout", "release": "error"}
 
@@ -57,7 +58,7 @@ def test_every_call_ends_once_with_its_own_outcome(plan, chunksize, tries, order
                 assert isinstance(result, JobFailed) and result.reason == EXPECTED[how], (how, result)
                 assert result.attempts == tries
                 if how == "release":
-                    assert result.error == f"{outcomes.RELEASED_LAST} (attempt {tries} of {tries})"
+                    assert result.error == f"{retry_rules.RELEASED_LAST} (attempt {tries} of {tries})"
     successes = sorted(r for r in results if not isinstance(r, JobFailed))
     assert successes == sorted(index * 2 for index, how in steps if how == "ok")
     reasons = sorted(r.reason for r in results if isinstance(r, JobFailed))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import JobFailed, Pool, journal
+from runtime import JobFailed, Pool
+from runtime.embedded import record
 
 SAFETY = 60  # seconds a wait may take before the test fails instead of hanging
 
@@ -72,7 +73,7 @@ def test_positional_keyword_and_types_of_arguments_are_all_part_of_the_key(tmp_p
 
 
 def test_a_call_whose_twin_ran_in_the_same_run_runs_too(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal, "FLUSH_EVERY", 0.0)  # the twin's record is written before the next call
+    monkeypatch.setattr(record, "FLUSH_EVERY", 0.0)  # the twin's record is written before the next call
     url = f"sqlite:///{tmp_path}/run.db"
     counter = tmp_path / "count"
     with Pool(1, storage=url) as pool:

@@ -11,8 +11,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runtime.config
-from runtime.config import (
+import runtime.config.load
+from runtime.config.load import (
     Config,
     HealthConfig,
     PoolConfig,
@@ -22,7 +22,7 @@ from runtime.config import (
     write_default_config,
 )
 from runtime.errors import ConfigError
-from runtime.settings import POOL, SETTINGS
+from runtime.config.settings import POOL, SETTINGS
 
 
 def write(directory, text, name="supervisor.toml"):
@@ -264,7 +264,7 @@ def test_an_unreadable_file(tmp_path, monkeypatch, error, fragment):
     def refuse(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(runtime.config, "open", refuse, raising=False)  # chmod 0 does not stop root
+    monkeypatch.setattr(runtime.config.load, "open", refuse, raising=False)  # chmod 0 does not stop root
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: cannot read the file: {fragment}"
@@ -307,7 +307,7 @@ def test_init_writes_an_example_job_module_that_registers_a_job(tmp_path, monkey
     monkeypatch.setattr(sys, "path", list(sys.path))  # collect() puts the file's directory on it
     try:
         registry = collect(config.modules, config.module_path, config.path)
-        assert registry[runtime.config.EXAMPLE_JOB].func("you") == "hello, you"
+        assert registry[runtime.config.load.EXAMPLE_JOB].func("you") == "hello, you"
     finally:
         sys.modules.pop("myjobs", None)
 

@@ -11,9 +11,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.config import config_from_dict, default_config_text
+from runtime.config.load import config_from_dict, default_config_text
 from runtime.errors import ConfigError
-from runtime.metrics import JOB_BUCKETS, Metrics, MetricsServer, parse_listen
+from runtime.supervisor.metrics import JOB_BUCKETS, Metrics, MetricsServer, parse_listen
 
 
 def samples(text: str) -> dict:

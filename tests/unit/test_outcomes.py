@@ -2,8 +2,8 @@
 
 import orjson
 
-from runtime.config import config_from_dict
-from runtime.outcomes import errored, options_of, returned
+from runtime.config.load import config_from_dict
+from runtime.workers.retry_rules import errored, options_of, returned
 from runtime.storage.base import ClaimedJob
 
 POOL = config_from_dict({"pools": {"default": {"tries": 3, "backoff": [10, 60]}}}).pools["default"]

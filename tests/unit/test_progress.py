@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import pty
 
-from runtime.progress import ProgressLine, describe
+from runtime.embedded.progress import ProgressLine, describe
 
 
 def test_a_known_total_shows_a_bar_percent_and_eta():
@@ -46,7 +47,9 @@ def test_on_a_terminal_the_line_is_redrawn_in_place_and_ended():
         line = ProgressLine(slave)
         line.update(1.0, 5, 1, 0, 10, force=True)
         line.finish(2.0, 10, 1, 0, 10)
-        text = os.read(master, 4096).decode()
+        text = ""
+        while not text.endswith("\r\n") and select.select([master], [], [], 10)[0]:
+            text += os.read(master, 4096).decode()  # a pty may hand the bytes over in parts
     finally:
         os.close(master)
         os.close(slave)

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from runtime import protocol
+from runtime.workers import protocol
 
 headers = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(),
                        lambda inner: st.lists(inner, max_size=4), max_leaves=10)

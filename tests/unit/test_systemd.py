@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from runtime import systemd
+from runtime.supervisor import sd_notify
 
 
 def unread_socket(tmp_path, monkeypatch) -> socket.socket:
@@ -19,7 +19,7 @@ def unread_socket(tmp_path, monkeypatch) -> socket.socket:
 
 def test_notify_delivers_to_the_socket(tmp_path, monkeypatch):
     with unread_socket(tmp_path, monkeypatch) as receiver:
-        assert systemd.notify("READY=1", systemd.STATE_WAIT)
+        assert sd_notify.notify("READY=1", sd_notify.STATE_WAIT)
         assert receiver.recv(4096) == b"READY=1"
 
 
@@ -29,8 +29,8 @@ def test_notify_gives_up_on_a_full_queue_instead_of_blocking(tmp_path, monkeypat
 
         def flood():
             # More than any max_dgram_qlen default (10 here, 512 on many distributions).
-            sent.extend(systemd.notify(f"STATUS={n}") for n in range(2000))
-            sent.append(systemd.notify("STOPPING=1", 0.01))
+            sent.extend(sd_notify.notify(f"STATUS={n}") for n in range(2000))
+            sent.append(sd_notify.notify("STOPPING=1", 0.01))
 
         sender = threading.Thread(target=flood, daemon=True)
         sender.start()
@@ -49,4 +49,4 @@ def test_notify_gives_up_on_a_full_queue_instead_of_blocking(tmp_path, monkeypat
 
 def test_notify_without_systemd_sends_nothing(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert systemd.notify("READY=1") is False
+    assert sd_notify.notify("READY=1") is False

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.unitfile import _exec_arg, _specifiers, _under
+from runtime.cli.systemd_unit import _exec_arg, _specifiers, _under
 
 
 def test_exec_arguments_escape_specifiers_variables_and_quotes():

@@ -17,9 +17,10 @@ import pickle
 import reprlib
 import time
 
-from . import context, protocol
-from .errors import JobFailed
-from .worker import describe, format_traceback
+from runtime import job_context
+from runtime.workers import protocol
+from runtime.errors import JobFailed
+from runtime.workers.child import describe, format_traceback
 
 CALL_ONE = 0  # fn(item): map over one iterable
 CALL_STAR = 1  # fn(*item): map over several iterables
@@ -41,13 +42,13 @@ class Batch:
         self.sink = sink  # .start() -> still wanted?, .deliver(batch), .abort(error), .cancelled
         self.seq = seq
         self.name = name  # the function's name in the worker's table
-        self.task = task  # module:qualname, for messages and the journal
+        self.task = task  # module:qualname, for messages and the record
         self.mode = mode
         self.items = items
         self.values: list = [None] * len(items)
         self.failures: dict[int, JobFailed] = {}
         self.remaining = len(items)
-        self.keys: list | None = None  # journal keys and readable arguments JSON, with storage=
+        self.keys: list | None = None  # record keys and readable arguments JSON, with storage=
         self.calls: list | None = None
         self.per_call: float | None = None  # seconds one call took, measured on the whole batch
         self.delivered = False
@@ -94,9 +95,9 @@ class PoolFunction:
 
 def failure_of(exc: BaseException) -> tuple:
     """(error, traceback, pickled exception or None, retry?, fixed delay or None)."""
-    if isinstance(exc, context.Fail):
+    if isinstance(exc, job_context.Fail):
         return exc.reason, None, None, False, None
-    if isinstance(exc, context.Release):
+    if isinstance(exc, job_context.Release):
         return "the task released itself", None, None, True, exc.delay
     try:
         pickled = pickle.dumps(exc, PROTOCOL)

@@ -1,7 +1,7 @@
 """The supervisor's side of storage: results waiting to be written, claims, outages.
 
 Results (Outcomes) wait at most FLUSH_DELAY to share one transaction with
-other results and with the next claim. When storage fails, the Ledger keeps
+other results and with the next claim. When storage fails, the Exchange keeps
 every result, stops claiming, retries with backoff, and logs one line when an
 outage starts and one when it ends.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from .errors import StorageError
-from .storage.base import PENDING
+from runtime.errors import StorageError
+from runtime.storage.base import PENDING
 
 log = logging.getLogger("jobrt")
 
@@ -22,7 +22,7 @@ OUTAGE_AFTER = 0.5  # seconds of lock contention before it is reported as an out
 READ_AHEAD = 0.01  # seconds of work (at the current rate) claimed beyond the free slots
 
 
-class Ledger:
+class Exchange:
     def __init__(self, owner: str, lease: float, pools, stats):
         self.owner = owner
         self.lease = lease

@@ -15,7 +15,7 @@ import os
 
 import psutil
 
-from . import process, sandbox
+from runtime.workers import process, sandbox
 
 log = logging.getLogger("jobrt")
 

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import JobrtError, PayloadError
-from runtime.journal import Journal, call_key
-from runtime.pool_task import CALL_ARGS, CALL_ONE, CALL_STAR
+from runtime.embedded.record import RunRecord, call_key
+from runtime.embedded.batches import CALL_ARGS, CALL_ONE, CALL_STAR
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
@@ -41,14 +41,14 @@ class Point:
 
 
 def key_of(mode, item, task="m:f"):
-    return Journal.key(task, call_key(mode, item)[0])
+    return RunRecord.key(task, call_key(mode, item)[0])
 
 
 @given(item=json_values)
 def test_a_call_has_one_key_whether_submitted_or_mapped(item):
     mapped = call_key(CALL_ONE, item)
     assert mapped == call_key(CALL_ARGS, ((item,), {})) == call_key(CALL_STAR, (item,))
-    assert Journal.key("m:f", mapped[0]) != Journal.key("m:g", mapped[0])
+    assert RunRecord.key("m:f", mapped[0]) != RunRecord.key("m:g", mapped[0])
 
 
 def test_keyword_order_does_not_change_the_key_and_a_path_is_not_its_text():
@@ -70,7 +70,7 @@ def test_arguments_are_recorded_readably_and_plain_ones_are_their_own_key():
     (object(), "argument 2 is of type object"),
     ([1, object()], "argument 2 (of type list) holds a value of type object"),
     (collections.OrderedDict(a=1), "argument 2 is of type collections.OrderedDict"),
-    (Point(1, 2), "argument 2 is of type test_journal.Point"),
+    (Point(1, 2), "argument 2 is of type test_run_record.Point"),
     (numpy.array([object()]), "argument 2 is of type numpy.ndarray"),
 ])
 def test_arguments_that_cannot_be_keyed_are_refused_by_name_with_what_to_pass(value, named):
@@ -210,19 +210,19 @@ def test_keys_match_exactly_when_arguments_are_equal_with_the_same_types(pair):
 @given(calls=st.lists(st.tuples(json_values, json_values, st.booleans()), max_size=20))
 def test_recorded_results_come_back_after_reopening(tmp_path_factory, calls):
     path = tmp_path_factory.mktemp("run") / "run.db"
-    journal = Journal(f"sqlite:///{path}")
+    record = RunRecord(f"sqlite:///{path}")
     expected = {}
     for args, result, ok in calls:
         typed, call = call_key(CALL_ONE, args)
-        key = Journal.key("m:f", typed)
+        key = RunRecord.key("m:f", typed)
         if ok:
-            journal.succeeded(key, "m:f", call, result, 1)
+            record.succeeded(key, "m:f", call, result, 1)
             expected[key] = result
         else:
-            journal.failed(key, "m:f", call, "ValueError: no", "Traceback...", 2)
+            record.failed(key, "m:f", call, "ValueError: no", "Traceback...", 2)
             expected.pop(key, None)
-    journal.close()
-    reopened = Journal(str(path))
+    record.close()
+    reopened = RunRecord(str(path))
     keys = [key_of(CALL_ONE, args) for args, _, _ in calls]
     found = {key: orjson.loads(value) for key, value in reopened.lookup(keys).items()}
     reopened.close()
@@ -230,21 +230,21 @@ def test_recorded_results_come_back_after_reopening(tmp_path_factory, calls):
 
 
 def test_a_result_that_is_not_json_runs_again_next_time(tmp_path):
-    journal = Journal(tmp_path / "run.db")
+    record = RunRecord(tmp_path / "run.db")
     typed, call = call_key(CALL_ONE, 1)
-    key = Journal.key("m:f", typed)
-    journal.succeeded(key, "m:f", call, object(), 1)
-    journal.flush(time.monotonic(), force=True)
-    assert journal.lookup([key]) == {}
-    journal.close()
+    key = RunRecord.key("m:f", typed)
+    record.succeeded(key, "m:f", call, object(), 1)
+    record.flush(time.monotonic(), force=True)
+    assert record.lookup([key]) == {}
+    record.close()
 
 
 def test_one_file_serves_one_pool_at_a_time(tmp_path):
-    first = Journal(tmp_path / "run.db")
+    first = RunRecord(tmp_path / "run.db")
     with pytest.raises(JobrtError, match="in use by another running pool"):
-        Journal(tmp_path / "run.db")
+        RunRecord(tmp_path / "run.db")
     first.close()
-    Journal(tmp_path / "run.db").close()
+    RunRecord(tmp_path / "run.db").close()
 
 
 @pytest.mark.parametrize("url, text", [
@@ -253,24 +253,24 @@ def test_one_file_serves_one_pool_at_a_time(tmp_path):
 ])
 def test_bad_storage_urls_are_refused(url, text):
     with pytest.raises(JobrtError, match=text):
-        Journal(url)
+        RunRecord(url)
 
 
 def test_a_file_that_is_not_a_record_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("not a database, just text " * 100)
     with pytest.raises(JobrtError, match="not a usable run record"):
-        Journal(tmp_path / "notes.txt")
+        RunRecord(tmp_path / "notes.txt")
 
 
 def test_a_run_skips_only_what_earlier_runs_recorded(tmp_path):
     typed, call = call_key(CALL_ONE, "twin")
-    key = Journal.key("m:f", typed)
-    first = Journal(tmp_path / "run.db")
+    key = RunRecord.key("m:f", typed)
+    first = RunRecord(tmp_path / "run.db")
     first.succeeded(key, "m:f", call, "first", 1)
     first.flush(time.monotonic(), force=True)
     assert first.lookup([key]) == {}  # its twin, later in the same run, runs too
     first.close()
-    second = Journal(tmp_path / "run.db")
+    second = RunRecord(tmp_path / "run.db")
     assert second.lookup([key]) == {key: '"first"'}
     second.close()
 
@@ -286,12 +286,12 @@ def test_a_record_from_before_typed_keys_is_used_but_its_rows_never_match(tmp_pa
                "NULL, NULL, 1, 0)", (old_key,))
     db.commit()
     db.close()
-    journal = Journal(path)
+    record = RunRecord(path)
     typed, call = call_key(CALL_ONE, "abc")
-    key = Journal.key("m:f", typed)
-    assert key != old_key and journal.lookup([key]) == {}
-    journal.succeeded(key, "m:f", call, "str", 1)
-    journal.close()
-    reopened = Journal(path)
+    key = RunRecord.key("m:f", typed)
+    assert key != old_key and record.lookup([key]) == {}
+    record.succeeded(key, "m:f", call, "str", 1)
+    record.close()
+    reopened = RunRecord(path)
     assert reopened.lookup([key]) == {key: '"str"'}
     reopened.close()

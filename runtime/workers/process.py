@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Callable
 
-from .errors import JobrtError
+from runtime.errors import JobrtError
 
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36

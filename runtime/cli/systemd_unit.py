@@ -16,8 +16,8 @@ import re
 import sys
 from urllib.parse import parse_qs, urlsplit
 
-from .config import Config
-from .storage import sqlite_path
+from runtime.config.load import Config
+from runtime.storage import sqlite_path
 
 STOP_MARGIN_S = 15  # after the grace: kill overrunning jobs, write their state, exit
 WATCHDOG_S = 30
@@ -31,7 +31,7 @@ PRIVATE_TMP = ("/tmp", "/var/tmp")
 
 def start_command(config_path: str) -> list[str]:
     """`jobrt start --config PATH` with absolute paths: the `jobrt` script installed beside
-    this interpreter, else this interpreter with `-m runtime.cli`. sys.executable is kept
+    this interpreter, else this interpreter with `-m runtime.cli.main`. sys.executable is kept
     as is, not resolved: a virtualenv's python is a symlink that must stay one."""
     script = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "jobrt")
     if os.path.isfile(script) and os.access(script, os.X_OK):

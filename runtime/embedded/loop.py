@@ -9,7 +9,7 @@ job for the WorkerPool, which sends it to a worker, enforces the timeout and
 recycles workers exactly as it does in the supervisor. When a batch of
 several calls hangs or crashes its worker, its calls are queued again one by
 one (not counted as tries) so only the culprit fails. A call that raises (or
-calls release()) is retried alone while it has tries left. With a Journal,
+calls release()) is retried alone while it has tries left. With a RunRecord,
 calls that succeeded in an earlier run are answered from it without running.
 """
 
@@ -26,15 +26,17 @@ from collections import deque
 
 import orjson
 
-from . import outcomes, pool_task, process, sandbox
-from .dispatch import WorkerPool
-from .errors import JobFailed, JobrtError, PayloadError
-from .journal import call_key
-from .loop import EventLoop
-from .pool_task import Batch
-from .progress import ProgressLine
-from .stats import Stats
-from .storage.base import PENDING, SUCCEEDED, ClaimedJob
+from runtime.workers import retry_rules
+from runtime.embedded import batches
+from runtime.workers import process, sandbox
+from runtime.workers.pool import WorkerPool
+from runtime.errors import JobFailed, JobrtError, PayloadError
+from runtime.embedded.record import call_key
+from runtime.workers.selector import EventLoop
+from runtime.embedded.batches import Batch
+from runtime.embedded.progress import ProgressLine
+from runtime.workers.stats import Stats
+from runtime.storage.base import PENDING, SUCCEEDED, ClaimedJob
 
 log = logging.getLogger("jobrt")
 # What the workers' machinery logs (a worker killed, a batch timed out) reaches the script's
@@ -47,7 +49,7 @@ LEFTOVER_WAIT = 5.0  # seconds for what calls left running to be dead once kille
 
 
 class PoolLoop(EventLoop):
-    def __init__(self, config, journal=None, progress: bool = False):
+    def __init__(self, config, record=None, progress: bool = False):
         self.progress = ProgressLine() if progress else None
         super().__init__(relay=None)  # what calls print goes straight to the script's stdout and stderr
         self.config = config
@@ -59,7 +61,7 @@ class PoolLoop(EventLoop):
         self.owner = f"pool:{os.getpid()}:{secrets.token_hex(4)}"
         self.pool = WorkerPool(config, self.registry, self, self.outbox, self.stats, owner=self.owner,
                                logger=pool_log)
-        self.journal = journal
+        self.record = record
         self.inbox: deque = deque()
         self.woken = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -121,7 +123,7 @@ class PoolLoop(EventLoop):
         pool = self.pool
         now = time.monotonic()
         nearest = min(pool.next_timer(now), self.retries[0][0] if self.retries else float("inf"),
-                      self.journal.due() if self.journal else float("inf"),
+                      self.record.due() if self.record else float("inf"),
                       self.progress.due() if self.progress and self.runs else float("inf"))
         self.wait(None if nearest == float("inf") else max(0.0, nearest - now))
         self.woken = False  # before draining: a message posted after this wakes us again
@@ -140,8 +142,8 @@ class PoolLoop(EventLoop):
         pool.manage(now)  # first: a worker it forks can take a job this very turn
         self._feed()
         pool.dispatch(now)
-        if self.journal:
-            self.journal.flush(now)
+        if self.record:
+            self.record.flush(now)
         if self.progress:
             self._draw(now)
         if self.closing and not pool.stopping and not (self.waiting or self.runs or self.retries):
@@ -188,7 +190,7 @@ class PoolLoop(EventLoop):
     # -- batches in ------------------------------------------------------------------
     def _accept(self, batch: Batch) -> None:
         offsets = range(len(batch.items))
-        if self.journal is not None:
+        if self.record is not None:
             offsets = self._skip_recorded(batch)
         if offsets:
             self.waiting.extend(self._jobs(batch, offsets, 1))
@@ -197,7 +199,7 @@ class PoolLoop(EventLoop):
             self._deliver(batch)
 
     def _skip_recorded(self, batch: Batch) -> list[int]:
-        journal = self.journal
+        record = self.record
         batch.keys, batch.calls = [], []
         todo = []
         for offset, item in enumerate(batch.items):
@@ -206,12 +208,12 @@ class PoolLoop(EventLoop):
             except PayloadError as exc:
                 batch.keys.append(None)
                 batch.calls.append(None)
-                self._failed(batch, offset, outcomes.ERROR, str(exc), None, None, 0)
+                self._failed(batch, offset, retry_rules.ERROR, str(exc), None, None, 0)
                 continue
-            batch.keys.append(journal.key(batch.task, typed))
+            batch.keys.append(record.key(batch.task, typed))
             batch.calls.append(call)
             todo.append(offset)
-        found = journal.lookup([batch.keys[o] for o in todo])
+        found = record.lookup([batch.keys[o] for o in todo])
         if not found:
             return todo
         rest = []
@@ -229,18 +231,18 @@ class PoolLoop(EventLoop):
         """Jobs for these calls of a batch; calls whose arguments cannot be sent fail here."""
         items = batch.items if len(offsets) == len(batch.items) else [batch.items[o] for o in offsets]
         try:
-            payload = pickle.dumps((batch.mode, items), pool_task.PROTOCOL)
+            payload = pickle.dumps((batch.mode, items), batches.PROTOCOL)
             error = None
         except Exception as exc:  # noqa: BLE001 - a lock, a generator, a socket...
             payload, error = None, f"its arguments could not be pickled: {type(exc).__name__}: {exc}"
-        if payload is not None and len(payload) > pool_task.MAX_BODY:
+        if payload is not None and len(payload) > batches.MAX_BODY:
             payload = None
-            error = (f"its arguments are more than {pool_task.MAX_BODY >> 20} MiB pickled, more than "
+            error = (f"its arguments are more than {batches.MAX_BODY >> 20} MiB pickled, more than "
                      "a worker may be sent: pass a file path instead of the data")
         if payload is None:
             if len(offsets) > 1:
                 return [job for offset in offsets for job in self._jobs(batch, [offset], attempt)]
-            self._failed(batch, offsets[0], outcomes.ERROR, error, None, None, attempt)
+            self._failed(batch, offsets[0], retry_rules.ERROR, error, None, None, attempt)
             self._deliver(batch)
             return []
         options = self._options(batch.name, len(items))
@@ -274,7 +276,7 @@ class PoolLoop(EventLoop):
             touched.add(batch)
             if outcome.state == SUCCEEDED:
                 try:
-                    values, failures, seconds = pool_task.decode(outcome.result)
+                    values, failures, seconds = batches.decode(outcome.result)
                 except Exception as exc:  # noqa: BLE001 - a value whose class this process lacks
                     outcome = outcome._replace(state="undecodable", error=(
                         f"its result could not be unpickled here: {type(exc).__name__}: {exc}"))
@@ -289,7 +291,7 @@ class PoolLoop(EventLoop):
             elif outcome.state == PENDING:
                 self._retry(job, batch, offsets, outcome.available_at - time.time())
             else:
-                self._failed(batch, offsets[0], outcome.reason or outcomes.ERROR, outcome.error, None,
+                self._failed(batch, offsets[0], outcome.reason or retry_rules.ERROR, outcome.error, None,
                              None, job.attempt)
         for batch in touched:
             self._deliver(batch)
@@ -307,15 +309,15 @@ class PoolLoop(EventLoop):
             batch.remaining = 0
             self.counts["succeeded"] += len(values)
             return
-        journal = self.journal
+        record = self.record
         for index, offset in enumerate(offsets):
             failure = failures.get(index)
             if failure is None:
                 batch.values[offset] = values[index]
                 batch.remaining -= 1
                 self.counts["succeeded"] += 1
-                if journal is not None:
-                    journal.succeeded(batch.keys[offset], batch.task, batch.calls[offset], values[index],
+                if record is not None:
+                    record.succeeded(batch.keys[offset], batch.task, batch.calls[offset], values[index],
                                       attempt)
                 continue
             error, tb, exc_bytes, retry, delay = failure
@@ -323,14 +325,14 @@ class PoolLoop(EventLoop):
                 claim = ClaimedJob(0, "pool", batch.name, b"", attempt, None)
                 now = time.time()
                 if delay is None:
-                    outcome = outcomes.errored(claim, outcomes.NO_OPTIONS, self.config, error, tb, now)
+                    outcome = retry_rules.errored(claim, retry_rules.NO_OPTIONS, self.config, error, tb, now)
                 else:
-                    outcome = outcomes.released(claim, outcomes.NO_OPTIONS, self.config, delay, now)
+                    outcome = retry_rules.released(claim, retry_rules.NO_OPTIONS, self.config, delay, now)
                 if outcome.state == PENDING:
                     self._retry_call(batch, offset, attempt, outcome.available_at - now)
                     continue
                 error = outcome.error
-            self._failed(batch, offset, outcomes.ERROR, error, tb, exc_bytes, attempt)
+            self._failed(batch, offset, retry_rules.ERROR, error, tb, exc_bytes, attempt)
 
     def _retry_call(self, batch: Batch, offset: int, attempt: int, delay: float) -> None:
         for job, _, offsets in self._jobs(batch, [offset], attempt):
@@ -351,8 +353,8 @@ class PoolLoop(EventLoop):
         batch.failures[offset] = JobFailed(batch.describe(offset), reason, error, tb, exception, attempt)
         batch.remaining -= 1
         self.counts["failed"] += 1
-        if self.journal is not None and batch.keys and batch.keys[offset] is not None:
-            self.journal.failed(batch.keys[offset], batch.task, batch.calls[offset], error, tb, attempt)
+        if self.record is not None and batch.keys and batch.keys[offset] is not None:
+            self.record.failed(batch.keys[offset], batch.task, batch.calls[offset], error, tb, attempt)
 
     def _deliver(self, batch: Batch) -> None:
         """Hand a batch's answers over, once, when the last of its calls has ended."""
@@ -395,8 +397,8 @@ class PoolLoop(EventLoop):
             if message[0] == "batch":
                 message[1].sink.abort("the pool shut down before this call was run")
         self.inbox.clear()
-        if self.journal is not None:
-            self.journal.close()
+        if self.record is not None:
+            self.record.close()
         if self.thread.ident is not None:
             leftovers = process.kill_leftovers(sandbox.OWNER_ENV, self.owner, wait=LEFTOVER_WAIT)
             if leftovers:

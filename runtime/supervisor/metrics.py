@@ -33,7 +33,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, GCCollect
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from .errors import ConfigError
+from runtime.errors import ConfigError
 
 log = logging.getLogger("jobrt")
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import orjson
 
-from .errors import JobrtError
+from runtime.errors import JobrtError
 
 RUN = 82  # b"R"
 STOP = 83  # b"S"

@@ -30,9 +30,9 @@ import uuid
 
 import orjson
 
-from .errors import JobrtError, PayloadError, StorageError
-from .pool_task import CALL_ARGS, CALL_ONE
-from .storage import sqlite_path
+from runtime.errors import JobrtError, PayloadError, StorageError
+from runtime.embedded.batches import CALL_ARGS, CALL_ONE
+from runtime.storage import sqlite_path
 
 log = logging.getLogger("jobrt")
 
@@ -304,7 +304,7 @@ def _refusal(args: tuple, kwargs: dict) -> PayloadError:
     return PayloadError("with storage=, this call's arguments cannot be keyed faithfully")
 
 
-class Journal:
+class RunRecord:
     def __init__(self, url: str):
         url = os.fspath(url)
         if "://" not in url:

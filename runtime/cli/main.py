@@ -15,12 +15,12 @@ import math
 import os
 import sys
 
-from . import cli_admin
-from .cli_admin import (
+from runtime.cli import admin
+from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
-from .errors import ConfigError, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
-from .storage import StorageUrlError
+from runtime.errors import ConfigError, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
+from runtime.storage import StorageUrlError
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
 
@@ -53,13 +53,13 @@ def _delay(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and 0 <= value <= MAX_DELAY):
         raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_DELAY} "
-                                         f"(100 years), got {cli_admin._shown(text)}")
+                                         f"(100 years), got {admin._shown(text)}")
     return value
 
 
 def _priority(text: str) -> int:
     low, high = PRIORITY_RANGE
-    return cli_admin._whole(text, low, high, "a priority")
+    return admin._whole(text, low, high, "a priority")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--json", action="store_true",
                          help='print {"id": ID}; errors as {"error": ..., "exit": N}')
 
-    cli_admin.add_parsers(commands)
+    admin.add_parsers(commands)
     return parser
 
 
@@ -125,7 +125,7 @@ def _report(message: str, status: int, json_mode: bool, command: str | None,
         # Never a lone surrogate (from undecodable command-line bytes) in the JSON.
         document.update(error=message.encode("utf-8", "backslashreplace").decode(), exit=status)
         try:
-            cli_admin.emit(document)
+            admin.emit(document)
         except BrokenPipeError:  # `jobrt ... --json | head -0`: the reader left
             _silence_stdout()
     return status
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_init(args) -> int:
     import shlex
 
-    from .config import EXAMPLE_JOB, write_default_config
+    from runtime.config.load import EXAMPLE_JOB, write_default_config
 
     written = write_default_config(args.path)
     config = shlex.quote(args.path)
@@ -187,10 +187,10 @@ def cmd_init(args) -> int:
 
 
 def cmd_start(args) -> int:
-    from .logs import setup_logging
-    from .process import require_pidfd
-    from .registry import collect
-    from .supervisor import Supervisor
+    from runtime.supervisor.log_setup import setup_logging
+    from runtime.workers.process import require_pidfd
+    from runtime.registry import collect
+    from runtime.supervisor.loop import Supervisor
 
     require_pidfd()
     cfg = load(args)
@@ -220,7 +220,7 @@ def _read_json_input(option: str, text: str, stdin_used: list) -> str:
                 data = file.read(MAX_JSON_INPUT + 1)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            raise UsageError(f"{option} {cli_admin._shown(text)}: cannot read the file: {reason}") from None
+            raise UsageError(f"{option} {admin._shown(text)}: cannot read the file: {reason}") from None
     if len(data) > MAX_JSON_INPUT:
         raise PayloadError(f"{option}: {where} holds more than {MAX_JSON_INPUT >> 20} MiB; job "
                            f"arguments are at most 1 MiB of JSON: pass a reference (a path or a key)")
@@ -275,7 +275,7 @@ def _parse_json(option: str, text: str, kind: type):
 
 
 def cmd_enqueue(args) -> int:
-    from .client import connect
+    from runtime.client import connect
 
     stdin_used: list[str] = []
     positional = _parse_json("--args", _read_json_input("--args", args.args, stdin_used), list)
@@ -290,13 +290,13 @@ def cmd_enqueue(args) -> int:
     with contextlib.redirect_stdout(sys.stderr), connect(config=args.config) as queue:
         job_id = queue.enqueue_many([(args.name, positional, keywords, options)])[0]
     if args.json:
-        cli_admin.emit({"id": job_id})
+        admin.emit({"id": job_id})
     else:
         print(job_id)
     return EXIT_OK
 
 
-COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **cli_admin.COMMANDS}
+COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS}
 
 
 if __name__ == "__main__":

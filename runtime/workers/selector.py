@@ -12,9 +12,9 @@ from __future__ import annotations
 import selectors
 import time
 
-from .dispatch import WorkerPool
-from .process import read_ready
-from .runs import Worker
+from runtime.workers.pool import WorkerPool
+from runtime.workers.process import read_ready
+from runtime.workers.records import Worker
 
 
 class EventLoop:

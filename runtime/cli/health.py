@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .config import HealthConfig
+from runtime.config.load import HealthConfig
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 EXIT_STATUS = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}

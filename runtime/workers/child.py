@@ -25,9 +25,10 @@ import traceback
 from collections import deque
 
 
-from . import context, protocol, sandbox
-from .process import owned_bytes, write_all
-from .registry import JobSpec, reimport
+from runtime import job_context
+from runtime.workers import protocol, sandbox
+from runtime.workers.process import owned_bytes, write_all
+from runtime.registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
@@ -178,22 +179,22 @@ def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, f
     if spec is None:
         return protocol.FAIL, protocol.error_body(
             f"job {name!r} is not registered in this worker's job modules; it was not run", None), 0.0, 0.0
-    token = context.enter(job_id, attempt)
+    token = job_context.enter(job_id, attempt)
     started = time.perf_counter()
     try:
         body = spec.invoke(payload)
         status, delay = protocol.OK, 0.0
-    except context.Release as exc:
+    except job_context.Release as exc:
         status, body, delay = protocol.RELEASE, b"", exc.delay
-        if not context.valid_delay(delay):  # a Release raised by hand, around release()'s check
+        if not job_context.valid_delay(delay):  # a Release raised by hand, around release()'s check
             status, body, delay = protocol.ERROR, protocol.error_body(
-                context.bad_delay(delay), format_traceback(exc)), 0.0
-    except context.Fail as exc:
+                job_context.bad_delay(delay), format_traceback(exc)), 0.0
+    except job_context.Fail as exc:
         status, body, delay = protocol.FAIL, protocol.error_body(exc.reason, None), 0.0
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
         status, body, delay = protocol.ERROR, protocol.error_body(describe(exc), format_traceback(exc)), 0.0
     seconds = time.perf_counter() - started
-    context.leave(token)
+    job_context.leave(token)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # os._exit would drop what the job printed

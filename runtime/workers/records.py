@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections import deque
 
-from . import protocol
-from .process import Child
+from runtime.workers import protocol
+from runtime.workers.process import Child
 
 
 class Run:

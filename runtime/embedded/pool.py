@@ -31,12 +31,12 @@ import weakref
 from concurrent.futures import Future, InvalidStateError
 from queue import SimpleQueue
 
-from . import process
-from .config import check_pool
-from .errors import ConfigError, JobFailed, JobrtError
-from .journal import Journal
-from .pool_loop import PoolLoop
-from .pool_task import CALL_ARGS, CALL_ONE, CALL_STAR, Batch, PoolFunction
+from runtime.workers import process
+from runtime.config.load import check_pool
+from runtime.errors import ConfigError, JobFailed, JobrtError
+from runtime.embedded.record import RunRecord
+from runtime.embedded.loop import PoolLoop
+from runtime.embedded.batches import CALL_ARGS, CALL_ONE, CALL_STAR, Batch, PoolFunction
 
 log = logging.getLogger("jobrt")
 
@@ -68,8 +68,8 @@ class Pool:
             config = dataclasses.replace(config, timeout=math.inf)
         self.config = config
         self.errors = errors
-        journal = Journal(storage) if storage is not None else None
-        self._loop = PoolLoop(config, journal, progress=progress)
+        record = RunRecord(storage) if storage is not None else None
+        self._loop = PoolLoop(config, record, progress=progress)
         self._names: dict = {}
         self._lock = threading.Lock()
         self._maps: list[_MapRun] = []

@@ -27,17 +27,18 @@ import time
 
 import psutil
 
-from . import process, systemd
-from .dispatch import WorkerPool
-from .config import load_config
-from .errors import ConfigError, StorageError
-from .import_check import CHECK_TIMEOUT, ImportCheck
-from .joblog import OutputRelay
-from .ledger import Ledger
-from .neighbours import Neighbours
-from .loop import EventLoop
-from .stats import Stats
-from .storage import open_storage
+from runtime.workers import process
+from runtime.supervisor import sd_notify
+from runtime.workers.pool import WorkerPool
+from runtime.config.load import load_config
+from runtime.errors import ConfigError, StorageError
+from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
+from runtime.supervisor.output_relay import OutputRelay
+from runtime.supervisor.exchange import Exchange
+from runtime.supervisor.neighbours import Neighbours
+from runtime.workers.selector import EventLoop
+from runtime.workers.stats import Stats
+from runtime.storage import open_storage
 
 log = logging.getLogger("jobrt")
 
@@ -60,13 +61,13 @@ class Supervisor(EventLoop):
         self.metrics = None
         self.metrics_server = None
         if config.metrics_listen:
-            from .metrics import Metrics  # prometheus_client is imported only when metrics are on
+            from runtime.supervisor.metrics import Metrics  # prometheus_client is imported only when metrics are on
 
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
         self.pools: list[WorkerPool] = []
-        self.ledger = Ledger(self.owner, config.lease, self.pools, self.stats)
-        self.pools.extend(WorkerPool(pool, registry, self, self.ledger.outbox, self.stats, config.path,
+        self.exchange = Exchange(self.owner, config.lease, self.pools, self.stats)
+        self.pools.extend(WorkerPool(pool, registry, self, self.exchange.outbox, self.stats, config.path,
                                      self.owner) for pool in config.pools.values())
         self.storage = None
         self.listener = None
@@ -80,7 +81,7 @@ class Supervisor(EventLoop):
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
         self.next_heartbeat = self.next_rescue = self.next_poll = self.next_prune = 0.0
-        self.watchdog_every = systemd.watchdog_interval()
+        self.watchdog_every = sd_notify.watchdog_interval()
         self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
 
     # -- start and stop -------------------------------------------------------------
@@ -103,7 +104,7 @@ class Supervisor(EventLoop):
     def _setup(self) -> None:
         cfg = self.config
         self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir)
-        self.ledger.storage = self.storage
+        self.exchange.storage = self.storage
         self._listen()
         sig_r, sig_w = socket.socketpair()
         for sock in (sig_r, sig_w):
@@ -118,7 +119,7 @@ class Supervisor(EventLoop):
         self.neighbours.rescue_dead(time.time())
         self._heartbeat(time.time())
         if self.metrics is not None:
-            from .metrics import MetricsServer
+            from runtime.supervisor.metrics import MetricsServer
 
             self.metrics_server = MetricsServer(cfg.metrics_listen, self.metrics, self.selector,
                                                 allow_remote=cfg.metrics_allow_remote, path=cfg.path)
@@ -131,7 +132,7 @@ class Supervisor(EventLoop):
         log.info("supervisor %s started: %s", self.owner, ", ".join(
             f"pool {p.config.name} ({p.config.workers} workers, queues {', '.join(p.config.queues)})"
             for p in self.pools))
-        systemd.notify("READY=1\nSTATUS=running", systemd.STATE_WAIT)
+        sd_notify.notify("READY=1\nSTATUS=running", sd_notify.STATE_WAIT)
 
     def _listen(self) -> None:
         """Subscribe to enqueue wake-ups; without them pickup falls back to polling."""
@@ -168,14 +169,14 @@ class Supervisor(EventLoop):
             self.listener = None
 
     def _finish(self) -> None:
-        systemd.notify("STOPPING=1", systemd.STATE_WAIT)
+        sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
         for attempt in range(3):
-            if self.ledger.sync(time.monotonic(), force=True):
+            if self.exchange.sync(time.monotonic(), force=True):
                 break
             time.sleep(0.2 * (attempt + 1))
-        if self.ledger.outbox:
+        if self.exchange.outbox:
             log.error("could not write %d results before exiting; their jobs will run again "
-                      "once their lease (%g s) expires", len(self.ledger.outbox), self.config.lease)
+                      "once their lease (%g s) expires", len(self.exchange.outbox), self.config.lease)
         try:
             self.storage.remove_supervisor(self.owner)
         except StorageError:
@@ -201,7 +202,7 @@ class Supervisor(EventLoop):
             if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
                 pool.kill_all(f"the supervisor stopped and the grace period "
                               f"({pool.config.grace:g} s) ran out")
-        self.ledger.sync(now)
+        self.exchange.sync(now)
         for pool in self.pools:
             pool.dispatch(now)
             pool.manage(now)
@@ -209,7 +210,7 @@ class Supervisor(EventLoop):
 
     def _timeout(self, now: float) -> float:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
-                      self.next_prune, self.ledger.next_timer())
+                      self.next_prune, self.exchange.next_timer())
         if self.import_check is not None:
             nearest = min(nearest, self.import_check.deadline)
         for pool in self.pools:
@@ -231,17 +232,17 @@ class Supervisor(EventLoop):
             self.next_poll = now + self.config.poll
             for pool in self.pools:
                 pool.maybe_more = True
-            if self.listener is None and not self.ledger.down:
+            if self.listener is None and not self.exchange.down:
                 self._listen()
         if self.metrics_server is not None:
             self.metrics_server.expire(now)
         if now >= self.next_watchdog:
-            systemd.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
+            sd_notify.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
             self.next_watchdog = now + self.watchdog_every
         if now >= self.next_heartbeat:
             self._heartbeat(time.time())
             self.next_heartbeat = now + self.heartbeat_every
-            systemd.notify("STATUS=" + self._summary())
+            sd_notify.notify("STATUS=" + self._summary())
         if now >= self.next_prune:
             self._prune(now)
         if now >= self.next_rescue:
@@ -250,18 +251,18 @@ class Supervisor(EventLoop):
                 wall = time.time()
                 self._rescued(self.storage.rescue(wall) + self.neighbours.rescue_dead(wall))
             except StorageError as exc:
-                self.ledger.failed(now, exc)
+                self.exchange.failed(now, exc)
 
     def _prune(self, now: float) -> None:
         """Delete ended jobs older than the retention, a small batch at a time so a big
         backlog of old records never holds the write lock long enough to stall claims."""
         self.next_prune = now + min(PRUNE_EVERY, max(0.1, self.config.retention / 2))
-        if not self.config.retention or self.ledger.down:
+        if not self.config.retention or self.exchange.down:
             return
         try:
             pruned = self.storage.prune(time.time() - self.config.retention, PRUNE_BATCH)
         except StorageError as exc:
-            self.ledger.failed(now, exc)
+            self.exchange.failed(now, exc)
             return
         if pruned == PRUNE_BATCH:
             self.next_prune = now + 0.05  # more to delete: go on soon, between claims
@@ -304,7 +305,7 @@ class Supervisor(EventLoop):
                 self.metrics.set_workers(workers)
                 self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
-            self.ledger.failed(time.monotonic(), exc)
+            self.exchange.failed(time.monotonic(), exc)
 
     def _summary(self) -> str:
         """One line for `systemctl status`: workers busy/total, throughput, outage."""
@@ -316,7 +317,7 @@ class Supervisor(EventLoop):
         line = f"{busy}/{total} workers busy, {self.stats.rate:.1f} jobs/s, {self.stats.done} jobs done"
         if self.stopping:
             line = "stopping: " + line
-        if self.ledger.down:
+        if self.exchange.down:
             line += ", storage unavailable"
         return line
 
@@ -325,7 +326,7 @@ class Supervisor(EventLoop):
         try:
             self._rescued(self.neighbours.died(owner, time.time()))
         except StorageError as exc:
-            self.ledger.failed(time.monotonic(), exc)  # the periodic rescue tries again
+            self.exchange.failed(time.monotonic(), exc)  # the periodic rescue tries again
 
     def _rescued(self, count: int) -> None:
         if count:
@@ -348,7 +349,7 @@ class Supervisor(EventLoop):
                     self.stopping = True
                     log.info("%s: stopping; running jobs get up to their pool's grace to finish",
                              signal.Signals(signum).name)
-                    systemd.notify("STOPPING=1", systemd.STATE_WAIT)
+                    sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
                     if self.import_check is not None:
                         self.unwatch_fd(self.import_check.child.pidfd)
                         self.import_check.abandon()
@@ -376,7 +377,7 @@ class Supervisor(EventLoop):
     def _reload(self, now: float) -> None:
         """Re-read the config and have a throwaway child import its job modules; once they
         import, `_apply_reload`. A bad config, or modules that do not import, change nothing."""
-        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}", systemd.STATE_WAIT)
+        sd_notify.notify(f"RELOADING=1\nMONOTONIC_USEC={sd_notify.monotonic_usec()}", sd_notify.STATE_WAIT)
         try:
             config = load_config(self.config.path)
             if config.storage_url != self.config.storage_url:
@@ -401,7 +402,7 @@ class Supervisor(EventLoop):
             return
         self.job_names = names
         try:
-            fresh = [WorkerPool(pool, self.registry, self, self.ledger.outbox, self.stats, config.path,
+            fresh = [WorkerPool(pool, self.registry, self, self.exchange.outbox, self.stats, config.path,
                                 self.owner, config.modules, config.module_path)
                      for pool in config.pools.values()]
         except ConfigError as exc:
@@ -411,7 +412,7 @@ class Supervisor(EventLoop):
 
     def _reject_reload(self, why: str) -> None:
         log.error("SIGHUP: new configuration rejected, the running one stays: %s", why)
-        systemd.notify("READY=1\nSTATUS=reload rejected: " + why[:200], systemd.STATE_WAIT)
+        sd_notify.notify("READY=1\nSTATUS=reload rejected: " + why[:200], sd_notify.STATE_WAIT)
 
     def _apply_reload(self, now: float, config, fresh: list) -> None:
         """Start the new pools and retire the old ones: their workers take no new job, and
@@ -422,9 +423,9 @@ class Supervisor(EventLoop):
                 pool.begin_stop(now, math.inf)
         self.pools.extend(fresh)
         self.config = config
-        self.ledger.lease = config.lease
+        self.exchange.lease = config.lease
         log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
                  "they are running (within its timeout) and exit", ", ".join(
                      f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
-        systemd.notify("READY=1\nSTATUS=" + self._summary(), systemd.STATE_WAIT)
+        sd_notify.notify("READY=1\nSTATUS=" + self._summary(), sd_notify.STATE_WAIT)
 

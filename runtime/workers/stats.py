@@ -7,7 +7,7 @@ import time
 
 class Stats:
     def __init__(self, metrics=None):
-        self.metrics = metrics  # a runtime.metrics.Metrics when [metrics] listen is set
+        self.metrics = metrics  # a runtime.supervisor.metrics.Metrics when [metrics] listen is set
         self.done = 0
         self.restarts: dict[str, int] = {}
         self.rate = 0.0

@@ -1,6 +1,6 @@
 """The commands that look at and tend a deployment: status, workers, health, job,
 failed, clear, systemd-unit; and what every `jobrt` command shares (exit statuses,
-`--config`, JSON output). `runtime.cli` parses the command line and maps errors
+`--config`, JSON output). `runtime.cli.main` parses the command line and maps errors
 to exit statuses.
 """
 
@@ -14,7 +14,7 @@ import time
 
 import orjson
 
-from .errors import ConfigError, JobNotFound, JobrtError, StorageError
+from runtime.errors import ConfigError, JobNotFound, JobrtError, StorageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 ID_MAX = 2**63 - 1  # job ids and limits are positive 64-bit integers, in every backend
@@ -81,7 +81,7 @@ def limit(text: str) -> int:
 
 
 def queue_name(text: str) -> str:
-    from .settings import is_queue_name
+    from runtime.config.settings import is_queue_name
 
     if not is_queue_name(text):
         raise argparse.ArgumentTypeError(f"must be a queue name (printable, no spaces, 1 to 200 "
@@ -90,7 +90,7 @@ def queue_name(text: str) -> str:
 
 
 def _user_name(text: str) -> str:
-    from .settings import ACCOUNT  # the check a pool's `user` gets
+    from runtime.config.settings import ACCOUNT  # the check a pool's `user` gets
 
     try:
         if text:
@@ -155,14 +155,14 @@ def emit(document) -> None:
 
 
 def load(args):
-    from .config import load_config
+    from runtime.config.load import load_config
 
     return load_config(args.config)
 
 
 def open_client_storage(cfg):
     """The storage of a command that only reads or tends jobs: it never creates a database."""
-    from .storage import open_storage
+    from runtime.storage import open_storage
 
     return open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir, create=False)
 
@@ -182,7 +182,7 @@ def _worker_line(worker: dict) -> str:
 
 
 def cmd_status(args) -> int:
-    from .health import live_supervisors, live_workers, read_stranded
+    from runtime.cli.health import live_supervisors, live_workers, read_stranded
 
     now = time.time()
     with _storage(args) as storage:
@@ -211,7 +211,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_workers(args) -> int:
-    from .health import live_workers
+    from runtime.cli.health import live_workers
 
     with _storage(args) as storage:
         _, workers = live_workers(storage, time.time())
@@ -226,9 +226,9 @@ def cmd_workers(args) -> int:
 
 
 def cmd_health(args) -> int:
-    from . import health
+    from runtime.cli import health
 
-    from .storage import StorageUrlError
+    from runtime.storage import StorageUrlError
 
     cfg = load(args)  # a config error propagates: exit 2, like critical
     counts = None
@@ -370,7 +370,7 @@ def cmd_clear(args) -> int:
 
 
 def cmd_systemd_unit(args) -> int:
-    from .unitfile import render
+    from runtime.cli.systemd_unit import render
 
     cfg = load(args)
     try:

@@ -20,10 +20,10 @@ import random
 import time
 from collections import deque
 
-from . import outcomes, protocol, sandbox
-from .process import describe_exit, owned_bytes, read_ready, spawn
-from .runs import Run, Worker
-from .worker import EXIT_BOOT, EXIT_CRASH, become_worker
+from runtime.workers import protocol, retry_rules, sandbox
+from runtime.workers.process import describe_exit, owned_bytes, read_ready, spawn
+from runtime.workers.records import Run, Worker
+from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
 
@@ -141,8 +141,8 @@ class WorkerPool:
         self.loop.unwatch_reader(worker)
         if worker.runs and not worker.killed:
             run = worker.runs.popleft()
-            self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None, time.time(),
-                                                outcomes.CRASH))
+            self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None, time.time(),
+                                                retry_rules.CRASH))
             self.stats.finished(run.job.queue, "crashed", now - run.started)
         self.kill(worker, "crash")
         self._requeue(worker)
@@ -174,14 +174,14 @@ class WorkerPool:
             average = self.durations.get(name)
             self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
             if status == protocol.OK:
-                outcome = outcomes.succeeded(job, body, wall)
+                outcome = retry_rules.succeeded(job, body, wall)
             elif status == protocol.RELEASE:
-                outcome = outcomes.released(job, run.options, self.config, delay, wall)
+                outcome = retry_rules.released(job, run.options, self.config, delay, wall)
             else:
                 if status == protocol.FAIL:
-                    outcome = outcomes.failed(job, error, wall)
+                    outcome = retry_rules.failed(job, error, wall)
                 else:
-                    outcome = outcomes.errored(job, run.options, self.config, error, tb, wall)
+                    outcome = retry_rules.errored(job, run.options, self.config, error, tb, wall)
                 self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error)
             self.outbox.append(outcome)
             self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
@@ -198,7 +198,7 @@ class WorkerPool:
     def _give_back(self, job, wall: float) -> None:
         """A job sent but never started: back to the buffer, or to storage when stopping."""
         if self.stopping:
-            self.outbox.append(outcomes.returned(job, wall))
+            self.outbox.append(retry_rules.returned(job, wall))
         else:
             self.buffer.appendleft(job)
 
@@ -234,8 +234,8 @@ class WorkerPool:
                     error += " without reporting a result (did the job call os._exit?)"
                 elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
                     error += " (its loop failed: did the job close or write to the worker's pipes?)"
-                reason = outcomes.SIGNAL if os.WIFSIGNALED(status) else outcomes.CRASH
-                self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
+                reason = retry_rules.SIGNAL if os.WIFSIGNALED(status) else retry_rules.CRASH
+                self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None,
                                                     time.time(), reason))
                 self.stats.finished(run.job.queue, "crashed", now - run.started)
                 self.log.warning("pool %s: worker %d %s while running job %d (%s)",
@@ -267,10 +267,10 @@ class WorkerPool:
                 continue
             run = worker.runs[0]
             if run.deadline <= now:
-                self._cut(worker, run, now, "timeout", outcomes.TIMEOUT,
+                self._cut(worker, run, now, "timeout", retry_rules.TIMEOUT,
                           f"timed out after {run.timeout:g} s (worker and its process group killed)")
             elif sample and (owned := owned_bytes(worker.pid, limit)) > limit:
-                self._cut(worker, run, now, "memory_limit", outcomes.MEMORY,
+                self._cut(worker, run, now, "memory_limit", retry_rules.MEMORY,
                           f"used {owned >> 20} MiB, over memory_limit_mb ({limit >> 20} MiB) "
                           "(worker and its process group killed)")
 
@@ -282,7 +282,7 @@ class WorkerPool:
             return
         self.kill(worker, why)
         worker.runs.popleft()
-        self.outbox.append(outcomes.errored(run.job, run.options, self.config, error, None,
+        self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None,
                                             time.time(), reason))
         self.stats.finished(run.job.queue, reason, now - run.started)
         self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
@@ -323,7 +323,7 @@ class WorkerPool:
             if worker is None:
                 return
             job = buffer.popleft()
-            options = outcomes.options_of(job)
+            options = retry_rules.options_of(job)
             run = Run(job, options, self._timeout_of(options))
             if not worker.runs:
                 run.start(now)
@@ -376,7 +376,7 @@ class WorkerPool:
         self.grace_deadline = now + grace
         wall = time.time()
         while self.buffer:
-            self.outbox.append(outcomes.returned(self.buffer.popleft(), wall))
+            self.outbox.append(retry_rules.returned(self.buffer.popleft(), wall))
         for worker in self.workers.values():
             if worker.retiring is None and not worker.killed:
                 self.retire(worker, "stop")
@@ -391,7 +391,7 @@ class WorkerPool:
             worker.child.kill()
             if worker.runs:
                 run = worker.runs.popleft()
-                self.outbox.append(outcomes.returned(run.job, wall, f"interrupted: {why}"))
+                self.outbox.append(retry_rules.returned(run.job, wall, f"interrupted: {why}"))
             self._requeue(worker)
 
     def held(self):

@@ -1,10 +1,10 @@
 """The settings table of supervisor.toml, and the kinds of value a setting takes.
 
 One table, `SETTINGS`, names every setting with its section, kind, default,
-unit and help text. It alone drives loading and validation (runtime.config:
+unit and help text. It alone drives loading and validation (runtime.config.load:
 unknown keys, types, ranges, defaults) and the commented file `jobrt init`
 writes. To add a setting, add a row here and a field to `Config`,
-`PoolConfig` or `HealthConfig` in runtime.config.
+`PoolConfig` or `HealthConfig` in runtime.config.load.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _check_listen(value):
         return value
     if not isinstance(value, str):
         raise Invalid(f"must be {LISTEN.expected}, got {_show(value)}")
-    from runtime.metrics import parse_listen  # imports prometheus_client: only when metrics are on
+    from runtime.supervisor.metrics import parse_listen  # imports prometheus_client: only when metrics are on
 
     try:
         parse_listen(value)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import orjson
 
-from .backoff import backoff_delay
-from .storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
+from runtime.backoff import backoff_delay
+from runtime.storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
 
 NO_OPTIONS: dict = {}
 

@@ -13,7 +13,7 @@ import pwd
 import resource
 from typing import NamedTuple
 
-from .errors import ConfigError
+from runtime.errors import ConfigError
 
 log = logging.getLogger("jobrt")
 

@@ -1,5 +1,5 @@
 """supervisor.toml: loading and validating the file against the settings table
-(runtime.settings), and writing the commented default file `jobrt init` makes.
+(runtime.config.settings), and writing the commented default file `jobrt init` makes.
 
 Every problem raises `ConfigError(message, path, key)`, whose text is one
 line naming the file, the key and what is expected, e.g.
@@ -19,7 +19,7 @@ from typing import Any
 
 from runtime.backoff import _show
 from runtime.errors import ConfigError
-from runtime.settings import DEFAULT_POOL, POOL, SECTIONS, Invalid, Setting, settings_of
+from runtime.config.settings import DEFAULT_POOL, POOL, SECTIONS, Invalid, Setting, settings_of
 
 MAX_FILE_BYTES = 1 << 20
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
