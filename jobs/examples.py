@@ -101,7 +101,7 @@ def release_forever(delay: float | str = 0.0) -> None:
 @job
 def release_raw(delay) -> None:
     """Raises jobrt's Release with any delay, around release()'s own check (a hostile job)."""
-    raise runtime.context.Release(_float_word(delay))
+    raise runtime.job_context.Release(_float_word(delay))
 
 
 @job
