@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(str(exc), EXIT_USAGE, json_mode, command)
     except JobNotFound as exc:
         return _report(str(exc), EXIT_FAILURE, json_mode, command)
-    except StorageError as exc:
-        return _report(str(exc), EXIT_USAGE if command == "start" else EXIT_FAILURE, json_mode, command)
+    except StorageError as exc:  # unreachable, refused, full: operational, for start too
+        return _report(str(exc), EXIT_FAILURE, json_mode, command)
     except JobrtError as exc:
         return _report(str(exc), EXIT_FAILURE, json_mode, command)
     except KeyboardInterrupt:
