@@ -393,3 +393,11 @@ def test_systemd_analyze_verifies_the_unit(tmp_path):
     assert result.returncode == 0, result.stderr
     for complaint in ("ignoring", "Unknown", "Failed", "not executable"):
         assert complaint not in result.stderr, result.stderr
+
+
+def test_start_with_postgresql_down_is_an_operational_failure(tmp_path):
+    """Exit 1 (the server is not there), not 2 (nothing is wrong with the command or config)."""
+    config = write_config(tmp_path, storage={"url": f"postgresql:///jobrt?host={tmp_path}"})  # no server there
+    code, out, err = jobrt("start", "--config", config)
+    assert code == 1 and out == ""
+    assert err.startswith("jobrt: cannot connect to PostgreSQL") and len(err.strip().splitlines()) == 1
