@@ -61,7 +61,7 @@ class Supervisor(EventLoop):
         self.metrics = None
         self.metrics_server = None
         if config.metrics_listen:
-            from runtime.supervisor.metrics import Metrics  # prometheus_client is imported only when metrics are on
+            from runtime.supervisor.metrics import Metrics  # prometheus_client: only with metrics on
 
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
@@ -77,12 +77,16 @@ class Supervisor(EventLoop):
         self.stopping = False
         self.import_check: ImportCheck | None = None  # a reload waiting for its modules to import
         self.job_names = sorted(registry)  # what its workers run, told to clients in heartbeats
-        lease = config.lease
-        self.heartbeat_every = min(2.0, lease / 3)
-        self.rescue_every = max(0.5, lease / 2)
+        self._use_lease(config.lease)
         self.next_heartbeat = self.next_rescue = self.next_poll = self.next_prune = 0.0
         self.watchdog_every = sd_notify.watchdog_interval()
         self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
+
+    def _use_lease(self, lease: float) -> None:
+        """Renew leases well within their length, and sweep for expired ones twice a lease."""
+        self.exchange.lease = lease
+        self.heartbeat_every = min(2.0, lease / 3)
+        self.rescue_every = max(0.5, lease / 2)
 
     # -- start and stop -------------------------------------------------------------
     def run(self) -> int:
@@ -383,6 +387,10 @@ class Supervisor(EventLoop):
             if config.storage_url != self.config.storage_url:
                 raise ConfigError("cannot change on reload; restart the supervisor to move storage",
                                   config.path, "storage.url")
+            for key in ("metrics_listen", "metrics_allow_remote"):
+                if getattr(config, key) != getattr(self.config, key):
+                    raise ConfigError("cannot change on reload; restart the supervisor to apply it",
+                                      config.path, key.replace("_", ".", 1))
         except ConfigError as exc:
             self._reject_reload(str(exc))
             return
@@ -423,7 +431,10 @@ class Supervisor(EventLoop):
                 pool.begin_stop(now, math.inf)
         self.pools.extend(fresh)
         self.config = config
-        self.exchange.lease = config.lease
+        self._use_lease(config.lease)
+        # a shorter lease must be renewed before the next heartbeat the old one planned
+        self.next_heartbeat = min(self.next_heartbeat, now + self.heartbeat_every)
+        self.next_rescue = min(self.next_rescue, now + self.rescue_every)
         log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
                  "they are running (within its timeout) and exit", ", ".join(
                      f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))

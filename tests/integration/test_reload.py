@@ -160,3 +160,35 @@ def test_a_reload_lets_running_jobs_finish_past_the_grace(tmp_path, start_superv
         record = wait_for(lambda: (r := q.status(long_job)).state in END_STATES and r, 30, "long job")
         assert (record.state, record.result, record.attempts) == ("succeeded", 1, 1)
     assert "interrupted" not in supervisor.output()
+
+
+def test_a_shorter_lease_on_reload_is_renewed_before_it_expires(tmp_path, start_supervisor):
+    """After a reload from lease 30 to 1.5, leases are renewed within 0.5 s, not at the
+    old 2 s pace: a supervisor of another host, sweeping every 0.75 s, never finds the
+    running job's lease expired and never reruns it."""
+    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    first = start_supervisor(config)
+    release = tmp_path / "release"
+    with connect(config=str(config)) as q:
+        job_id = q.enqueue("jobs.examples:wait_for_file", str(release))
+        wait_for(lambda: q.status(job_id).state == "running", what="the job running")
+        config.write_text(config.read_text().replace("lease = 30", "lease = 1.5"))
+        first.signal(signal.SIGHUP)
+        first.wait_message(b"READY=1")
+        wait_for(lambda: "configuration reloaded" in first.output(), what="the reload")
+        other = start_supervisor(config, env={"JOBRT_HOST": "another-host"})
+        for _ in range(12):  # its heartbeats, 0.5 s apart: rescue sweeps over several old renewal gaps
+            other.wait_message(b"STATUS=")
+        release.touch()
+        record = wait_for(lambda: (r := q.status(job_id)).state in END_STATES and r, 30, "the job")
+        assert (record.state, record.attempts) == ("succeeded", 1)
+    assert "rescued" not in other.output()
+
+
+def test_a_changed_metrics_section_is_refused_on_reload(tmp_path, start_supervisor):
+    config = write_config(tmp_path)
+    supervisor = start_supervisor(config)
+    config.write_text(config.read_text() + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    supervisor.signal(signal.SIGHUP)
+    supervisor.wait_message(b"reload rejected")
+    assert "metrics.listen: cannot change on reload" in supervisor.output()
