@@ -24,6 +24,7 @@ from runtime.storage import StorageUrlError
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
 
+VERSION = "0.1.0"  # pyproject.toml's version, for `jobrt --version` when jobrt is not installed
 MAX_DELAY = 100 * 365 * 86400  # 100 years: beyond that a delay is a mistake, not a plan
 PRIORITY_RANGE = (-2**31, 2**31 - 1)
 MAX_JSON_INPUT = 8 << 20  # bytes read from a file or stdin for --args/--kwargs
@@ -62,8 +63,27 @@ def _priority(text: str) -> int:
     return admin._whole(text, low, high, "a priority")
 
 
+def version() -> str:
+    """The installed distribution's version; VERSION when run from a checkout, not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("jobrt")
+    except metadata.PackageNotFoundError:
+        return VERSION
+
+
+class _PrintVersion(argparse.Action):
+    """`jobrt --version`: looks the version up only when asked (metadata lookups take time)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"jobrt {version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobrt", description="jobrt: a multiprocessing job runtime")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0, help="print jobrt's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser(
@@ -175,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_init(args) -> int:
     import shlex
 
-    from runtime.config.load import EXAMPLE_JOB, write_default_config
+    from runtime.config.init_file import EXAMPLE_JOB, write_default_config
 
     written = write_default_config(args.path)
     config = shlex.quote(args.path)

@@ -1,5 +1,6 @@
 """supervisor.toml: loading and validating the file against the settings table
-(runtime.config.settings), and writing the commented default file `jobrt init` makes.
+(runtime.config.settings). The commented file `jobrt init` writes is in
+runtime.config.init_file.
 
 Every problem raises `ConfigError(message, path, key)`, whose text is one
 line naming the file, the key and what is expected, e.g.
@@ -12,14 +13,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import textwrap
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
 from runtime.backoff import _show
 from runtime.errors import ConfigError
-from runtime.config.settings import DEFAULT_POOL, POOL, SECTIONS, Invalid, Setting, settings_of
+from runtime.config.settings import DEFAULT_POOL, POOL, Invalid, Setting, settings_of
 
 MAX_FILE_BYTES = 1 << 20
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -201,108 +201,3 @@ def _key(*parts) -> str:
 def _reason(err: Exception) -> str:
     """An exception's text on one line (an OSError's without its errno and file)."""
     return " ".join(str(getattr(err, "strerror", None) or err).split()) or type(err).__name__
-
-
-# -- the default file -----------------------------------------------------------
-
-
-EXAMPLE_MODULE = "myjobs"  # the job module `jobrt init` writes beside the config
-EXAMPLE_JOB = f"{EXAMPLE_MODULE}:hello"
-EXAMPLE_MODULE_TEXT = f'''"""Your jobs, written by `jobrt init`. Every @job function here can be enqueued:
-
-    jobrt enqueue --config supervisor.toml {EXAMPLE_JOB} --args '["world"]'
-
-This module is found through [jobs] modules and path in supervisor.toml; add
-more modules there. Arguments and results are JSON.
-"""
-
-from runtime import job
-
-
-@job
-def hello(name: str = "world") -> str:
-    """An example job: returns a greeting (see it with `jobrt job ID`)."""
-    return f"hello, {{name}}"
-'''
-
-
-def default_config_text(modules=(EXAMPLE_MODULE,)) -> str:
-    """The commented supervisor.toml that `jobrt init` writes: every setting with its
-    default, except [jobs] modules, which names `modules` (the example job module
-    written beside the file, found through `path = ["."]`, the file's directory)."""
-    lines = [
-        "# jobrt supervisor configuration, written by `jobrt init`.",
-        "# Every setting is shown with its default. Durations are in seconds.",
-    ]
-    for section, about in SECTIONS.items():
-        lines += ["", *_comment(about), f"[{'pools.' + DEFAULT_POOL if section == POOL else section}]"]
-        for setting in settings_of(section):
-            unit = f" ({setting.unit})" if setting.unit else ""
-            lines += _comment(setting.help + unit)
-            value = setting.default
-            if (section, setting.name) == ("jobs", "modules"):
-                value = list(modules)
-                if value == [EXAMPLE_MODULE]:
-                    lines.append(f"# ({EXAMPLE_MODULE}.py beside this file holds an example job)")
-            lines.append(f"{setting.name} = {_toml(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def write_default_config(path) -> list[str]:
-    """Write `default_config_text()` to `path` and, beside it, the example job module
-    (myjobs.py) it names, unless that file exists. Never overwrites the config file.
-    Returns the files written, as named (the module's path joined to the config's
-    directory)."""
-    name = os.fsdecode(path)
-    if not name:
-        raise ConfigError("'' is not a file name: give the file to write, e.g. "
-                          "`jobrt init supervisor.toml` (or no argument for ./supervisor.toml)")
-    if os.path.isdir(name):
-        raise ConfigError("is a directory: give the file to write, e.g. "
-                          f"`jobrt init {os.path.join(name, 'supervisor.toml')}`", name)
-    written = [name]
-    _write_new(name, default_config_text(), "already exists; not overwriting it (remove it or "
-                                            "choose another path)")
-    module = os.path.join(os.path.dirname(name), EXAMPLE_MODULE + ".py")
-    try:
-        _write_new(module, EXAMPLE_MODULE_TEXT, None)
-        written.append(module)
-    except FileExistsError:
-        pass  # the user's own jobs: kept
-    return written
-
-
-def _write_new(name: str, text: str, exists: str | None) -> None:
-    """Create `name` with `text`; FileExistsError (exists=None) or ConfigError(exists)."""
-    try:
-        with open(name, "x", encoding="utf-8") as file:
-            file.write(text)
-    except FileExistsError:
-        if exists is None:
-            raise
-        raise ConfigError(exists, name) from None
-    except FileNotFoundError:
-        directory = os.path.dirname(name) or "."
-        raise ConfigError(f"cannot write the file: the directory {directory} does not exist "
-                          f"(create it first)", name) from None
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot write the file: {_reason(err)}", name) from None
-
-
-def _comment(text: str) -> list[str]:
-    return ["# " + line for line in textwrap.wrap(text, 76)]
-
-
-def _toml(value) -> str:
-    """A default value as TOML (the defaults are plain strings, numbers and lists)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for a default of type {type(value).__name__}")

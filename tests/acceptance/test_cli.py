@@ -368,3 +368,30 @@ def test_a_reader_that_left_is_no_traceback(tmp_path, command):
         os.close(write_end)
     assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr, result.stderr
     assert "BrokenPipeError" not in result.stderr and len(result.stderr.splitlines()) <= 1
+
+
+def pyproject_version() -> str:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["version"]
+
+
+def test_version_prints_the_package_version():
+    code, out, err = jobrt("--version")
+    assert (code, out, err) == (0, f"jobrt {pyproject_version()}\n", "")
+
+
+def test_version_without_an_installed_package_is_the_constant_kept_equal_to_pyproject(
+        monkeypatch, capsys):
+    from importlib import metadata
+
+    from runtime.cli import main as cli_main
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert cli_main.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"jobrt {pyproject_version()}\n"
+    assert cli_main.VERSION == pyproject_version()

@@ -5,24 +5,19 @@ import os
 import sys
 import tempfile
 import textwrap
+import tomllib
 
 import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import runtime.config.init_file
 import runtime.config.load
-from runtime.config.load import (
-    Config,
-    HealthConfig,
-    PoolConfig,
-    config_from_dict,
-    default_config_text,
-    load_config,
-    write_default_config,
-)
+from runtime.config.init_file import default_config_text, write_default_config
+from runtime.config.load import Config, HealthConfig, PoolConfig, config_from_dict, load_config
 from runtime.errors import ConfigError
-from runtime.config.settings import POOL, SETTINGS
+from runtime.config.settings import POOL, SECTIONS, SETTINGS, settings_of
 
 
 def write(directory, text, name="supervisor.toml"):
@@ -300,6 +295,44 @@ def test_the_template_loads_as_the_defaults_but_names_the_example_module(tmp_pat
         == config_from_dict({}, path=str(tmp_path / "x.toml"), base_dir=str(tmp_path))
 
 
+def test_the_template_is_tomli_w_toml_holding_exactly_the_defaults():
+    document = tomllib.loads(default_config_text())
+    expected = {section: {s.name: s.default for s in settings_of(section)} for section in SECTIONS}
+    expected["jobs"]["modules"] = ["myjobs"]
+    expected["pools"] = {"default": expected.pop(POOL)}
+    assert document == expected
+    assert "backoff = [\n    10,\n    60,\n    300,\n]" in default_config_text()  # tomli-w's layout
+
+
+NASTY = ['C:\\jobs\\"quoted" \'single\' db', "tab\there, newline\nthere", "\\u00e9 is not é",
+         "# not a comment", "]]} = [", "\x7f\x01 control", "trailing backslash\\"]
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_the_template_escapes_values_that_need_it(tmp_path, text):
+    values = {"storage": {"url": "sqlite:///" + "".join(c for c in text if c.isprintable())},
+              "jobs": {"modules": ["jobs.examples"], "path": [text, "."]}}
+    path = write(tmp_path, default_config_text(values=values))
+    assert load_config(path) == config_from_dict(values, path=path, base_dir=str(tmp_path))
+    assert load_config(path).storage_url == values["storage"]["url"]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
+def test_the_template_writes_any_path_back_as_it_was(text):
+    document = tomllib.loads(default_config_text(values={"jobs": {"path": [text]}}))
+    assert document["jobs"]["path"] == [text]
+
+
+def test_the_template_refuses_a_value_for_no_setting_or_one_it_cannot_write_inline():
+    with pytest.raises(ValueError, match="no setting storage.urll"):
+        default_config_text(values={"storage": {"urll": "x"}})
+    with pytest.raises(ValueError, match="no setting nope."):
+        default_config_text(values={"nope": {}})
+    with pytest.raises(TypeError, match="backoff"):
+        default_config_text(values={POOL: {"backoff": {"base": 1}}})
+
+
 def test_init_writes_an_example_job_module_that_registers_a_job(tmp_path, monkeypatch):
     from runtime.registry import collect
 
@@ -307,7 +340,7 @@ def test_init_writes_an_example_job_module_that_registers_a_job(tmp_path, monkey
     monkeypatch.setattr(sys, "path", list(sys.path))  # collect() puts the file's directory on it
     try:
         registry = collect(config.modules, config.module_path, config.path)
-        assert registry[runtime.config.load.EXAMPLE_JOB].func("you") == "hello, you"
+        assert registry[runtime.config.init_file.EXAMPLE_JOB].func("you") == "hello, you"
     finally:
         sys.modules.pop("myjobs", None)
 

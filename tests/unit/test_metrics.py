@@ -11,7 +11,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.config.load import config_from_dict, default_config_text
+from runtime.config.init_file import default_config_text
+from runtime.config.load import config_from_dict
 from runtime.errors import ConfigError
 from runtime.supervisor.metrics import JOB_BUCKETS, Metrics, MetricsServer, parse_listen
 
