@@ -184,11 +184,11 @@ SETTINGS = (
     Setting(POOL, "max_time", SECONDS, 3600, "seconds",
             "recycle a worker after this long alive, with jitter; 0 = never"),
     Setting(POOL, "max_memory_mb", _integer(0), 0, "MiB",
-            "recycle a worker whose own memory (not what it shares with its parent) passes this "
-            "after a job; 0 = no limit"),
+            "recycle a worker when the memory it owns (USS: its own pages, not those it shares "
+            "with the supervisor) passes this after a job; 0 = no limit"),
     Setting(POOL, "memory_limit_mb", _integer(0), 0, "MiB",
-            "kill a worker whose resident memory passes this while a job runs (checked 10 times "
-            "a second); the job fails with reason memory, retried while tries remain; 0 = no limit"),
+            "kill a worker when the memory it owns (USS) passes this while a job runs (checked 10 "
+            "times a second); the job fails with reason memory, retried while tries remain; 0 = no limit"),
     Setting(POOL, "tries", _integer(1), 3, "attempts",
             "attempts per job unless the job sets its own"),
     Setting(POOL, "backoff", BACKOFF, [10, 60, 300], "seconds",

@@ -40,7 +40,7 @@ log = logging.getLogger("jobrt")
 OUTCOMES = ("succeeded", "failed", "retried", "released", "timeout", "memory", "crashed")
 QUEUE_STATES = ("pending", "delayed", "running", "failed")
 WORKER_STATES = ("busy", "idle", "stopping")
-RESTART_REASONS = ("timeout", "memory_limit", "signal", "crash", "max_jobs", "max_time", "memory",
+RESTART_REASONS = ("timeout", "memory", "signal", "crash", "boot", "max_jobs", "max_time", "max_memory",
                    "scaled down")
 JOB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                30.0, 60.0, 120.0, 300.0, 600.0)  # seconds: 1 ms .. 10 min

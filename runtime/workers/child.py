@@ -53,7 +53,7 @@ def become_worker(read_fd: int, write_fd: int, parent_pid: int, registry: dict[s
                 f"{describe(exc)}\n{format_traceback(exc)}", protocol.MAX_TRACEBACK)))
             raise
         code = EXIT_CRASH
-        _serve(read_fd, write_fd, registry, setup.memory_limit)
+        _serve(read_fd, write_fd, registry, setup.max_memory)
         code = 0
     except BaseException:  # noqa: BLE001 - report anything, then leave via os._exit
         try:
@@ -106,7 +106,7 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
     return high_read, high_write
 
 
-def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_limit: int) -> None:
+def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory: int) -> None:
     reader = protocol.FrameReader()
     queued: deque = deque()
     stopping = False
@@ -136,7 +136,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], memory_lim
             continue
         (job_id, attempt, name), payload = queued.popleft()
         status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
-        owned = owned_bytes(pid, memory_limit) if memory_limit else 0
+        owned = owned_bytes(pid, max_memory) if max_memory else 0
         write_all(write_fd, protocol.done_frame(
             protocol.Done(job_id, attempt, status, seconds, owned, delay, _printed()), body))
 

@@ -189,8 +189,8 @@ class WorkerPool:
         if worker.runs:
             worker.runs[0].start(now)
         if worker.active:
-            if self.setup.memory_limit and owned > self.setup.memory_limit:
-                self.retire(worker, "memory")
+            if self.setup.max_memory and owned > self.setup.max_memory:
+                self.retire(worker, "max_memory")
             elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
                 self.retire(worker, "max_jobs")
         return True
@@ -270,7 +270,7 @@ class WorkerPool:
                 self._cut(worker, run, now, "timeout", retry_rules.TIMEOUT,
                           f"timed out after {run.timeout:g} s (worker and its process group killed)")
             elif sample and (owned := owned_bytes(worker.pid, limit)) > limit:
-                self._cut(worker, run, now, "memory_limit", retry_rules.MEMORY,
+                self._cut(worker, run, now, retry_rules.MEMORY, retry_rules.MEMORY,
                           f"used {owned >> 20} MiB, over memory_limit_mb ({limit >> 20} MiB) "
                           "(worker and its process group killed)")
 

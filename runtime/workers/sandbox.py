@@ -25,7 +25,7 @@ class ChildSetup(NamedTuple):
     home: str | None
     max_open_files: int  # 0 = inherit
     core_dumps: bool
-    memory_limit: int  # bytes a worker may own after a job before it is recycled, 0 = no limit
+    max_memory: int  # bytes a worker may own after a job before it is recycled, 0 = no limit
     owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
     fresh_modules: tuple = ()  # after a reload: job modules the child imports anew from disk
     module_path: tuple = ()

@@ -21,8 +21,9 @@ class Stats:
             self.metrics.job_finished(queue, outcome, seconds)
 
     def restarted(self, pool: str, reason: str) -> None:
-        """A worker was replaced: timeout, memory_limit, signal (killed by one), crash (exited, or
-        broke its pipe), max_jobs, max_time, memory, scaled down."""
+        """A worker was replaced. Killed while running a job: timeout, memory (past memory_limit_mb),
+        signal (killed by one from outside), crash (exited, or broke its pipe); could not start:
+        boot; recycled: max_jobs, max_time, max_memory (past max_memory_mb), scaled down."""
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.worker_restarted(pool, reason)
