@@ -15,11 +15,23 @@ from runtime.storage import NewJob, Outcome, open_storage
 from tests.conftest import END_STATES, REPO, jobrt, wait_for, write_config
 
 
-def test_init_writes_a_config_that_starts_and_refuses_to_overwrite(tmp_path):
+def test_init_writes_a_config_that_starts_and_refuses_to_overwrite(tmp_path, start_supervisor):
     path = tmp_path / "supervisor.toml"
     code, out, err = jobrt("init", path)
-    assert code == 0 and path.exists(), err
-    assert "#" in path.read_text()  # commented
+    assert code == 0 and path.exists() and (tmp_path / "myjobs.py").exists(), err
+    text = path.read_text()
+    assert "#" in text  # commented
+    if os.geteuid() == 0:  # as root a pool needs `user` or `run_as_root` (README): the one edit
+        assert text.count("run_as_root = false") == 1
+        path.write_text(text.replace("run_as_root = false", "run_as_root = true"))
+    supervisor = start_supervisor(path)  # READY=1, as systemd would see it
+    code, out, err = jobrt("enqueue", "--config", path, "myjobs:hello", "--args", '["world"]')
+    assert code == 0, err
+    job_id = int(out)
+    record = wait_for(lambda: (r := json.loads(jobrt("job", "--config", path, job_id, "--json")[1]))
+                      ["state"] in END_STATES and r, what="the example job to end")
+    assert (record["state"], record["result"]) == ("succeeded", "hello, world"), record
+    assert supervisor.stop() == 0, supervisor.output()
     code, _, err = jobrt("init", path)
     assert code == 2 and "exists" in err and "Traceback" not in err
 
