@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -140,6 +141,18 @@ def start_supervisor():
     yield start
     for supervisor in started:
         supervisor.discard()
+
+
+@pytest.fixture
+def seed() -> int:
+    """The seed of a test's random choices: JOBRT_TEST_SEED if set, else a fresh one.
+    Printed (pytest shows it with a failure) and given to the `random` module; tests that
+    take their own random.Random(seed) should also name it in their assertion messages."""
+    text = os.environ.get("JOBRT_TEST_SEED")
+    value = int(text) if text else int.from_bytes(os.urandom(4), "big")
+    print(f"seed={value} (rerun with JOBRT_TEST_SEED={value})")
+    random.seed(value)
+    return value
 
 
 @pytest.fixture(scope="session")
