@@ -54,12 +54,11 @@ class PoolLoop(EventLoop):
         super().__init__(relay=None)  # what calls print goes straight to the script's stdout and stderr
         self.config = config
         self.registry: dict = {}  # name -> PoolFunction; workers inherit it when they fork
-        self.outbox: list = []
         self.stats = Stats()
         # Left in the environment of everything a call starts, so what escaped its worker's
         # process group (setsid) is still found and killed when the pool ends.
         self.owner = f"pool:{os.getpid()}:{secrets.token_hex(4)}"
-        self.pool = WorkerPool(config, self.registry, self, self.outbox, self.stats, owner=self.owner,
+        self.pool = WorkerPool(config, self.registry, self, self.stats, owner=self.owner,
                                logger=pool_log)
         self.record = record
         self.inbox: deque = deque()
@@ -105,17 +104,14 @@ class PoolLoop(EventLoop):
     def run(self) -> None:
         pool = self.pool
         try:
-            while not (pool.stopping and not pool.workers):
+            while not pool.done:
                 self._turn()
         except BaseException as exc:  # noqa: BLE001 - a bug here must not strand the script
             self.failure = exc
             log.exception("pool: the loop failed; killing its workers")
-            pool.stopping = True
             pool.kill_all("the pool's loop failed")
             self._abort_all(f"the pool failed ({exc!r}); this call did not finish")
-            for worker in list(pool.workers.values()):
-                worker.child.kill()
-                os.waitpid(worker.pid, 0)
+            pool.wait_all_dead()
         finally:
             self.finish()
 
@@ -132,10 +128,7 @@ class PoolLoop(EventLoop):
             self._handle(inbox.popleft())
         now = time.monotonic()
         pool.enforce_deadlines(now)
-        if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
-            pool.kill_all("the pool closed and its workers did not stop in time")
-        if self.outbox:
-            self._settle()
+        self._settle(pool.take_outcomes())
         while self.retries and self.retries[0][0] <= now:
             _, _, job, batch, offsets = heapq.heappop(self.retries)
             self.waiting.appendleft((job, batch, offsets))
@@ -147,15 +140,14 @@ class PoolLoop(EventLoop):
         if self.progress:
             self._draw(now)
         if self.closing and not pool.stopping and not (self.waiting or self.runs or self.retries):
-            pool.begin_stop(now, STOP_GRACE)
+            pool.begin_stop(now, STOP_GRACE, "the pool closed and its workers did not stop in time")
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "batch":
             self._accept(message[1])
         elif kind == "function":  # workers forked before it was defined do not have it
-            for worker in list(self.pool.workers.values()):
-                self.pool.retire(worker, "new function")
+            self.pool.retire_all("new function")
         elif kind == "cancel":
             sink = message[1]
             self._unqueue(lambda batch: batch.sink is not sink)
@@ -170,7 +162,6 @@ class PoolLoop(EventLoop):
             self.closing = True
         elif kind == "kill":
             self.closing = True
-            self.pool.stopping = True
             self.pool.kill_all(message[1])
             self._abort_all(message[1])
 
@@ -184,7 +175,7 @@ class PoolLoop(EventLoop):
             job, batch, offsets = waiting.popleft()
             if batch.sink.start():
                 self.runs[job.id] = (job, batch, offsets)
-                self.pool.buffer.append(job)
+                self.pool.give((job,))
                 want -= 1
 
     # -- batches in ------------------------------------------------------------------
@@ -264,9 +255,7 @@ class PoolLoop(EventLoop):
         return orjson.dumps({"calls": calls, "timeout": timeout + (calls - 1) * each})
 
     # -- answers out -----------------------------------------------------------------
-    def _settle(self) -> None:
-        settled = self.outbox[:]
-        self.outbox.clear()
+    def _settle(self, settled: list) -> None:
         touched = set()
         for outcome in settled:
             entry = self.runs.pop(outcome.job_id, None)

@@ -23,13 +23,12 @@ READ_AHEAD = 0.01  # seconds of work (at the current rate) claimed beyond the fr
 
 
 class Exchange:
-    def __init__(self, owner: str, lease: float, pools, stats):
+    def __init__(self, owner: str, lease: float, stats):
         self.owner = owner
         self.lease = lease
-        self.pools = pools
         self.stats = stats
         self.storage = None  # set once opened
-        self.outbox: list = []  # shared with the pools, which append to it
+        self.outbox: list = []  # Outcomes taken from the pools, not yet written
         self.outbox_since = 0.0
         self.down_since: float | None = None
         self.outage_logged = False
@@ -44,16 +43,18 @@ class Exchange:
             nearest = min(nearest, self.retry_at)
         return nearest
 
-    def sync(self, now: float, force: bool = False) -> bool:
-        """Write waiting results and claim jobs, in as few transactions as possible."""
+    def sync(self, now: float, pools, force: bool = False) -> bool:
+        """Write the pools' results and claim jobs for them, in as few transactions as possible."""
         outbox = self.outbox
+        for pool in pools:
+            outbox += pool.take_outcomes()
         if outbox and not self.outbox_since:
             self.outbox_since = now
         if self.down_since is not None and now < self.retry_at and not force:
             return False
         self.stats.update_rate(now)
         extra = min(256, int(self.stats.rate * READ_AHEAD))
-        wants = [(pool, pool.wanted(extra)) for pool in self.pools]
+        wants = [(pool, pool.wanted(extra)) for pool in pools]
         wants = [(pool, want) for pool, want in wants if want > 0]
         flush = outbox and (force or len(outbox) >= FLUSH_BATCH or now - self.outbox_since >= FLUSH_DELAY)
         if not wants and not flush:
@@ -71,11 +72,10 @@ class Exchange:
                 if metrics is not None:
                     metrics.storage_round_trip("exchange", time.perf_counter() - started)
                 outbox.clear()
-                pool.buffer.extend(jobs)
+                pool.give(jobs)
                 if len(jobs) < want:
-                    pool.maybe_more = False
                     due = self.storage.next_due(queues)
-                    pool.due_at = None if due is None else now + max(0.0, due - wall)
+                    pool.no_more(None if due is None else now + max(0.0, due - wall))
             if outbox:
                 started = time.perf_counter()
                 self.storage.settle(self.owner, outbox)
@@ -88,7 +88,7 @@ class Exchange:
         self.outbox_since = 0.0
         self.recovered(now)
         if retry_at is not None:
-            for pool in self.pools:
+            for pool in pools:
                 pool.expect_due(now + max(0.0, retry_at - wall))
         return True
 

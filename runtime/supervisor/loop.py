@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import secrets
 import signal
@@ -65,10 +64,9 @@ class Supervisor(EventLoop):
 
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
-        self.pools: list[WorkerPool] = []
-        self.exchange = Exchange(self.owner, config.lease, self.pools, self.stats)
-        self.pools.extend(WorkerPool(pool, registry, self, self.exchange.outbox, self.stats, config.path,
-                                     self.owner) for pool in config.pools.values())
+        self.exchange = Exchange(self.owner, config.lease, self.stats)
+        self.pools = [WorkerPool(pool, registry, self, self.stats, config.path, self.owner)
+                      for pool in config.pools.values()]
         self.storage = None
         self.listener = None
         self.listener_fd = -1
@@ -93,12 +91,11 @@ class Supervisor(EventLoop):
         """Run until stopped by a signal. Returns the process exit status."""
         self._setup()
         try:
-            while not (self.stopping and not any(pool.workers for pool in self.pools)):
+            while not (self.stopping and all(pool.done for pool in self.pools)):
                 self._turn()
         except BaseException:
             log.exception("supervisor failed; stopping its workers and returning their jobs")
             for pool in self.pools:
-                pool.stopping = True
                 pool.kill_all("the supervisor failed")
             self._finish()
             return 1
@@ -156,8 +153,7 @@ class Supervisor(EventLoop):
             self.watch_call(self.listener_fd, lambda _mask: self._drain_listener())
 
     def _drain_listener(self) -> None:
-        for pool in self.pools:
-            pool.maybe_more = True
+        self._wake_pools()
         try:
             self.listener.drain()
         except StorageError as exc:
@@ -175,7 +171,7 @@ class Supervisor(EventLoop):
     def _finish(self) -> None:
         sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
         for attempt in range(3):
-            if self.exchange.sync(time.monotonic(), force=True):
+            if self.exchange.sync(time.monotonic(), self.pools, force=True):
                 break
             time.sleep(0.2 * (attempt + 1))
         if self.exchange.outbox:
@@ -203,10 +199,7 @@ class Supervisor(EventLoop):
             self._handle_signals(now)
         for pool in self.pools:
             pool.enforce_deadlines(now)
-            if pool.stopping and pool.grace_deadline is not None and now >= pool.grace_deadline:
-                pool.kill_all(f"the supervisor stopped and the grace period "
-                              f"({pool.config.grace:g} s) ran out")
-        self.exchange.sync(now)
+        self.exchange.sync(now, self.pools)
         for pool in self.pools:
             pool.dispatch(now)
             pool.manage(now)
@@ -226,16 +219,11 @@ class Supervisor(EventLoop):
             check, self.import_check = self.import_check, None
             self.unwatch_fd(check.child.pidfd)
             self._reject_reload(check.abandon())
-        if any(pool.retired and not pool.workers for pool in self.pools):
-            self.pools[:] = [p for p in self.pools if not (p.retired and not p.workers)]
-        for pool in self.pools:
-            if pool.due_at is not None and now >= pool.due_at:
-                pool.due_at = None
-                pool.maybe_more = True
+        if any(pool.retired and pool.done for pool in self.pools):
+            self.pools = [pool for pool in self.pools if not (pool.retired and pool.done)]
         if now >= self.next_poll:
             self.next_poll = now + self.config.poll
-            for pool in self.pools:
-                pool.maybe_more = True
+            self._wake_pools()
             if self.listener is None and not self.exchange.down:
                 self._listen()
         if self.metrics_server is not None:
@@ -275,7 +263,7 @@ class Supervisor(EventLoop):
         self._kill_strays()
 
     def _kill_strays(self) -> None:
-        known = {pid for pool in self.pools for pid in pool.workers}
+        known = {pid for pool in self.pools for pid in pool.pids()}
         if self.import_check is not None:
             known.add(self.import_check.pid)
         strays = process.kill_strays(known)
@@ -285,14 +273,7 @@ class Supervisor(EventLoop):
 
     def _heartbeat(self, wall: float) -> None:
         self._kill_strays()
-        workers = []
-        for pool in self.pools:
-            for worker in pool.workers.values():
-                try:
-                    worker.rss = psutil.Process(worker.pid).memory_info().rss
-                except psutil.Error:
-                    pass
-            workers.extend(pool.describe_workers())
+        workers = [worker for pool in self.pools for worker in pool.describe_workers()]
         info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
                 "restarts": self.stats.restarts,
                 "pools": {p.config.name: {"queues": list(p.config.queues), "workers": p.target}
@@ -315,9 +296,8 @@ class Supervisor(EventLoop):
         """One line for `systemctl status`: workers busy/total, throughput, outage."""
         busy = total = 0
         for pool in self.pools:
-            for worker in pool.workers.values():
-                total += 1
-                busy += bool(worker.runs)
+            pool_busy, pool_total = pool.busy()
+            busy, total = busy + pool_busy, total + pool_total
         line = f"{busy}/{total} workers busy, {self.stats.rate:.1f} jobs/s, {self.stats.done} jobs done"
         if self.stopping:
             line = "stopping: " + line
@@ -334,8 +314,11 @@ class Supervisor(EventLoop):
 
     def _rescued(self, count: int) -> None:
         if count:
-            for pool in self.pools:
-                pool.maybe_more = True
+            self._wake_pools()
+
+    def _wake_pools(self) -> None:
+        for pool in self.pools:
+            pool.wake()
 
     # -- signals --------------------------------------------------------------------
     def _read_signals(self, sock) -> None:
@@ -360,20 +343,22 @@ class Supervisor(EventLoop):
                         self.import_check = None
                     for pool in self.pools:
                         if not pool.stopping:
-                            pool.begin_stop(now, pool.config.grace)
+                            grace = pool.config.grace
+                            pool.begin_stop(now, grace, f"the supervisor stopped and the grace period "
+                                                        f"({grace:g} s) ran out")
                         else:  # retired by a reload, its jobs had no deadline: now they have
-                            pool.grace_deadline = min(pool.grace_deadline, now + pool.config.grace)
+                            pool.hurry(now)
                 else:
                     log.info("%s again: stopping now", signal.Signals(signum).name)
                     for pool in self.pools:
                         pool.kill_all(f"the supervisor was told again to stop ({signal.Signals(signum).name})")
             elif signum == signal.SIGTTIN and not self.stopping:
                 for pool in self.pools:
-                    pool.target += 1
+                    pool.resize(+1)
                 log.info("SIGTTIN: one more worker per pool")
             elif signum == signal.SIGTTOU and not self.stopping:
                 for pool in self.pools:
-                    pool.target = max(1, pool.target - 1)
+                    pool.resize(-1)
                 log.info("SIGTTOU: one worker fewer per pool")
             elif signum == signal.SIGHUP and not self.stopping:
                 self._reload(now)
@@ -410,7 +395,7 @@ class Supervisor(EventLoop):
             return
         self.job_names = names
         try:
-            fresh = [WorkerPool(pool, self.registry, self, self.exchange.outbox, self.stats, config.path,
+            fresh = [WorkerPool(pool, self.registry, self, self.stats, config.path,
                                 self.owner, config.modules, config.module_path)
                      for pool in config.pools.values()]
         except ConfigError as exc:
@@ -427,9 +412,8 @@ class Supervisor(EventLoop):
         the one each is running finishes (bounded by its own timeout), never cut short."""
         for pool in self.pools:
             if not pool.stopping:
-                pool.retired = True
-                pool.begin_stop(now, math.inf)
-        self.pools.extend(fresh)
+                pool.retire_for_reload(now)
+        self.pools = self.pools + fresh
         self.config = config
         self._use_lease(config.lease)
         # a shorter lease must be renewed before the next heartbeat the old one planned

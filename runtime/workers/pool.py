@@ -15,10 +15,13 @@ as run: if its worker dies or is recycled, it goes back to the buffer.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
 from collections import deque
+
+import psutil
 
 from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.process import describe_exit, owned_bytes, read_ready, spawn
@@ -40,7 +43,11 @@ EWMA = 0.2
 
 
 class WorkerPool:
-    def __init__(self, config, registry, loop, outbox: list, stats, config_path: str | None = None,
+    """One pool of workers. Only its own methods change its fields; its owner (the supervisor's
+    loop, or the embedded Pool's) asks: `wanted()` how many jobs it can take now, `give(jobs)`
+    them, `take_outcomes()` how the runs ended, `begin_stop()`, `kill_all()`."""
+
+    def __init__(self, config, registry, loop, stats, config_path: str | None = None,
                  owner: str = "", fresh_modules: tuple = (), module_path: tuple = (), logger=log):
         self.config = config
         self.log = logger
@@ -48,8 +55,8 @@ class WorkerPool:
             owner=owner, fresh_modules=fresh_modules, module_path=module_path)
         self.retired = False  # replaced by a reload: stops, then goes
         self.registry = registry
-        self.loop = loop  # watch/unwatch/want_write callbacks of the supervisor
-        self.outbox = outbox  # Outcomes waiting to be written
+        self.loop = loop  # the selector: watch/unwatch/want_write, relay_output
+        self._outcomes: list = []  # how runs ended, until the owner takes them
         self.stats = stats
         self.target = config.workers
         self.workers: dict[int, Worker] = {}
@@ -59,10 +66,58 @@ class WorkerPool:
         self.due_at: float | None = None
         self.stopping = False
         self.grace_deadline: float | None = None
+        self.late = ""  # why running jobs are killed when the grace runs out
         self.failed_boots = 0
         self.spawn_after = 0.0
         self.next_memory_check = 0.0
         self.parent_pid = os.getpid()
+
+    # -- what the owner asks -------------------------------------------------
+    def give(self, jobs) -> None:
+        """Jobs for this pool's workers, in the order they should start."""
+        self.buffer.extend(jobs)
+
+    def no_more(self, due_at: float | None) -> None:
+        """Storage has no more jobs for this pool now; the next is due at `due_at` (monotonic)."""
+        self.maybe_more = False
+        self.due_at = due_at
+
+    def wake(self) -> None:
+        """There may be new jobs: ask for some at the next chance."""
+        self.maybe_more = True
+
+    def take_outcomes(self) -> list:
+        """How the runs ended since the last call (Outcomes, oldest first)."""
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def resize(self, delta: int) -> None:
+        """One worker more (+1) or fewer (-1); never fewer than one."""
+        self.target = max(1, self.target + delta)
+
+    def retire_for_reload(self, now: float) -> None:
+        """Replaced by a reload: take no new job; running ones finish within their timeout."""
+        self.retired = True
+        self.begin_stop(now, math.inf, "")
+
+    def hurry(self, now: float) -> None:
+        """The supervisor is stopping: a pool retired by a reload gets its grace from now."""
+        if self.grace_deadline is not None:
+            self.grace_deadline = min(self.grace_deadline, now + self.config.grace)
+            self.late = (f"the supervisor stopped and the grace period ({self.config.grace:g} s) "
+                         "ran out")
+
+    @property
+    def done(self) -> bool:
+        """Stopped, and every worker is gone."""
+        return self.stopping and not self.workers
+
+    def pids(self) -> list[int]:
+        return list(self.workers)
+
+    def busy(self) -> tuple[int, int]:
+        """(workers running a job, workers)."""
+        return sum(1 for worker in self.workers.values() if worker.runs), len(self.workers)
 
     # -- workers ----------------------------------------------------------
     def spawn_worker(self, now: float) -> Worker:
@@ -76,6 +131,21 @@ class WorkerPool:
         self.loop.watch(worker, self)
         self.log.info("pool %s: worker %d started", cfg.name, child.pid)
         return worker
+
+    def retire_all(self, reason: str) -> None:
+        """Recycle every worker (each finishes its current job first)."""
+        for worker in list(self.workers.values()):
+            self.retire(worker, reason)
+
+    def wait_all_dead(self) -> None:
+        """Kill every worker and wait for each to be gone: for when no loop is left to hear
+        their deaths."""
+        for worker in list(self.workers.values()):
+            worker.child.kill()
+            try:
+                os.waitpid(worker.pid, 0)
+            except ChildProcessError:
+                pass
 
     def retire(self, worker: Worker, reason: str) -> None:
         """Ask a worker to finish its current job, hand back the rest and exit."""
@@ -94,7 +164,7 @@ class WorkerPool:
         self.stats.restarted(self.config.name, reason)
 
     def send(self, worker: Worker, data: bytes) -> None:
-        if worker.write(data) and not worker.writing:
+        if worker.write(data):
             self.loop.want_write(worker, True, self)
 
     def on_writable(self, worker: Worker) -> None:
@@ -141,7 +211,7 @@ class WorkerPool:
         self.loop.unwatch_reader(worker)
         if worker.runs and not worker.killed:
             run = worker.runs.popleft()
-            self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None, time.time(),
+            self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None, time.time(),
                                                 retry_rules.CRASH))
             self.stats.finished(run.job.queue, "crashed", now - run.started)
         self.kill(worker, "crash")
@@ -183,7 +253,7 @@ class WorkerPool:
                 else:
                     outcome = retry_rules.errored(job, run.options, self.config, error, tb, wall)
                 self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error)
-            self.outbox.append(outcome)
+            self._outcomes.append(outcome)
             self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
             self.failed_boots = 0
         if worker.runs:
@@ -198,7 +268,7 @@ class WorkerPool:
     def _give_back(self, job, wall: float) -> None:
         """A job sent but never started: back to the buffer, or to storage when stopping."""
         if self.stopping:
-            self.outbox.append(retry_rules.returned(job, wall))
+            self._outcomes.append(retry_rules.returned(job, wall))
         else:
             self.buffer.appendleft(job)
 
@@ -235,7 +305,7 @@ class WorkerPool:
                 elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
                     error += " (its loop failed: did the job close or write to the worker's pipes?)"
                 reason = retry_rules.SIGNAL if os.WIFSIGNALED(status) else retry_rules.CRASH
-                self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None,
+                self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None,
                                                     time.time(), reason))
                 self.stats.finished(run.job.queue, "crashed", now - run.started)
                 self.log.warning("pool %s: worker %d %s while running job %d (%s)",
@@ -257,7 +327,13 @@ class WorkerPool:
         return delay
 
     def enforce_deadlines(self, now: float) -> None:
-        """Kill workers whose job overran its timeout, or grew past memory_limit_mb."""
+        """Kill workers whose job overran its timeout, or grew past memory_limit_mb; when
+        stopping past the grace, kill them all. Past the next due time, ask for jobs."""
+        if self.due_at is not None and now >= self.due_at:
+            self.due_at = None
+            self.maybe_more = True
+        if self.stopping and self.grace_deadline is not None and now >= self.grace_deadline:
+            self.kill_all(self.late)
         limit = self.config.memory_limit_mb << 20
         sample = limit and now >= self.next_memory_check
         if sample:
@@ -282,7 +358,7 @@ class WorkerPool:
             return
         self.kill(worker, why)
         worker.runs.popleft()
-        self.outbox.append(retry_rules.errored(run.job, run.options, self.config, error, None,
+        self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None,
                                             time.time(), reason))
         self.stats.finished(run.job.queue, reason, now - run.started)
         self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
@@ -371,18 +447,22 @@ class WorkerPool:
             self.spawn_worker(now)
             active += 1
 
-    def begin_stop(self, now: float, grace: float) -> None:
+    def begin_stop(self, now: float, grace: float, late: str) -> None:
+        """Take no new job; running ones get `grace` seconds, then are killed, `late` saying why."""
         self.stopping = True
         self.grace_deadline = now + grace
+        self.late = late
         wall = time.time()
         while self.buffer:
-            self.outbox.append(retry_rules.returned(self.buffer.popleft(), wall))
+            self._outcomes.append(retry_rules.returned(self.buffer.popleft(), wall))
         for worker in self.workers.values():
             if worker.retiring is None and not worker.killed:
                 self.retire(worker, "stop")
 
     def kill_all(self, why: str) -> None:
-        """Kill every worker now; their running jobs go back to pending, not counted as tried."""
+        """Stop, killing every worker now; their running jobs go back to pending, not counted
+        as tried."""
+        self.stopping = True
         wall = time.time()
         for worker in self.workers.values():
             if worker.killed:
@@ -391,7 +471,7 @@ class WorkerPool:
             worker.child.kill()
             if worker.runs:
                 run = worker.runs.popleft()
-                self.outbox.append(retry_rules.returned(run.job, wall, f"interrupted: {why}"))
+                self._outcomes.append(retry_rules.returned(run.job, wall, f"interrupted: {why}"))
             self._requeue(worker)
 
     def held(self):
@@ -403,8 +483,10 @@ class WorkerPool:
                     yield run.job
 
     def next_timer(self, now: float) -> float:
-        """The nearest moment (monotonic) this pool needs a turn: a deadline, a memory check,
-        a recycle, a respawn."""
+        """The nearest moment (monotonic) this pool needs a turn: outcomes to hand over, a
+        deadline, a memory check, a recycle, a respawn."""
+        if self._outcomes:
+            return now
         nearest = float("inf")
         for worker in self.workers.values():
             if worker.runs and not worker.killed:
@@ -421,6 +503,12 @@ class WorkerPool:
         return nearest
 
     def describe_workers(self) -> list[dict]:
+        """One entry per worker for heartbeats (`jobrt status`), with its memory read now."""
+        for worker in self.workers.values():
+            try:
+                worker.rss = psutil.Process(worker.pid).memory_info().rss
+            except psutil.Error:
+                pass
         busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731
         return [{"pid": w.pid, "pool": self.config.name,
                  "state": w.killed and "killed" or w.retiring and "stopping" or busy(w),

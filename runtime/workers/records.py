@@ -35,7 +35,7 @@ class Worker:
     """The supervisor's record of one worker process."""
 
     __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
-                 "retiring", "killed", "said_bye", "boot_error", "rss", "writing")
+                 "retiring", "killed", "said_bye", "boot_error", "rss")
 
     def __init__(self, child: Child, max_jobs: int, retire_at: float):
         self.child = child
@@ -50,7 +50,6 @@ class Worker:
         self.said_bye = False
         self.boot_error: str | None = None  # why it could not start, as it reported
         self.rss = 0
-        self.writing = False
 
     @property
     def pid(self) -> int:

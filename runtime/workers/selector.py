@@ -20,7 +20,8 @@ from runtime.workers.records import Worker
 class EventLoop:
     def __init__(self, relay):
         self.selector = selectors.DefaultSelector()
-        self.relay = relay  # where what jobs print goes (a joblog.OutputRelay); None: not captured
+        self.relay = relay  # where what jobs print goes (an OutputRelay); None: not captured
+        self.writing: set[int] = set()  # pipes to workers with bytes waiting to be written
 
     def watch(self, worker: Worker, pool: WorkerPool) -> None:
         self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
@@ -45,11 +46,12 @@ class EventLoop:
 
     def want_write(self, worker: Worker, on: bool, pool: WorkerPool | None = None) -> None:
         fd = worker.child.to_child
-        if on and not worker.writing:
+        if on and fd not in self.writing:
             self.selector.register(fd, selectors.EVENT_WRITE, ("write", worker, pool))
-        elif not on and worker.writing:
+            self.writing.add(fd)
+        elif not on and fd in self.writing:
             self.selector.unregister(fd)
-        worker.writing = on
+            self.writing.discard(fd)
 
     def unwatch(self, worker: Worker) -> None:
         self.unwatch_reader(worker)
