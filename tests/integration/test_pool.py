@@ -180,12 +180,14 @@ def test_an_unpicklable_exception_still_reports_its_text_and_traceback():
 
 
 def test_a_hung_call_is_killed_at_its_timeout_and_only_it_fails():
-    with Pool(2, timeout=0.5, errors="return") as pool:
+    # Every call shares the timeout: it is thousands of times what the others take, so only
+    # a machine stalled for seconds could kill one (the hung call costs about twice it).
+    with Pool(2, timeout=3, errors="return") as pool:
         results = list(pool.map(hang_on(57), range(200)))
         stats = pool.stats
     failed = {i: r for i, r in enumerate(results) if isinstance(r, JobFailed)}
     assert list(failed) == [57]
-    assert failed[57].reason == "timeout" and "timed out after 0.5 s" in failed[57].error
+    assert failed[57].reason == "timeout" and "timed out after 3 s" in failed[57].error
     assert [r for r in results if not isinstance(r, JobFailed)] == [x for x in range(200) if x != 57]
     assert stats["restarts"]["timeout"] >= 1
 
@@ -316,19 +318,22 @@ def test_an_abandoned_map_stops_feeding(tmp_path):
 
 
 def test_a_cancelled_future_never_runs(tmp_path):
-    gate = tmp_path / "gate"
-    ran = tmp_path / "ran"
+    started, gate, ran = tmp_path / "started", tmp_path / "gate", tmp_path / "ran"
 
     def wait_for_gate(_):
-        while not gate.exists():
-            time.sleep(0.01)
+        started.touch()
+        wait_for(gate.exists, SAFETY, "the test to open the gate")
+        return "released"
 
     with Pool(1) as pool:
         blocker = pool.submit(wait_for_gate, 0)
+        # Submitted while the only worker runs a call of unknown length: a busy pool takes
+        # nothing more (nothing is sent ahead), so this call is still queued when cancelled.
+        wait_for(started.exists, what="the blocking call to start")
         later = pool.submit(lambda: ran.touch())
-        assert later.cancel()
+        assert later.cancel(), "a queued call could not be cancelled"
         gate.touch()
-        blocker.result(SAFETY)
+        assert blocker.result(SAFETY) == "released"
     assert later.cancelled() and not ran.exists()
 
 
@@ -423,12 +428,14 @@ def test_bad_calls_are_refused_at_once():
 
 
 def nap(x):
-    time.sleep(0.1)  # the work: well within the timeout on its own
+    time.sleep(0.2)  # the work: a fifth of the timeout on its own
     return x
 
 
 def test_calls_within_their_timeout_are_not_killed_for_sharing_a_chunk():
-    with Pool(1, timeout=0.3) as pool:
+    # 8 naps of 0.2 s take 1.6 s together, past the 1 s timeout a lone call gets; the chunk
+    # gets the timeout plus as much again for each other call, 8 s (6 s to spare).
+    with Pool(1, timeout=1) as pool:
         assert list(pool.map(nap, range(8), chunksize=8)) == list(range(8))
         assert pool.stats["restarts"] == {}
 
@@ -472,14 +479,19 @@ def inner_pool(n, pid_dir=None, hang=False):
         return doubled(x)
 
     with Pool(2) as inner:
+        if hang:  # once both inner workers run a call, grow past the outer memory_limit_mb
+            running = [inner.submit(work, x) for x in range(n)]  # noqa: F841 - they never end
+            wait_for(lambda: len(os.listdir(pid_dir)) == 2, SAFETY, "both inner workers to start")
+            grow_forever(400)
         return sum(inner.map(work, range(n), chunksize=1))
 
 
 def test_a_pool_inside_a_call_works_and_its_workers_die_with_the_call(tmp_path):
-    with Pool(2, timeout=5, errors="return") as pool:
+    with Pool(2) as pool:
         assert list(pool.map(inner_pool, [10, 100])) == [90, 9900]
+    with Pool(1, memory_limit_mb=150, errors="return") as pool:  # the call is killed mid-run
         [hung] = pool.map(inner_pool, [2], [tmp_path], [True])
-    assert hung.reason == "timeout"
+    assert hung.reason == "memory"
     inner_workers = [int(name) for name in os.listdir(tmp_path)]
     assert len(inner_workers) == 2
     # They die with the thread that forked them (PR_SET_PDEATHSIG), which the SIGKILL ended.
