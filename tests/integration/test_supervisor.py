@@ -69,13 +69,15 @@ def test_a_busy_pool_claims_nothing_so_later_high_priority_jobs_go_first(
     config = write_config(tmp_path, pools={"default": {"workers": 1}})
     start_supervisor(config)
     q = queue_for(config)
-    log = tmp_path / "runs.log"
-    busy = q.enqueue("jobs.examples:sleep", 0.5)
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    busy = q.enqueue("jobs.examples:wait_for_file", str(gate))  # busy until the test opens the gate
     wait_for(lambda: q.status(busy).state == "running", what="the worker to be busy")
     low = q.enqueue_many([("jobs.examples:append_line", (str(log), "low"), {}, {"_queue": "low"})] * 3)
     high = q.enqueue("jobs.examples:append_line", str(log), "high", _queue="high")
-    for job_id in low + [high]:
-        finished(q, job_id)
+    assert [q.status(job_id).state for job_id in low + [high]] == ["pending"] * 4  # none claimed
+    gate.touch()
+    for job_id in [busy] + low + [high]:
+        assert finished(q, job_id).state == "succeeded"
     assert [text for text, *_ in run_lines(log)] == ["high", "low", "low", "low"]
 
 
@@ -97,7 +99,7 @@ def test_timeout_kills_what_the_job_spawned(tmp_path, start_supervisor, queue_fo
     start_supervisor(config)
     q = queue_for(config)
     pid_file = tmp_path / "grandchild.pid"
-    job_id = q.enqueue("jobs.examples:spawn_and_hang", str(pid_file), _timeout=1)
+    job_id = q.enqueue("jobs.examples:spawn_and_hang", str(pid_file), _timeout=3)  # time to write it
     assert "timed out" in finished(q, job_id).error
     grandchild = int(pid_file.read_text())
     wait_for(lambda: not alive(grandchild), 10, "the job's child to die")
@@ -243,12 +245,12 @@ def test_workers_die_with_a_killed_supervisor_and_a_restart_rescues_at_once(
 
 
 def test_idle_pickup_is_woken_not_polled(tmp_path, start_supervisor, queue_for):
-    # With a 600 s poll, only the wake-up datagram can start the job within the test's timeout.
+    # With a 600 s poll, only the wake-up datagram can start the job within finished()'s 30 s.
     config = write_config(tmp_path, storage={"poll": 600})
     start_supervisor(config)
     q = queue_for(config)
     for _ in range(3):
-        assert finished(q, q.enqueue("jobs.examples:add", 1, 2), timeout=10).result == 3
+        assert finished(q, q.enqueue("jobs.examples:add", 1, 2)).result == 3
 
 
 def test_delayed_job_waits_for_its_time(tmp_path, start_supervisor, queue_for):
@@ -256,7 +258,7 @@ def test_delayed_job_waits_for_its_time(tmp_path, start_supervisor, queue_for):
     start_supervisor(config)
     q = queue_for(config)
     job_id = q.enqueue("jobs.examples:stamp", _delay=0.5)
-    record = finished(q, job_id, timeout=10)
+    record = finished(q, job_id)  # 30 s: far less than the 600 s poll
     assert record.result >= record.available_at
 
 
@@ -309,7 +311,6 @@ def test_a_leaking_job_is_recycled_by_owned_memory_and_nothing_is_lost(tmp_path,
 
 def test_storage_locked_for_a_while_pauses_and_resumes_by_itself(tmp_path, start_supervisor, queue_for):
     import sqlite3
-    import time
 
     config = write_config(tmp_path)
     q = queue_for(config)
@@ -319,7 +320,7 @@ def test_storage_locked_for_a_while_pauses_and_resumes_by_itself(tmp_path, start
     wait_for(lambda: len(run_lines(log)) >= 20, what="the run to be under way")
     blocker = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # no other writer until it ends: storage is read-only
-    time.sleep(1.5)  # the outage itself, not a wait for an event
+    wait_for(lambda: "storage unavailable" in supervisor.output(), what="the supervisor to notice")
     blocker.execute("COMMIT")
     blocker.close()
     for job_id in ids:
