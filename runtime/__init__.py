@@ -6,9 +6,9 @@ supervised worker pool embedded in a script), and, inside a running job,
 """
 
 from runtime.client import Queue, connect
-from runtime.job_context import attempt, fail, job_id, release
-from runtime.errors import ConfigError, JobFailed, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
 from runtime.embedded.pool import Pool
+from runtime.errors import ConfigError, JobFailed, JobNotFound, JobrtError, PayloadError, StorageError, UnknownJob
+from runtime.job_context import attempt, fail, job_id, release
 from runtime.registry import job
 
 __all__ = [

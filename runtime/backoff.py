@@ -15,9 +15,10 @@ normalized policy and the number of the attempt that just failed into seconds.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import random
+
+from runtime.numbers import NumberRule, show
 
 EXPONENTIAL_DEFAULTS = {"factor": 2, "max": 3600, "jitter": 0.5}
 EXPONENTIAL_KEYS = ("base", "factor", "max", "jitter")
@@ -40,18 +41,15 @@ def check_backoff(value):
     Numbers stay numbers, lists stay lists (a copy), and an exponential table
     gets its defaults filled in (factor 2, max 3600 seconds, jitter 0.5).
     """
-    if _is_number(value):
-        return _number(value, "backoff", "a number of seconds >= 0", lambda x: x >= 0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(value, "backoff", _SECONDS)
     if isinstance(value, list):
         if not value:
             raise ValueError(f"backoff must be {_FORMS}, got an empty list")
-        return [
-            _number(item, f"backoff item {i}", "a number of seconds >= 0", lambda x: x >= 0)
-            for i, item in enumerate(value, 1)
-        ]
+        return [_number(item, f"backoff item {i}", _SECONDS) for i, item in enumerate(value, 1)]
     if isinstance(value, dict):
         return _check_exponential(value)
-    raise ValueError(f"backoff must be {_FORMS}, got {_show(value)}")
+    raise ValueError(f"backoff must be {_FORMS}, got {show(value)}")
 
 
 def _check_exponential(table: dict) -> dict:
@@ -59,15 +57,15 @@ def _check_exponential(table: dict) -> dict:
         if key not in EXPONENTIAL_KEYS:
             close = difflib.get_close_matches(str(key), EXPONENTIAL_KEYS, n=1)
             hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(EXPONENTIAL_KEYS)
-            raise ValueError(f"backoff has an unknown key {_show(key)}, {hint}")
+            raise ValueError(f"backoff has an unknown key {show(key)}, {hint}")
     if "base" not in table:
         raise ValueError('backoff table needs "base" (seconds > 0) for an exponential policy')
     policy = {**EXPONENTIAL_DEFAULTS, **table}
     return {
-        "base": _number(policy["base"], "backoff base", "a number of seconds > 0", lambda x: x > 0),
-        "factor": _number(policy["factor"], "backoff factor", "a number >= 1", lambda x: x >= 1),
-        "max": _number(policy["max"], "backoff max", "a number of seconds > 0", lambda x: x > 0),
-        "jitter": _number(policy["jitter"], "backoff jitter", "a number from 0 to 1", lambda x: 0 <= x <= 1),
+        "base": _number(policy["base"], "backoff base", _POSITIVE_SECONDS),
+        "factor": _number(policy["factor"], "backoff factor", NumberRule(minimum=1)),
+        "max": _number(policy["max"], "backoff max", _POSITIVE_SECONDS),
+        "jitter": _number(policy["jitter"], "backoff jitter", NumberRule(minimum=0, maximum=1)),
     }
 
 
@@ -98,30 +96,14 @@ def backoff_delay(policy, attempt: int, rng: random.Random | None = None) -> flo
     return min(max(delay, 0.0), cap)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_SECONDS = NumberRule(minimum=0, unit="seconds")
+_POSITIVE_SECONDS = NumberRule(minimum=0, above=True, unit="seconds")
 
 
-def _number(value, what: str, expected: str, ok):
-    if not _is_number(value) or not _finite(value) or not ok(value):
-        raise ValueError(f"{what} must be {expected}, got {_show(value)}")
+def _number(value, what: str, rule: NumberRule):
+    """The value as given (an int stays an int), if `rule` admits it."""
+    try:
+        rule.check(value)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
     return value
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _show(value) -> str:
-    """A short one-line rendering of a bad value for an error message."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # inf, -inf, nan: as TOML spells them
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (ValueError, TypeError, RecursionError):
-        text = f"a {type(value).__name__}"
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -9,18 +9,16 @@ import difflib
 import hashlib
 import time
 
-import orjson
-
-from runtime.backoff import check_backoff
 from runtime.config.load import load_config
-from runtime.config.settings import is_queue_name
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
+from runtime.options import JobOptions, check_option
 from runtime.payload import dump_payload
 from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
 from runtime.storage.base import JobRecord, NewJob
 
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
+# (their rules are runtime.options': the same as @job's and the pools' defaults)
 
 
 def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
@@ -34,15 +32,6 @@ def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
     storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
     return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path,
                  pools={name: pool.queues for name, pool in cfg.pools.items()})
-
-
-def _number(option: str, value, minimum: float = 0, integer: bool = False, above: bool = False):
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value != value \
-            or value < minimum or (above and value == minimum) or value in (float("inf"), float("-inf")):
-        bound = f"> {minimum}" if above else f">= {minimum}"
-        raise PayloadError(f"{option} must be a {'whole ' if integer else ''}number {bound}, got {value!r:.40}")
-    return value
 
 
 class Queue:
@@ -101,46 +90,25 @@ class Queue:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise PayloadError(f"job {spec.name}: unknown enqueue option{'s' * (len(unknown) > 1)} "
                                f"{', '.join(repr(name)[:40] for name in unknown)}{hint}; known: {', '.join(_OPTIONS)}")
-        queue = options.get("_queue") or spec.queue
-        if not isinstance(queue, str) or not is_queue_name(queue):
-            raise PayloadError(f"job {spec.name}: _queue must be a queue name (printable, no spaces, "
-                               f"at most 200 characters), got {queue!r:.60}")
-        self._check_served(spec, queue)
-        delay = _number("_delay", options.get("_delay", 0))
-        stored = {}
-        timeout = options.get("_timeout", spec.timeout)
-        if timeout is not None:
-            stored["timeout"] = _number("_timeout", timeout, above=True)
-        tries = options.get("_tries", spec.tries)
-        if tries is not None:
-            stored["tries"] = _number("_tries", tries, 1, integer=True)
-        backoff = options.get("_backoff", spec.backoff)
-        if backoff is not None:
+        given = {}
+        for option, value in options.items():
             try:
-                stored["backoff"] = check_backoff(backoff)
+                given[option[1:]] = check_option(option[1:], value)
             except ValueError as exc:
-                raise PayloadError(f"job {spec.name}: _backoff: {exc}") from None
-        retry_until = options.get("_retry_until", spec.retry_until)
-        if retry_until is not None:
-            stored["retry_until"] = now + _number("_retry_until", retry_until)
+                raise PayloadError(f"job {spec.name}: {option} {exc}") from None
+        queue = given.get("queue", spec.queue)
+        self._check_served(spec, queue)
+        retry_until = given.get("retry_until", spec.retry_until)
+        stored = JobOptions(timeout=given.get("timeout", spec.timeout), tries=given.get("tries", spec.tries),
+                            backoff=given.get("backoff", spec.backoff),
+                            retry_until=None if retry_until is None else now + retry_until)
         payload = dump_payload(spec.name, args, kwargs)
-        unique = options.get("_unique")
-        if unique is None and spec.unique:
+        unique = given.get("unique", spec.unique)
+        if unique is True:  # the job's name and arguments are the key
             unique = f"{spec.name}:{hashlib.sha1(payload).hexdigest()}"
-        priority = options.get("_priority", spec.priority)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not -2**31 <= priority < 2**31:
-            raise PayloadError(f"job {spec.name}: _priority must be a 32-bit integer, got {priority!r:.40}")
-        try:
-            stored_options = orjson.dumps(stored) if stored else None
-        except TypeError as exc:  # e.g. an integer beyond 64 bits
-            raise PayloadError(f"job {spec.name}: an option cannot be stored ({exc})") from None
-        if unique is not None:
-            unique = str(unique)
-            if not _encodable(unique):
-                raise PayloadError(f"job {spec.name}: _unique must be text without lone surrogates, "
-                                   f"got {unique!r:.60}")
-        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + delay,
-                      priority=priority, options=stored_options, unique_key=unique)
+        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
+                      priority=given.get("priority", spec.priority), options=stored.encode(),
+                      unique_key=unique or None)
 
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
@@ -186,12 +154,3 @@ class Queue:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.storage.counts(time.time())
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-

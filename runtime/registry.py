@@ -15,8 +15,8 @@ from typing import Callable
 
 import orjson
 
-from runtime.backoff import check_backoff
 from runtime.errors import ConfigError, UnknownJob
+from runtime.options import check_option
 from runtime.payload import dump_result
 
 ATTR = "__jobrt__"
@@ -34,7 +34,7 @@ class JobSpec:
     backoff: object = None
     priority: int = 0
     retry_until: float | None = None  # seconds after enqueue
-    unique: bool = False
+    unique: bool | str = False  # True: one live job per name and arguments; a text: that key
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -42,37 +42,27 @@ class JobSpec:
         return dump_result(self.func(*args, **kwargs))
 
 
-def _check_number(option: str, value, minimum: float, integer: bool = False):
-    kind = int if integer else (int, float)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
-        what = "an integer" if integer else "a number of seconds"
-        raise ValueError(f"@job {option}= must be {what} >= {minimum}, got {value!r}")
-    return value
-
-
 def job(func: Callable | None = None, *, name: str | None = None, queue: str = "default",
         timeout: float | None = None, tries: int | None = None, backoff=None, priority: int = 0,
         retry_until: float | None = None, unique: bool = False):
-    """Register a function as a jobrt job. Usable bare (`@job`) or with options."""
+    """Register a function as a jobrt job. Usable bare (`@job`) or with options, checked
+    here by the rules enqueue overrides and pool defaults share: a bad one fails the import
+    of the job's module, naming the option."""
+    given = {"queue": queue, "timeout": timeout, "tries": tries, "backoff": backoff, "priority": priority,
+             "retry_until": retry_until, "unique": unique}
+    checked = {}
+    for option, value in given.items():
+        try:
+            checked[option] = None if value is None else check_option(option, value)
+        except ValueError as exc:
+            raise ValueError(f"@job({option}=...): {exc}") from None
+    if name is not None and (not isinstance(name, str) or not name or not name.isprintable()):
+        raise ValueError(f"@job(name=...): must be a printable, non-empty job name, got {name!r:.60}")
 
     def wrap(fn: Callable) -> Callable:
         if not callable(fn):
             raise TypeError(f"@job decorates functions, got {fn!r}")
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"@job queue= must be a non-empty string, got {queue!r}")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ValueError(f"@job priority= must be an integer, got {priority!r}")
-        try:
-            policy = check_backoff(backoff) if backoff is not None else None
-        except ValueError as exc:
-            raise ValueError(f"@job backoff=: {exc}") from None
-        spec = JobSpec(
-            name=name or f"{fn.__module__}:{fn.__qualname__}", func=fn, queue=queue,
-            timeout=_check_number("timeout", timeout, 0.001),
-            tries=_check_number("tries", tries, 1, integer=True), backoff=policy, priority=priority,
-            retry_until=_check_number("retry_until", retry_until, 0), unique=bool(unique))
+        spec = JobSpec(name=name or f"{fn.__module__}:{fn.__qualname__}", func=fn, **checked)
         setattr(fn, ATTR, spec)
         return fn
 

@@ -17,9 +17,9 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.backoff import _show
-from runtime.errors import ConfigError
 from runtime.config.settings import DEFAULT_POOL, POOL, Invalid, Setting, settings_of
+from runtime.errors import ConfigError
+from runtime.numbers import show as _show
 
 MAX_FILE_BYTES = 1 << 20
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from runtime.backoff import _finite, _is_number, _show, check_backoff
+from runtime.numbers import INT_MAX, NumberRule, show as _show
+from runtime.options import TIMEOUT, TRIES, check_policy, is_queue_name
 
 POOL = "pools.*"  # the section of every [pools.NAME] table
 DEFAULT_POOL = "default"
-INT_MAX = 2**63 - 1  # what storage can hold
 
 
 # -- types ------------------------------------------------------------------
@@ -36,19 +36,19 @@ class Kind:
     convert: Callable[[Any], Any]  # returns the normalized value or raises Invalid
 
 
-def _number(expected: str, ok: Callable[[Any], bool], integer: bool = False) -> Kind:
+def _number(rule: NumberRule) -> Kind:
+    """A number the rule admits (runtime.numbers: the one check of numbers)."""
     def convert(value):
-        fits = isinstance(value, int) if integer else _finite(value) if _is_number(value) else False
-        if isinstance(value, bool) or not fits or not ok(value):
-            raise Invalid(f"must be {expected}, got {_show(value)}")
-        return value if integer else float(value)
+        try:
+            return rule.check(value)
+        except ValueError as err:
+            raise Invalid(str(err)) from None
 
-    return Kind(expected, convert)
+    return Kind(rule.expected, convert)
 
 
 def _integer(low: int, high: int = INT_MAX) -> Kind:
-    expected = f"an integer >= {low}" if high == INT_MAX else f"an integer from {low} to {high}"
-    return _number(expected, lambda x: low <= x <= high, integer=True)
+    return _number(NumberRule(minimum=low, maximum=high, integer=True))
 
 
 def _names(item: str, plural: str, ok: Callable[[str], bool], distinct: bool = False) -> Kind:
@@ -78,9 +78,9 @@ def _check_url(value):
 
 def _check_policy(value):
     try:
-        return check_backoff(value)
+        return check_policy(value)
     except ValueError as err:
-        raise Invalid(str(err).removeprefix("backoff ")) from None
+        raise Invalid(str(err)) from None
 
 
 def _check_bool(value):
@@ -111,14 +111,10 @@ def _check_account(value):
 
 BOOL = Kind("true or false", _check_bool)
 ACCOUNT = Kind('a user or group name, or "" for none', _check_account)
-SECONDS = _number("a number of seconds >= 0", lambda x: x >= 0)
-POSITIVE_SECONDS = _number("a number of seconds > 0", lambda x: x > 0)
+SECONDS = _number(NumberRule(minimum=0, unit="seconds"))
+POSITIVE_SECONDS = _number(NumberRule(minimum=0, above=True, unit="seconds"))
 URL = Kind("a storage URL such as sqlite:///var/jobrt.db or postgresql://user@host/db", _check_url)
 BACKOFF = Kind("a number of seconds, a list of them, or {base, factor, max, jitter}", _check_policy)
-def is_queue_name(name: str) -> bool:
-    """Printable (so no lone surrogates), no whitespace, 1 to 200 characters; enqueue checks it too."""
-    return 0 < len(name) <= 200 and name.isprintable() and not any(c.isspace() for c in name)
-
 
 QUEUES = _names("a queue name (no spaces)", "queue names", is_queue_name, distinct=True)
 MODULES = _names(
@@ -177,7 +173,7 @@ SETTINGS = (
             "queues this pool serves, in strict priority order"),
     Setting(POOL, "workers", _integer(1, 1024), 2, "processes",
             "worker processes in this pool"),
-    Setting(POOL, "timeout", POSITIVE_SECONDS, 60, "seconds",
+    Setting(POOL, "timeout", _number(TIMEOUT), 60, "seconds",  # the rules of a job's own options
             "hard limit per job: past it the worker is killed and respawned"),
     Setting(POOL, "max_jobs", _integer(0), 1000, "jobs",
             "recycle a worker after this many jobs, with jitter; 0 = never"),
@@ -189,7 +185,7 @@ SETTINGS = (
     Setting(POOL, "memory_limit_mb", _integer(0), 0, "MiB",
             "kill a worker when the memory it owns (USS) passes this while a job runs (checked 10 "
             "times a second); the job fails with reason memory, retried while tries remain; 0 = no limit"),
-    Setting(POOL, "tries", _integer(1), 3, "attempts",
+    Setting(POOL, "tries", _number(TRIES), 3, "attempts",
             "attempts per job unless the job sets its own"),
     Setting(POOL, "backoff", BACKOFF, [10, 60, 300], "seconds",
             "wait before retry n: a number, a list (item n; the last repeats) "

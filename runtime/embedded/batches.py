@@ -16,10 +16,12 @@ from __future__ import annotations
 import pickle
 import reprlib
 import time
+from typing import NamedTuple
 
 from runtime import job_context
-from runtime.workers import protocol
 from runtime.errors import JobFailed
+from runtime.options import JobOptions
+from runtime.workers import protocol
 from runtime.workers.child import describe, format_traceback
 
 CALL_ONE = 0  # fn(item): map over one iterable
@@ -30,6 +32,19 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
+
+
+class BatchJob(NamedTuple):
+    """Calls of a batch sent to one worker together, as the WorkerPool runs them: a job of
+    the embedded Pool's own (it is never stored)."""
+
+    id: int
+    name: str  # the function's name in the workers' table
+    payload: bytes  # (mode, items) pickled
+    attempt: int
+    options: JobOptions  # the timeout of the whole batch
+    calls: int  # how many calls it carries: what it counts for max_jobs
+    queue: str = "pool"
 
 
 class Batch:

@@ -26,17 +26,17 @@ from collections import deque
 
 import orjson
 
-from runtime.workers import retry_rules
 from runtime.embedded import batches
-from runtime.workers import process, sandbox
-from runtime.workers.pool import WorkerPool
-from runtime.errors import JobFailed, JobrtError, PayloadError
-from runtime.embedded.record import call_key
-from runtime.workers.selector import EventLoop
-from runtime.embedded.batches import Batch
+from runtime.embedded.batches import Batch, BatchJob
 from runtime.embedded.progress import ProgressLine
+from runtime.embedded.record import call_key
+from runtime.errors import JobFailed, JobrtError, PayloadError
+from runtime.options import NO_OPTIONS, JobOptions
+from runtime.storage.base import PENDING, SUCCEEDED
+from runtime.workers import process, retry_rules, sandbox
+from runtime.workers.pool import WorkerPool
+from runtime.workers.selector import EventLoop
 from runtime.workers.stats import Stats
-from runtime.storage.base import PENDING, SUCCEEDED, ClaimedJob
 
 log = logging.getLogger("jobrt")
 # What the workers' machinery logs (a worker killed, a batch timed out) reaches the script's
@@ -236,23 +236,21 @@ class PoolLoop(EventLoop):
             self._failed(batch, offsets[0], retry_rules.ERROR, error, None, None, attempt)
             self._deliver(batch)
             return []
-        options = self._options(batch.name, len(items))
-        job = ClaimedJob(self.next_id, "pool", batch.name, payload, attempt, options)
+        job = BatchJob(self.next_id, batch.name, payload, attempt, self._options(batch.name, len(items)),
+                       len(items))
         self.next_id += 1
         return [(job, batch, offsets)]
 
-    def _options(self, name: str, calls: int) -> bytes | None:
-        """A batch of several calls counts as that many for max_jobs, and gets the timeout
-        plus what its other calls are expected to take (twice their measured average), so
-        calls that are each well within the timeout are never killed for their number."""
-        if calls == 1:
-            return None
+    def _options(self, name: str, calls: int) -> JobOptions:
+        """A batch of several calls gets the timeout plus what its other calls are expected to
+        take (twice their measured average), so calls that are each well within the timeout
+        are never killed for their number."""
         timeout = self.config.timeout
-        if timeout == float("inf"):
-            return orjson.dumps({"calls": calls})
+        if calls == 1 or timeout == float("inf"):
+            return NO_OPTIONS
         average = self.per_call.get(name)
         each = timeout if average is None else min(timeout, 2 * average + 0.001)
-        return orjson.dumps({"calls": calls, "timeout": timeout + (calls - 1) * each})
+        return JobOptions(timeout=timeout + (calls - 1) * each)
 
     # -- answers out -----------------------------------------------------------------
     def _settle(self, settled: list) -> None:
@@ -311,12 +309,12 @@ class PoolLoop(EventLoop):
                 continue
             error, tb, exc_bytes, retry, delay = failure
             if retry:  # it raised, or released itself (delay): both use up a try, as in the supervisor
-                claim = ClaimedJob(0, "pool", batch.name, b"", attempt, None)
+                call = BatchJob(0, batch.name, b"", attempt, NO_OPTIONS, 1)
                 now = time.time()
                 if delay is None:
-                    outcome = retry_rules.errored(claim, retry_rules.NO_OPTIONS, self.config, error, tb, now)
+                    outcome = retry_rules.errored(call, NO_OPTIONS, self.config, error, tb, now)
                 else:
-                    outcome = retry_rules.released(claim, retry_rules.NO_OPTIONS, self.config, delay, now)
+                    outcome = retry_rules.released(call, NO_OPTIONS, self.config, delay, now)
                 if outcome.state == PENDING:
                     self._retry_call(batch, offset, attempt, outcome.available_at - now)
                     continue
@@ -327,7 +325,7 @@ class PoolLoop(EventLoop):
         for job, _, offsets in self._jobs(batch, [offset], attempt):
             self._retry(job, batch, offsets, delay)
 
-    def _retry(self, job: ClaimedJob, batch: Batch, offsets, delay: float) -> None:
+    def _retry(self, job: BatchJob, batch: Batch, offsets, delay: float) -> None:
         self.counts["retried"] += 1
         job = job._replace(attempt=job.attempt + 1)
         heapq.heappush(self.retries, (time.monotonic() + max(0.0, delay), job.id, job, batch, offsets))

@@ -31,12 +31,12 @@ import weakref
 from concurrent.futures import Future, InvalidStateError
 from queue import SimpleQueue
 
-from runtime.workers import process
 from runtime.config.load import check_pool
-from runtime.errors import ConfigError, JobFailed, JobrtError
-from runtime.embedded.record import RunRecord
-from runtime.embedded.loop import PoolLoop
 from runtime.embedded.batches import CALL_ARGS, CALL_ONE, CALL_STAR, Batch, PoolFunction
+from runtime.embedded.loop import PoolLoop
+from runtime.embedded.record import RunRecord
+from runtime.errors import ConfigError, JobFailed, JobrtError
+from runtime.workers import process
 
 log = logging.getLogger("jobrt")
 

@@ -30,8 +30,8 @@ import uuid
 
 import orjson
 
-from runtime.errors import JobrtError, PayloadError, StorageError
 from runtime.embedded.batches import CALL_ARGS, CALL_ONE
+from runtime.errors import JobrtError, PayloadError, StorageError
 from runtime.storage import sqlite_path
 
 log = logging.getLogger("jobrt")

@@ -13,8 +13,8 @@ from typing import Iterable
 
 import orjson
 
-from runtime.storage import wakeup
 from runtime.errors import StorageError
+from runtime.storage import wakeup
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
     Storage, SupervisorRow, decode_record,

@@ -19,9 +19,8 @@ from urllib.parse import quote
 
 import orjson
 
-from runtime.storage import wakeup
 from runtime.errors import StorageError
-from runtime.storage import sqlfile
+from runtime.storage import sqlfile, wakeup
 from runtime.storage.base import (
     FAILED, PENDING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow,
     decode_record,

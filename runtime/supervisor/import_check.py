@@ -19,8 +19,8 @@ import signal
 
 import orjson
 
-from runtime.workers import process, protocol
 from runtime.registry import reimport
+from runtime.workers import process, protocol
 
 CHECK_TIMEOUT = 60.0  # seconds the job modules may take to import before the reload is rejected
 

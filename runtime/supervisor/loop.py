@@ -26,18 +26,18 @@ import time
 
 import psutil
 
-from runtime.workers import process
-from runtime.supervisor import sd_notify
-from runtime.workers.pool import WorkerPool
 from runtime.config.load import load_config
 from runtime.errors import ConfigError, StorageError
-from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
-from runtime.supervisor.output_relay import OutputRelay
+from runtime.storage import open_storage
+from runtime.supervisor import sd_notify
 from runtime.supervisor.exchange import Exchange
+from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
 from runtime.supervisor.neighbours import Neighbours
+from runtime.supervisor.output_relay import OutputRelay
+from runtime.workers import process
+from runtime.workers.pool import WorkerPool
 from runtime.workers.selector import EventLoop
 from runtime.workers.stats import Stats
-from runtime.storage import open_storage
 
 log = logging.getLogger("jobrt")
 

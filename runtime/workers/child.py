@@ -26,9 +26,9 @@ from collections import deque
 
 
 from runtime import job_context
+from runtime.registry import JobSpec, reimport
 from runtime.workers import protocol, sandbox
 from runtime.workers.process import owned_bytes, write_all
-from runtime.registry import JobSpec, reimport
 
 PR_SET_PDEATHSIG = 1
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt

@@ -23,10 +23,11 @@ from collections import deque
 
 import psutil
 
+from runtime.options import JobOptions
 from runtime.workers import protocol, retry_rules, sandbox
+from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 from runtime.workers.process import describe_exit, owned_bytes, read_ready, spawn
 from runtime.workers.records import Run, Worker
-from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 
 log = logging.getLogger("jobrt")
 
@@ -74,8 +75,12 @@ class WorkerPool:
 
     # -- what the owner asks -------------------------------------------------
     def give(self, jobs) -> None:
-        """Jobs for this pool's workers, in the order they should start."""
-        self.buffer.extend(jobs)
+        """Jobs for this pool's workers, in the order they should start: claimed ones (their
+        options as stored) or the embedded Pool's batches (JobOptions, and a count of calls)."""
+        timeout = self.config.timeout
+        for job in jobs:
+            options = job.options if isinstance(job.options, JobOptions) else JobOptions.decode(job.options)
+            self.buffer.append(Run(job, options, options.timeout or timeout, getattr(job, "calls", 1)))
 
     def no_more(self, due_at: float | None) -> None:
         """Storage has no more jobs for this pool now; the next is due at `due_at` (monotonic)."""
@@ -237,9 +242,9 @@ class WorkerPool:
         job = run.job
         wall = time.time()
         if status == protocol.RETURNED:
-            self._give_back(run.job, wall)
+            self._give_back(run, wall)
         else:
-            worker.jobs_done += run.options.get("calls", 1)  # the embedded Pool batches calls
+            worker.jobs_done += run.calls
             name = job.name
             average = self.durations.get(name)
             self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
@@ -265,17 +270,17 @@ class WorkerPool:
                 self.retire(worker, "max_jobs")
         return True
 
-    def _give_back(self, job, wall: float) -> None:
+    def _give_back(self, run: Run, wall: float) -> None:
         """A job sent but never started: back to the buffer, or to storage when stopping."""
         if self.stopping:
-            self._outcomes.append(retry_rules.returned(job, wall))
+            self._outcomes.append(retry_rules.returned(run.job, wall))
         else:
-            self.buffer.appendleft(job)
+            self.buffer.appendleft(run)
 
     def _requeue(self, worker: Worker) -> None:
         wall = time.time()
         while worker.runs:
-            self._give_back(worker.runs.pop().job, wall)
+            self._give_back(worker.runs.pop(), wall)
 
     # -- deaths and deadlines -----------------------------------------------
     def on_exit(self, worker: Worker, now: float) -> None:
@@ -365,9 +370,6 @@ class WorkerPool:
         self._requeue(worker)
 
     # -- scheduling -----------------------------------------------------------
-    def _timeout_of(self, options: dict) -> float:
-        return options.get("timeout") or self.config.timeout
-
     def _is_short(self, worker: Worker) -> bool:
         durations = self.durations
         for run in worker.runs:
@@ -382,7 +384,7 @@ class WorkerPool:
             if worker.retiring or worker.killed:
                 continue
             queued = len(worker.runs)
-            if worker.max_jobs and worker.jobs_done + sum(run.options.get("calls", 1) for run in worker.runs) \
+            if worker.max_jobs and worker.jobs_done + sum(run.calls for run in worker.runs) \
                     >= worker.max_jobs:
                 continue  # its last job is already sent: it is about to be recycled
             if queued == 0:
@@ -398,12 +400,11 @@ class WorkerPool:
             worker = self._pick()
             if worker is None:
                 return
-            job = buffer.popleft()
-            options = retry_rules.options_of(job)
-            run = Run(job, options, self._timeout_of(options))
+            run = buffer.popleft()
             if not worker.runs:
                 run.start(now)
             worker.runs.append(run)
+            job = run.job
             self.send(worker, protocol.run_frame(job.id, job.attempt, job.name, job.payload))
 
     def wanted(self, extra: int) -> int:
@@ -454,7 +455,7 @@ class WorkerPool:
         self.late = late
         wall = time.time()
         while self.buffer:
-            self._outcomes.append(retry_rules.returned(self.buffer.popleft(), wall))
+            self._outcomes.append(retry_rules.returned(self.buffer.popleft().job, wall))
         for worker in self.workers.values():
             if worker.retiring is None and not worker.killed:
                 self.retire(worker, "stop")
@@ -476,7 +477,8 @@ class WorkerPool:
 
     def held(self):
         """The jobs this pool holds a claim on: buffered, or sent to a live worker."""
-        yield from self.buffer
+        for run in self.buffer:
+            yield run.job
         for worker in self.workers.values():
             if not worker.killed:
                 for run in worker.runs:

@@ -15,14 +15,15 @@ from runtime.workers.process import Child
 
 
 class Run:
-    """One job sent to one worker."""
+    """One job for one worker: its options decoded once, when the pool was given it."""
 
-    __slots__ = ("job", "options", "timeout", "started", "deadline")
+    __slots__ = ("job", "options", "timeout", "calls", "started", "deadline")
 
-    def __init__(self, job, options, timeout):
+    def __init__(self, job, options, timeout: float, calls: int = 1):
         self.job = job
-        self.options = options
+        self.options = options  # JobOptions
         self.timeout = timeout
+        self.calls = calls  # what it counts for max_jobs: the embedded Pool sends batches of calls
         self.started = None
         self.deadline = None
 

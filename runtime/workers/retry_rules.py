@@ -6,12 +6,9 @@ Pure functions of the job, its options and the pool's settings, so the rules
 
 from __future__ import annotations
 
-import orjson
-
 from runtime.backoff import backoff_delay
+from runtime.options import JobOptions
 from runtime.storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
-
-NO_OPTIONS: dict = {}
 
 # Outcome.reason: how a failed run ended
 ERROR = "error"  # the job raised
@@ -23,23 +20,19 @@ CRASH = "crash"  # its worker exited or broke its pipes without reporting a resu
 RELEASED_LAST = "the job released itself on its last try"
 
 
-def options_of(job: ClaimedJob) -> dict:
-    return orjson.loads(job.options) if job.options else NO_OPTIONS
-
-
 def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
     return Outcome(job.id, job.attempt, SUCCEEDED, at, result=result if result != b"null" else None)
 
 
-def errored(job: ClaimedJob, options: dict, pool, error: str, tb: str | None, at: float,
+def errored(job: ClaimedJob, options: JobOptions, pool, error: str, tb: str | None, at: float,
             reason: str = ERROR) -> Outcome:
     """A run that raised, timed out or lost its worker: retry with backoff while tries remain."""
-    tries = options.get("tries") or pool.tries
-    retry_until = options.get("retry_until")
+    tries = options.tries or pool.tries
+    retry_until = options.retry_until
     if job.attempt >= tries:
         return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
                        traceback=tb, reason=reason)
-    delay = backoff_delay(options.get("backoff", pool.backoff), job.attempt)
+    delay = backoff_delay(pool.backoff if options.backoff is None else options.backoff, job.attempt)
     if retry_until is not None and at + delay > retry_until:
         return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb,
                        reason=reason)
@@ -51,10 +44,10 @@ def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
     return Outcome(job.id, job.attempt, FAILED, at, error=error, reason=ERROR)
 
 
-def released(job: ClaimedJob, options: dict, pool, delay: float, at: float) -> Outcome:
+def released(job: ClaimedJob, options: JobOptions, pool, delay: float, at: float) -> Outcome:
     """A run that called release(delay): back to pending after `delay`. As in Laravel, a
     release uses up its attempt, so `tries` bounds how often a job can release itself."""
-    tries = options.get("tries") or pool.tries
+    tries = options.tries or pool.tries
     if job.attempt >= tries:
         return Outcome(job.id, job.attempt, FAILED, at, reason=ERROR,
                        error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")

@@ -1,0 +1,107 @@
+"""Job options: one set of rules for `@job(...)`, the `_`-prefixed enqueue overrides and the
+`[pools.*]` defaults, and `JobOptions`, what a run needs of them.
+
+    @job(timeout=..)  --check_option-->  JobSpec  --+
+    enqueue(_timeout=..) --check_option-------------+--> JobOptions.encode() --> the job's row
+    [pools.x] timeout --(settings: the same rules)        |
+                                                          v claimed
+                                   WorkerPool: JobOptions.decode(), once per claim
+
+A bad value raises ValueError("must be ..., got ...") naming what it must be; each caller
+says where it came from (the decorator at import, an enqueue, a config key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from runtime.backoff import check_backoff
+from runtime.numbers import INT_MAX, NumberRule, show
+
+TIMEOUT = NumberRule(minimum=0, above=True, unit="seconds")
+TRIES = NumberRule(minimum=1, maximum=INT_MAX, integer=True)
+PRIORITY = NumberRule(minimum=-2**31, maximum=2**31 - 1, integer=True)  # what every backend stores
+SECONDS = NumberRule(minimum=0, unit="seconds")  # delay, retry_until
+QUEUE_EXPECTED = "a queue name (printable, no spaces, at most 200 characters)"
+
+
+def is_queue_name(name) -> bool:
+    """Printable (so no lone surrogates), no whitespace, 1 to 200 characters."""
+    return isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable() \
+        and not any(c.isspace() for c in name)
+
+
+def check_queue(value) -> str:
+    if not is_queue_name(value):
+        raise ValueError(f"must be {QUEUE_EXPECTED}, got {show(value)}")
+    return value
+
+
+def check_policy(value):
+    """A backoff policy (runtime.backoff), its message without the word the caller names."""
+    try:
+        return check_backoff(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("backoff ")) from None
+
+
+def check_unique(value):
+    """True (a key made of the job's name and arguments), False, or a key of printable text."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not value or not _encodable(value):
+        raise ValueError(f"must be True, False or a non-empty text key, got {show(value)}")
+    return value
+
+
+RULES = {
+    "queue": check_queue,
+    "timeout": TIMEOUT.check,
+    "tries": TRIES.check,
+    "backoff": check_policy,
+    "priority": PRIORITY.check,
+    "retry_until": SECONDS.check,
+    "delay": SECONDS.check,
+    "unique": check_unique,
+}
+
+
+def check_option(name: str, value):
+    """`value` normalized by the rule of option `name`; ValueError saying what it must be."""
+    return RULES[name](value)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What a run needs of its job's options; None means: the pool's setting."""
+
+    timeout: float | None = None
+    tries: int | None = None
+    backoff: object = None
+    retry_until: float | None = None  # wall-clock time after which no retry is made
+
+    def encode(self) -> bytes | None:
+        """The options as stored with the job: only those set, None when none is."""
+        stored = {key: value for key, value in vars(self).items() if value is not None}
+        return orjson.dumps(stored) if stored else None
+
+    @staticmethod
+    def decode(raw: bytes | None) -> "JobOptions":
+        if raw is None:
+            return NO_OPTIONS
+        stored = orjson.loads(raw)
+        return JobOptions(**{key: stored[key] for key in _FIELDS if key in stored})
+
+
+NO_OPTIONS = JobOptions()
+_FIELDS = ("timeout", "tries", "backoff", "retry_until")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
