@@ -16,8 +16,8 @@ import runtime.config.init_file
 import runtime.config.load
 from runtime.config.init_file import default_config_text, write_default_config
 from runtime.config.load import Config, HealthConfig, PoolConfig, config_from_dict, load_config
-from runtime.errors import ConfigError
 from runtime.config.settings import POOL, SECTIONS, SETTINGS, settings_of
+from runtime.errors import ConfigError
 
 
 def write(directory, text, name="supervisor.toml"):

@@ -1,7 +1,7 @@
 """`jobrt health`'s judgement, without storage: counts (and heartbeats) in, status and reasons out."""
 
-from runtime.config.load import config_from_dict
 from runtime.cli.health import Counts, Stranded, evaluate, stranded, summary
+from runtime.config.load import config_from_dict
 from runtime.storage.base import SupervisorRow
 
 

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.errors import JobrtError, PayloadError
-from runtime.embedded.record import RunRecord, call_key
 from runtime.embedded.batches import CALL_ARGS, CALL_ONE, CALL_STAR
+from runtime.embedded.record import RunRecord, call_key
+from runtime.errors import JobrtError, PayloadError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
