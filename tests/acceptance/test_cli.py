@@ -50,10 +50,12 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, text, key):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_unwritable_database_path_is_exit_2(tmp_path):
+def test_unwritable_database_path_is_an_operational_failure(tmp_path):
+    """Exit 1, as for a PostgreSQL server that is down: the config is well formed, the place
+    it names cannot hold a database (a url wrong in itself is exit 2)."""
     config = write_config(tmp_path, storage={"url": "sqlite:////proc/no/such/dir/jobs.db"})
     code, _, err = jobrt("start", "--config", config)
-    assert code == 2 and "/proc/no/such/dir/jobs.db" in err and "Traceback" not in err
+    assert code == 1 and "/proc/no/such/dir/jobs.db" in err and "Traceback" not in err
 
 
 def test_enqueue_errors_are_exit_2(tmp_path):
