@@ -155,6 +155,14 @@ def seed() -> int:
     return value
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage(request) -> dict:
+    """The [storage] table of the test's config: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {"url": "sqlite:///jobs.db"}
+    return {"url": request.getfixturevalue("pg_url")}
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     from tests.pgcluster import Cluster

@@ -10,8 +10,8 @@ from tests.conftest import END_STATES, wait_for, write_config
 
 
 @pytest.fixture
-def queue(tmp_path, start_supervisor):
-    config = write_config(tmp_path, pools={"default": {"workers": 2}}, storage={"poll": 3600})
+def queue(tmp_path, start_supervisor, storage):
+    config = write_config(tmp_path, pools={"default": {"workers": 2}}, storage={**storage, "poll": 3600})
     start_supervisor(config)
     with connect(config=str(config)) as q:
         yield q

@@ -8,8 +8,8 @@ from runtime import connect
 from tests.conftest import END_STATES, wait_for, write_config
 
 
-def test_a_running_neighbour_rescues_a_killed_supervisors_jobs_at_once(tmp_path, start_supervisor):
-    config = write_config(tmp_path, pools={"default": {"workers": 1}}, storage={"lease": 300})
+def test_a_running_neighbour_rescues_a_killed_supervisors_jobs_at_once(tmp_path, start_supervisor, storage):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}}, storage={**storage, "lease": 300})
     release = tmp_path / "release"
     first = start_supervisor(config)
     with connect(config=str(config)) as q:
@@ -23,8 +23,8 @@ def test_a_running_neighbour_rescues_a_killed_supervisors_jobs_at_once(tmp_path,
     assert "rescued 1 jobs of dead supervisor" in second.output()
 
 
-def test_a_neighbour_that_stops_cleanly_is_forgotten_without_a_rescue(tmp_path, start_supervisor):
-    config = write_config(tmp_path, pools={"default": {"workers": 1}}, storage={"lease": 300})
+def test_a_neighbour_that_stops_cleanly_is_forgotten_without_a_rescue(tmp_path, start_supervisor, storage):
+    config = write_config(tmp_path, pools={"default": {"workers": 1}}, storage={**storage, "lease": 300})
     first = start_supervisor(config)
     second = start_supervisor(config)
     assert first.stop() == 0
