@@ -160,6 +160,17 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    status = _run(argv)
+    try:
+        sys.stdout.flush()  # here, not at exit, where a reader that left would be a traceback
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):
+        pass
+    return status
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Until the command line parses, what it seems to ask for (for an error's JSON form).
     command = argv[0] if argv and argv[0] in COMMANDS else None

@@ -377,7 +377,8 @@ def test_a_reader_that_left_is_no_traceback(tmp_path, command):
     try:
         result = subprocess.run([sys.executable, "-m", "runtime.cli", *command, "--config", str(config)],
                                 stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
-                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+                                env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+                                     "PYTHONPATH": str(REPO)})  # buffered, as users run it
     finally:
         os.close(write_end)
     assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr, result.stderr
