@@ -61,7 +61,16 @@ class Queue:
         wanted = (isinstance(job, str) and self._modules) or self._pools is not None
         if wanted and self._registry is None:
             self._registry = collect(self._modules, self._module_path, self._config_path)
+        if self._pools is not None and isinstance(job, str) and job not in self._registry:
+            # With a config, a name is looked up in its job modules only: a module named on
+            # a command line (`this:x`) is never imported just to find out.
+            raise UnknownJob(self._unregistered(job))
         return resolve(job, self._registry)
+
+    def _unregistered(self, name: str) -> str:
+        modules = ", ".join(self._modules) or "none are"
+        return (f"job {name!r} is not in [jobs] modules of {self._config_path or 'the config'}, so no "
+                f"worker would run it; move it into a module listed there ({modules})")
 
     def _check_served(self, spec: JobSpec, queue: str) -> None:
         """With a known config: refuse a job no worker of it would ever run."""
@@ -75,10 +84,7 @@ class Queue:
                         f"to a pool's queues or pass _queue= (jobrt enqueue --queue) naming a "
                         f"queue a pool serves")
         if spec.name not in (self._registry or {}):
-            modules = ", ".join(self._modules) or "none are"
-            raise UnknownJob(f"job {spec.name!r} is not in [jobs] modules of {where}, so no worker "
-                             f"would run it; move it into a module listed there ({modules})"
-                             + (f"; and its {unserved}" if unserved else ""))
+            raise UnknownJob(self._unregistered(spec.name) + (f"; and its {unserved}" if unserved else ""))
         if unserved:
             raise PayloadError(f"job {spec.name}: {unserved}")
 

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime.cli.main import main
+from runtime.cli import main
 from runtime.storage import NewJob, Outcome, open_storage
 from tests.conftest import REPO, write_config
 
