@@ -6,10 +6,9 @@ Outcomes, enforces each run's deadline by killing the worker's process group,
 and recycles workers after max_jobs / max_time / max_memory_mb; a worker that
 grows past memory_limit_mb while it runs a job is killed, as on a timeout.
 
-A worker may be sent a second job while it runs a first one (`prefetch`),
-but only when its current job is known to be short, so a slow job never
-holds a waiting job hostage. A job sent but not yet started is never counted
-as run: if its worker dies or is recycled, it goes back to the buffer.
+Which worker takes a job is `scheduling`'s choice; how a run's end becomes an
+Outcome, `retry_rules`'. A job sent but not yet started is never counted as run:
+if its worker dies or is recycled, it goes back to the buffer.
 """
 
 from __future__ import annotations
@@ -28,18 +27,11 @@ from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 from runtime.workers.process import describe_exit, owned_bytes, read_ready, spawn
 from runtime.workers.records import Run, Worker
+from runtime.workers.scheduling import free_slots, pick
 
 log = logging.getLogger("jobrt")
 
-# (worker status, resulting job state) -> the outcome counted in metrics
-_OUTCOME_NAMES = {
-    (protocol.OK, "succeeded"): "succeeded", (protocol.RELEASE, "pending"): "released",
-    (protocol.RELEASE, "failed"): "failed",
-    (protocol.FAIL, "failed"): "failed", (protocol.ERROR, "failed"): "failed",
-    (protocol.ERROR, "pending"): "retried",
-}
 MEMORY_CHECK_EVERY = 0.1  # seconds between reads of busy workers' memory, with memory_limit_mb
-SHORT_JOB = 0.005  # seconds: a job this short on average may have another queued behind it
 EWMA = 0.2
 
 
@@ -248,18 +240,13 @@ class WorkerPool:
             name = job.name
             average = self.durations.get(name)
             self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
-            if status == protocol.OK:
-                outcome = retry_rules.succeeded(job, body, wall)
-            elif status == protocol.RELEASE:
-                outcome = retry_rules.released(job, run.options, self.config, delay, wall)
-            else:
-                if status == protocol.FAIL:
-                    outcome = retry_rules.failed(job, error, wall)
-                else:
-                    outcome = retry_rules.errored(job, run.options, self.config, error, tb, wall)
+            if status in (protocol.ERROR, protocol.FAIL):
                 self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error)
+            else:
+                error = tb = None
+            outcome, counted = retry_rules.reported(run, self.config, status, body, error, tb, delay, wall)
             self._outcomes.append(outcome)
-            self.stats.finished(job.queue, _OUTCOME_NAMES[status, outcome.state], seconds)
+            self.stats.finished(job.queue, counted, seconds)
             self.failed_boots = 0
         if worker.runs:
             worker.runs[0].start(now)
@@ -304,14 +291,7 @@ class WorkerPool:
             self.stats.restarted(self.config.name, "signal" if os.WIFSIGNALED(status) else "crash")
             if worker.runs:
                 run = worker.runs.popleft()
-                error = f"the worker {how} while running the job"
-                if status == 0:
-                    error += " without reporting a result (did the job call os._exit?)"
-                elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CRASH:
-                    error += " (its loop failed: did the job close or write to the worker's pipes?)"
-                reason = retry_rules.SIGNAL if os.WIFSIGNALED(status) else retry_rules.CRASH
-                self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None,
-                                                    time.time(), reason))
+                self._outcomes.append(retry_rules.lost(run, self.config, status, how, EXIT_CRASH, time.time()))
                 self.stats.finished(run.job.queue, "crashed", now - run.started)
                 self.log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)
@@ -370,34 +350,10 @@ class WorkerPool:
         self._requeue(worker)
 
     # -- scheduling -----------------------------------------------------------
-    def _is_short(self, worker: Worker) -> bool:
-        durations = self.durations
-        for run in worker.runs:
-            average = durations.get(run.job.name)
-            if average is None or average > SHORT_JOB:
-                return False
-        return True
-
-    def _pick(self) -> Worker | None:
-        best = None
-        for worker in self.workers.values():
-            if worker.retiring or worker.killed:
-                continue
-            queued = len(worker.runs)
-            if worker.max_jobs and worker.jobs_done + sum(run.calls for run in worker.runs) \
-                    >= worker.max_jobs:
-                continue  # its last job is already sent: it is about to be recycled
-            if queued == 0:
-                return worker
-            if queued < self.config.prefetch and (best is None or queued < len(best.runs)) \
-                    and self._is_short(worker):
-                best = worker
-        return best
-
     def dispatch(self, now: float) -> None:
         buffer = self.buffer
         while buffer:
-            worker = self._pick()
+            worker = pick(self.workers.values(), self.durations, self.config.prefetch)
             if worker is None:
                 return
             run = buffer.popleft()
@@ -413,15 +369,7 @@ class WorkerPool:
         nothing, so a job enqueued later on a higher-priority queue is not overtaken."""
         if self.stopping or not self.maybe_more:
             return 0
-        slots = 0
-        prefetch = self.config.prefetch
-        for worker in self.workers.values():
-            if worker.active:
-                queued = len(worker.runs)
-                if queued == 0:
-                    slots += 1
-                elif queued < prefetch and self._is_short(worker):
-                    slots += prefetch - queued
+        slots = free_slots(self.workers.values(), self.durations, self.config.prefetch)
         if slots == 0 or len(self.buffer) >= slots:
             return 0
         return slots + extra - len(self.buffer)

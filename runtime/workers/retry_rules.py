@@ -6,6 +6,8 @@ Pure functions of the job, its options and the pool's settings, so the rules
 
 from __future__ import annotations
 
+import os
+
 from runtime.backoff import backoff_delay
 from runtime.options import JobOptions
 from runtime.storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
@@ -18,6 +20,40 @@ SIGNAL = "signal"  # its worker was killed by a signal (a segfault, the OOM kill
 CRASH = "crash"  # its worker exited or broke its pipes without reporting a result
 
 RELEASED_LAST = "the job released itself on its last try"
+
+# (worker status, resulting job state) -> the outcome counted in metrics
+_COUNTED = {
+    ("ok", SUCCEEDED): "succeeded", ("release", PENDING): "released", ("release", FAILED): "failed",
+    ("fail", FAILED): "failed", ("error", FAILED): "failed", ("error", PENDING): "retried",
+}
+
+
+def reported(run, pool, status: str, body: bytes, error: str | None, tb: str | None, delay: float,
+             at: float) -> tuple[Outcome, str]:
+    """The Outcome of a run its worker reported (ok, release, fail, error), and the outcome
+    counted in metrics."""
+    job, options = run.job, run.options
+    if status == "ok":
+        outcome = succeeded(job, body, at)
+    elif status == "release":
+        outcome = released(job, options, pool, delay, at)
+    elif status == "fail":
+        outcome = failed(job, error, at)
+    else:
+        outcome = errored(job, options, pool, error, tb, at)
+    return outcome, _COUNTED[status, outcome.state]
+
+
+def lost(run, pool, status: int, how: str, crash_code: int, at: float) -> Outcome:
+    """The Outcome of a run whose worker died without reporting it (`how` it ended, as
+    process.describe_exit says): retried while tries remain."""
+    error = f"the worker {how} while running the job"
+    if status == 0:
+        error += " without reporting a result (did the job call os._exit?)"
+    elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == crash_code:
+        error += " (its loop failed: did the job close or write to the worker's pipes?)"
+    reason = SIGNAL if os.WIFSIGNALED(status) else CRASH
+    return errored(run.job, run.options, pool, error, None, at, reason)
 
 
 def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
