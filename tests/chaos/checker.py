@@ -1,9 +1,13 @@
 """The chaos scenario and its checker, shared by tests/chaos and benchmarks/chaos.py.
 
     run_chaos(): supervisors (`jobrt start`) drain jobs.chaos jobs enqueued in chunks
-                 while, every KILL_EVERY s, a random worker is SIGKILLed, and every few
-                 s a supervisor is SIGKILLed and restarted at once (as systemd would);
-                 once CALM_AFTER of the jobs ended, only workers are killed
+                 while workers and supervisors are SIGKILLed, a supervisor being restarted
+                 at once (as systemd would). Paced by the clock (benchmarks/chaos.py):
+                 every KILL_EVERY s a random worker, every few s a supervisor, and once
+                 CALM_AFTER of the jobs ended only workers. Paced by the runs (the tests,
+                 so that nothing depends on how fast the machine is): the worker of each
+                 new run with chance WORKER_KILL_CHANCE, and a supervisor as the runs
+                 reach each share of the jobs in SUPERVISOR_AT (all below CALM_AFTER)
     check():     compares the runs log (one line per run: `text job_id attempt pid`)
                  with storage's record of every enqueued job -> Report
 
@@ -29,15 +33,19 @@ What must hold (Report.problems() names each breach):
 from __future__ import annotations
 
 import collections
+import itertools
 import random
+import signal
+import sqlite3
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import tomli_w
 
-from tests.conftest import END_STATES, REPO, RunningSupervisor, alive
+from tests.conftest import END_STATES, REPO, RunningSupervisor, alive, wait_for
 
 KILL_EVERY = 0.05  # seconds between kills
 SUPERVISOR_EVERY = (1.0, 3.0)  # seconds between supervisor kills, uniform
@@ -51,7 +59,10 @@ FAILED_SHARE = 0.01  # at most this share of jobs may use up their TRIES
 MAX_JOBS = 50  # recycle workers often, so recycling happens under fire too
 CALM_AFTER = 0.75  # share of the jobs ended after which supervisors are no longer killed
 STALL = 30.0  # seconds without a job ending before the run gives up (a lost job)
-ORPHAN_WAIT = 5.0  # seconds a killed supervisor's workers get to die before they count as orphans
+ORPHAN_WAIT = 30.0  # hang guard: a killed supervisor's workers still alive then count as orphans
+WORKER_KILL_CHANCE = 0.025  # paced by the runs: the chance a new run's worker is killed
+SUPERVISOR_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # paced by the runs: runs / jobs at each kill
+POLL = 0.02  # seconds between looks at the runs log when it has nothing new
 
 
 def held_bound(workers: int, prefetch: int) -> int:
@@ -115,6 +126,8 @@ class ChaosRun:
     ids: list[int] = field(default_factory=list)
     worker_kills: int = 0
     supervisor_kills: int = 0
+    held_at_kills: int = 0  # paced by the runs: jobs each killed supervisor died holding, summed
+    kills_holding: int = 0  # paced by the runs: supervisor kills that caught at least one job
     orphans: int = 0  # workers still alive ORPHAN_WAIT s after their supervisor was killed
     drained: bool = False  # every enqueued job ended; False after `timeout` or a STALL
     seconds: float = 0.0
@@ -123,21 +136,56 @@ class ChaosRun:
 
 
 def run_chaos(q, config: Path, items: list[tuple], supervisors: int = 1, *, start=RunningSupervisor,
-              rng: random.Random | None = None, timeout: float = 600.0) -> ChaosRun:
+              rng: random.Random | None = None, timeout: float = 600.0,
+              runs_log: Path | None = None) -> ChaosRun:
     """Drain `items` under kills until every enqueued job ended, `timeout` s passed, or
-    no job ended for STALL s.
+    no job ended for STALL s. With `runs_log` (the log the items write their runs to)
+    the kills are paced by the runs, else by the clock (see the module's docstring).
 
-    `start(config)` starts one supervisor (the start_supervisor fixture in tests).
+    `start(config, env)` starts one supervisor (the start_supervisor fixture in tests).
     The supervisors are stopped with SIGTERM at the end; any still running on the
     way out (an exception) are killed."""
     rng = rng or random.Random()
     run = ChaosRun()
     began = progress_at = time.monotonic()
-    running = [start(config) for _ in range(supervisors)]
+    serials = itertools.count(1)
+    names: dict[int, str] = {}  # id(supervisor) -> the application_name its connections carry
+
+    def launch() -> RunningSupervisor:
+        name = f"jobrt-chaos-{next(serials)}"
+        supervisor = start(config, {"PGAPPNAME": name})
+        names[id(supervisor)] = name
+        return supervisor
+
+    running = [launch() for _ in range(supervisors)]
     seen: dict[int, psutil.Process] = {}
     chunks = collections.deque(items[i:i + CHUNK] for i in range(0, len(items), CHUNK))
     next_supervisor_kill = time.monotonic() + rng.uniform(*SUPERVISOR_EVERY)
+    tail = _RunsTail(runs_log) if runs_log is not None else None
+    milestones = collections.deque(int(share * len(items)) for share in SUPERVISOR_AT)
     ended = 0
+
+    def kill_and_restart_a_supervisor():
+        index = rng.randrange(len(running))
+        victim = running[index]
+        if tail is None:  # the benchmark's scenario, as it always was
+            run.orphans += _kill_supervisor(victim, seen)
+            run.supervisor_kills += 1
+        else:  # also count the jobs it died holding
+            others = [supervisor for supervisor in running if supervisor is not victim]
+            for supervisor in others:  # frozen, they cannot rescue its jobs before they are counted
+                supervisor.signal(signal.SIGSTOP)
+            try:
+                run.orphans += _kill_supervisor(victim, seen)
+                run.supervisor_kills += 1
+                held = held_by(config, victim, names[id(victim)])
+            finally:
+                for supervisor in others:
+                    supervisor.signal(signal.SIGCONT)
+            run.held_at_kills += held
+            run.kills_holding += held > 0
+        running[index] = launch()
+
     try:
         tick = 0
         while True:
@@ -152,17 +200,26 @@ def run_chaos(q, config: Path, items: list[tuple], supervisors: int = 1, *, star
             now = time.monotonic()
             if now - began > timeout or now - progress_at > STALL:
                 break
-            calm = not chunks and ended >= CALM_AFTER * len(items)
-            if not calm and now >= next_supervisor_kill:
-                index = rng.randrange(len(running))
-                run.orphans += _kill_supervisor(running[index], seen)
-                run.supervisor_kills += 1
-                running[index] = start(config)
-                next_supervisor_kill = time.monotonic() + rng.uniform(*SUPERVISOR_EVERY)
+            if tail is not None:
+                new = tail.read()
+                for started in new:
+                    if rng.random() < WORKER_KILL_CHANCE:
+                        run.worker_kills += _kill_the_worker(started.pid, running, seen)
+                if milestones and tail.count >= milestones[0]:
+                    milestones.popleft()
+                    kill_and_restart_a_supervisor()
+                    progress_at = time.monotonic()  # the restart is no stall of the others
+                if not new:
+                    time.sleep(POLL)  # nothing new in the log yet: look again shortly
             else:
-                run.worker_kills += _kill_a_worker(running, seen, rng)
+                calm = not chunks and ended >= CALM_AFTER * len(items)
+                if not calm and now >= next_supervisor_kill:
+                    kill_and_restart_a_supervisor()
+                    next_supervisor_kill = time.monotonic() + rng.uniform(*SUPERVISOR_EVERY)
+                else:
+                    run.worker_kills += _kill_a_worker(running, seen, rng)
+                time.sleep(KILL_EVERY)  # the kill interval is the scenario, not a synchronisation
             tick += 1
-            time.sleep(KILL_EVERY)  # the kill interval is the scenario, not a synchronisation
         run.seconds = time.monotonic() - began
         for supervisor in running:
             seen.update((w.pid, w) for w in workers_of(supervisor))
@@ -172,6 +229,51 @@ def run_chaos(q, config: Path, items: list[tuple], supervisors: int = 1, *, star
         for supervisor in running:
             supervisor.discard()
     return run
+
+
+class _RunsTail:
+    """The runs appended to a runs log since the last read (whole lines only)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.count = path, 0, 0
+
+    def read(self) -> list[Run]:
+        try:
+            with open(self.path, "rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except FileNotFoundError:
+            return []
+        whole = data[:data.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        runs = [_parse(line, self.path, self.count + number)
+                for number, line in enumerate(whole.decode().splitlines(), 1)]
+        self.count += len(runs)
+        return runs
+
+
+def held_by(config: Path, supervisor: RunningSupervisor, application_name: str) -> int:
+    """How many jobs storage shows running under a killed `supervisor` (its pid is in the
+    owner), with any other supervisor stopped: exactly the jobs it died holding. PostgreSQL
+    may still complete a COMMIT it sent just before dying: counted once its server
+    processes (by `application_name`) are gone."""
+    url = tomllib.loads(config.read_text())["storage"]["url"]
+    pattern = f"%:{supervisor.proc.pid}:%"
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(config.parent / url.removeprefix("sqlite:///"))  # relative to the config
+        try:
+            return conn.execute("SELECT count(*) FROM jobs WHERE state = 'running' AND owner LIKE ?",
+                                (pattern,)).fetchone()[0]
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        wait_for(lambda: conn.execute("SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = %s",
+                                      (application_name,)).fetchone()[0],
+                 what=f"the server processes of killed supervisor {application_name} to end")
+        return conn.execute("SELECT count(*) FROM jobrt_jobs WHERE state = 'running' AND owner LIKE %s",
+                            (pattern,)).fetchone()[0]
 
 
 def _ended(q) -> int:
@@ -189,6 +291,20 @@ def _kill_a_worker(running: list[RunningSupervisor], seen: dict, rng: random.Ran
     except psutil.NoSuchProcess:
         return 0
     return 1
+
+
+def _kill_the_worker(pid: int, running: list[RunningSupervisor], seen: dict) -> int:
+    """SIGKILL the worker `pid` if it is still a worker of a running supervisor."""
+    for supervisor in running:
+        for worker in workers_of(supervisor):
+            seen[worker.pid] = worker
+            if worker.pid == pid:
+                try:
+                    worker.kill()
+                except psutil.NoSuchProcess:
+                    return 0
+                return 1
+    return 0
 
 
 def _kill_supervisor(supervisor: RunningSupervisor, seen: dict) -> int:
@@ -227,14 +343,15 @@ def read_runs(log: Path) -> list[Run]:
     line are atomic, so one would mean the log cannot be trusted."""
     if not log.exists():
         return []
-    runs = []
-    for number, line in enumerate(log.read_text().splitlines(), 1):
-        try:
-            text, job_id, attempt, pid = line.split()
-            runs.append(Run(text, int(job_id), int(attempt), int(pid)))
-        except ValueError:
-            raise ValueError(f"{log}:{number}: not a run line: {line!r}") from None
-    return runs
+    return [_parse(line, log, number) for number, line in enumerate(log.read_text().splitlines(), 1)]
+
+
+def _parse(line: str, log: Path, number: int) -> Run:
+    try:
+        text, job_id, attempt, pid = line.split()
+        return Run(text, int(job_id), int(attempt), int(pid))
+    except ValueError:
+        raise ValueError(f"{log}:{number}: not a run line: {line!r}") from None
 
 
 @dataclass

@@ -35,36 +35,37 @@ def postgres_url(request) -> str:
     return request.getfixturevalue("pg_url")
 
 
-def drain_under_chaos(tmp_path, url, start_supervisor, supervisors, workers):
+def drain_under_chaos(tmp_path, url, start_supervisor, supervisors, workers, seed):
     config = write_chaos_config(tmp_path, url, workers, PREFETCH)
     log = tmp_path / "runs.log"
-    seed = random.randrange(1 << 32)
     with connect(config=str(config)) as q:
+        # Kills paced by the runs, not the clock; the timeout is only a hang guard.
         run = run_chaos(q, config, chaos_items(log, JOBS), supervisors, start=start_supervisor,
-                        rng=random.Random(seed), timeout=240)
+                        rng=random.Random(seed), timeout=1800, runs_log=log)
         report = check(run.ids, read_runs(log), records_of(q.storage, run.ids), run,
                        held_bound(workers, PREFETCH))
-    figures = dict(report.figures(), seed=seed, seconds=round(run.seconds, 1))
+    figures = dict(report.figures(), held_at_kills=run.held_at_kills, seed=seed,
+                   seconds=round(run.seconds, 1))
     print(f"chaos figures: {figures}")
     assert report.problems() == [], figures
-    assert run.drained and report.jobs == JOBS
+    assert run.drained and report.jobs == JOBS, figures
     assert run.stop_codes == [0] * supervisors and run.survivors == 0, figures
-    # The chaos really happened: kills landed, and some of them on running jobs. The jobs'
-    # pauses alone keep four workers busy >= 18 s, and until CALM_AFTER a supervisor dies
-    # at least every ~3.3 s (interval and restart), so 3 supervisor kills is a floor.
-    assert report.supervisor_kills >= 3 and report.worker_kills >= 50, figures
-    assert report.extra_attempts > 0, figures
+    # The chaos meant something: a supervisor died holding claimed jobs (its kills come at
+    # fixed shares of the runs: one holding none is as good as no kill), and workers died.
+    # Each job held at a kill is claimed again, so it shows in the extra attempts.
+    assert run.kills_holding >= 1 and report.worker_kills >= 1, figures
+    assert report.extra_attempts >= run.held_at_kills, figures
 
 
 @pytest.mark.slow
-def test_killing_workers_and_the_supervisor_loses_nothing_sqlite(tmp_path, start_supervisor):
-    drain_under_chaos(tmp_path, "sqlite:///jobs.db", start_supervisor, supervisors=1, workers=4)
+def test_killing_workers_and_the_supervisor_loses_nothing_sqlite(tmp_path, start_supervisor, seed):
+    drain_under_chaos(tmp_path, "sqlite:///jobs.db", start_supervisor, supervisors=1, workers=4, seed=seed)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_killing_workers_and_supervisors_loses_nothing_postgres(tmp_path, request, start_supervisor):
-    drain_under_chaos(tmp_path, postgres_url(request), start_supervisor, supervisors=2, workers=2)
+def test_killing_workers_and_supervisors_loses_nothing_postgres(tmp_path, request, start_supervisor, seed):
+    drain_under_chaos(tmp_path, postgres_url(request), start_supervisor, supervisors=2, workers=2, seed=seed)
 
 
 def test_a_worker_inside_a_long_job_dies_with_its_killed_supervisor(tmp_path, start_supervisor):
@@ -79,7 +80,7 @@ def test_a_worker_inside_a_long_job_dies_with_its_killed_supervisor(tmp_path, st
     [worker] = workers_of(supervisor)
     supervisor.kill()
     try:
-        wait_for(lambda: not alive(worker), 10, "the busy worker to die with its supervisor")
+        wait_for(lambda: not alive(worker), what="the busy worker to die with its supervisor")
     finally:
         if alive(worker):
             worker.kill()
@@ -159,7 +160,8 @@ def stored(url, queue) -> int:
 
 
 def enqueue_killed_at_random(url, settled, rng):
-    """Kill one client per batch at a random moment of its write; returns
+    """Kill one client per batch at a random moment of its write, the i-th of KILLS in the
+    i-th KILLS-th of the time a write took, counted from its `writing`; returns
     [(batch queue, killed inside the write, jobs stored)]. No other connection
     is open while a client is killed (settled() may wait for its server process)."""
     client = start_client(url, "calibration")
@@ -171,7 +173,7 @@ def enqueue_killed_at_random(url, settled, rng):
     for trial in range(KILLS):
         queue = f"batch-{trial}"
         client = start_client(url, queue)
-        time.sleep(rng.uniform(0, write_seconds))  # the random moment is the scenario
+        time.sleep(rng.uniform(trial, trial + 1) / KILLS * write_seconds)  # the moment is the scenario
         client.kill()
         client.wait()
         inside = client.stdout.read() == b""  # it had not printed `written`
@@ -182,21 +184,23 @@ def enqueue_killed_at_random(url, settled, rng):
     return outcomes
 
 
-def check_all_or_none(outcomes):
+def check_all_or_none(outcomes, seed):
     print(f"enqueue_many kills (batch, inside its write, jobs stored): {outcomes}")
-    assert [(queue, n) for queue, _, n in outcomes if n not in (0, BATCH)] == [], outcomes
-    assert any(inside for _, inside, _ in outcomes), f"no kill landed inside a write: {outcomes}"
+    assert [(queue, n) for queue, _, n in outcomes if n not in (0, BATCH)] == [], (seed, outcomes)
+    # The first kill comes within the first eighth of a write: it lands inside unless this
+    # write was eight times as fast as the one measured.
+    assert any(inside for _, inside, _ in outcomes), f"no kill landed inside a write: {outcomes}, seed={seed}"
 
 
 @pytest.mark.slow
-def test_a_client_killed_inside_enqueue_many_stores_all_or_none_sqlite(tmp_path):
+def test_a_client_killed_inside_enqueue_many_stores_all_or_none_sqlite(tmp_path, seed):
     url = f"sqlite:///{tmp_path}/jobs.db"
-    check_all_or_none(enqueue_killed_at_random(url, lambda: None, random.Random()))
+    check_all_or_none(enqueue_killed_at_random(url, lambda: None, random.Random(seed)), seed)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_a_client_killed_inside_enqueue_many_stores_all_or_none_postgres(request):
+def test_a_client_killed_inside_enqueue_many_stores_all_or_none_postgres(request, seed):
     import psycopg
 
     url = postgres_url(request)
@@ -210,4 +214,4 @@ def test_a_client_killed_inside_enqueue_many_stores_all_or_none_postgres(request
                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()[0],
                 what="the killed client's server process to end")
 
-    check_all_or_none(enqueue_killed_at_random(url, settled, random.Random()))
+    check_all_or_none(enqueue_killed_at_random(url, settled, random.Random(seed)), seed)
