@@ -480,7 +480,8 @@ def inner_pool(n, pid_dir=None, hang=False):
 
     with Pool(2) as inner:
         if hang:  # once both inner workers run a call, grow past the outer memory_limit_mb
-            running = [inner.submit(work, x) for x in range(n)]  # noqa: F841 - they never end
+            for x in range(n):  # one call for each inner worker: they never end
+                inner.submit(work, x)
             wait_for(lambda: len(os.listdir(pid_dir)) == 2, SAFETY, "both inner workers to start")
             grow_forever(400)
         return sum(inner.map(work, range(n), chunksize=1))
