@@ -41,6 +41,12 @@ def start_command(config_path: str) -> list[str]:
     return program + ["start", "--config", os.path.abspath(config_path)]
 
 
+def reload_command() -> list[str]:
+    """ExecReload without its $MAINPID: this interpreter runs sd_notify's `reload`, which
+    announces the reload to systemd before it sends SIGHUP (see there why)."""
+    return [os.path.abspath(sys.executable), "-m", "runtime.supervisor.sd_notify", "reload"]
+
+
 def _specifiers(text: str) -> str:
     """systemd expands %x specifiers in most settings; a literal % is %%."""
     if any(c in text for c in "\n\r\0"):
@@ -99,14 +105,19 @@ def render(config: Config, user: str | None = None) -> tuple[str, list[str]]:
     lines += [
         "",
         "[Service]",
-        "# The supervisor sends READY=1 once its workers run, STOPPING=1 when it stops,",
-        "# and watchdog pings while its loop turns.",
+        "# The supervisor sends READY=1 once its workers run, RELOADING=1 and READY=1 around",
+        "# a reload, STOPPING=1 when it stops, and watchdog pings while its loop turns.",
         "Type=notify",
-        "# Only the supervisor may send those; a job's processes cannot.",
-        "NotifyAccess=main",
+        "# Only the supervisor and this unit's own commands (ExecReload) may send those; a",
+        "# job's processes cannot. (systemd older than 233 reads this as main, and then",
+        "# `systemctl reload` returns as soon as the signal is sent.)",
+        "NotifyAccess=exec",
         "ExecStart=" + " ".join(_exec_arg(a) for a in start_command(config.path)),
-        "# SIGHUP: reload supervisor.toml and replace the workers gracefully.",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "# Reload supervisor.toml and replace the workers gracefully: tell systemd a reload is",
+        "# under way, then send SIGHUP. `systemctl reload` returns once the supervisor has",
+        "# applied the new config (or rejected it: `systemctl status` says why), so jobs",
+        "# enqueued after it run the new job code.",
+        "ExecReload=" + " ".join(_exec_arg(a) for a in reload_command()) + " $MAINPID",
         "# SIGTERM to the supervisor alone: it stops claiming, lets running jobs finish",
         "# within their pool's grace, kills the rest and returns them to their queue.",
         "# Whatever is left in the unit's cgroup once it exits (or once TimeoutStopSec",
