@@ -336,12 +336,15 @@ def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(tmp_p
     assert os.path.isabs(command[0]) and os.access(command[0], os.X_OK)
     assert command[-3:] == ["start", "--config", str(config)]
     expected = {
-        "Type": "notify", "NotifyAccess": "main", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "Type": "notify", "NotifyAccess": "exec",
         "KillMode": "mixed", "TimeoutStopSec": str(101 + 15), "Restart": "on-failure",
         "WatchdogSec": "30", "WorkingDirectory": str(tmp_path), "NoNewPrivileges": "yes",
         "PrivateTmp": "yes", "ProtectSystem": "full", "ProtectHome": "read-only",
     }
     assert {key: service.get(key) for key in expected} == expected
+    # reload: tell systemd, then SIGHUP; it waits for the supervisor's READY=1
+    reload = service["ExecReload"].split()
+    assert os.path.isabs(reload[0]) and reload[1:] == ["-m", "runtime.supervisor.sd_notify", "reload", "$MAINPID"]
     assert "User" not in service
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
     assert "After" not in parsed["Unit"]  # SQLite needs no network
