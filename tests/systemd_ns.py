@@ -36,6 +36,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -107,8 +108,22 @@ for dir in "$@"; do  # /etc and /var, unless the run directory is under one
   mount --bind "$dir" "$dir"
   mount -o remount,bind,ro "$dir"
 done
+# A checkout (and its .venv) under /tmp stays visible at its path, and nothing else of the
+# host's /tmp: held in the private /run while the private /tmp is mounted over it.
+keep=0
+for dir in ${JOBRT_NS_KEEP:-}; do
+  keep=$((keep + 1))
+  mkdir -p "/run/keep/$keep"
+  mount --bind "$dir" "/run/keep/$keep"
+done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+keep=0
+for dir in ${JOBRT_NS_KEEP:-}; do
+  keep=$((keep + 1))
+  mkdir -p "$dir"
+  mount --bind "/run/keep/$keep" "$dir"
+done
 for dir in %(generators)s; do
   if [ -d "$dir" ]; then mount -t tmpfs -o ro,mode=0755 tmpfs "$dir"; fi
 done
@@ -183,11 +198,12 @@ def _die_with_parent() -> None:
 def run_directory(preferred: Path) -> Path:
     """Where a namespace's run directory can go: `preferred`, unless it is under /tmp or
     /var/tmp, which the namespace replaces with its own (then under /var/lib)."""
-    base = preferred if _under_tmp(preferred) is None else Path("/var/lib")
+    base = preferred if under_tmp(preferred) is None else Path("/var/lib")
     return base / f".systemd-run-{uuid.uuid4().hex[:12]}"
 
 
-def _under_tmp(path: Path) -> str | None:
+def under_tmp(path: Path) -> str | None:
+    """/tmp or /var/tmp, when `path` is under one of them (which the namespace replaces)."""
     real = os.path.realpath(path)
     return next((d for d in ("/tmp", "/var/tmp") if real == d or real.startswith(d + "/")), None)
 
@@ -195,7 +211,7 @@ def _under_tmp(path: Path) -> str | None:
 class SystemdNamespace:
     def __init__(self, run_dir: Path):
         """`run_dir`: a directory to create (see `run_directory`), seen alike inside and out."""
-        if _under_tmp(Path(run_dir).parent):
+        if under_tmp(Path(run_dir).parent):
             raise ValueError(f"{run_dir}: the namespace has its own /tmp and /var/tmp")
         self.run_dir = Path(run_dir)
         self.cgroup: Path | None = None
@@ -233,11 +249,20 @@ class SystemdNamespace:
                  "private", "--cgroup", "--uts", "--ipc",
                  "sh", "-c", BOOT_SCRIPT, "sh", str(self.run_dir), *self._read_only()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "JOBRT_NS_KEEP": " ".join(self.keep)},
                 start_new_session=True, preexec_fn=_die_with_parent)
         self.systemd = self._wait(self._systemd_process, timeout, "systemd to start")
         self.pidns = os.stat(f"/proc/{self.pid}/ns/pid").st_ino
         self._wait(lambda: self.state() in ("running", "degraded"), timeout,
                    "systemd to finish booting basic.target")
+
+    @property
+    def keep(self) -> list[str]:
+        """Directories under /tmp or /var/tmp the service must see: the checkout (with its
+        .venv) and the interpreter's, when a clone was made there (CI may clone into /tmp)."""
+        wanted = {os.path.realpath(Path(__file__).resolve().parent.parent),
+                  os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+        return sorted(d for d in wanted if under_tmp(Path(d)) and " " not in d)
 
     def _read_only(self) -> list[str]:
         """/etc and /var, but not the one the run directory (the service's database) is in."""

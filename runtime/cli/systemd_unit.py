@@ -153,12 +153,25 @@ def render(config: Config, user: str | None = None) -> tuple[str, list[str]]:
     lines += ["", "# Hardening, kept to what cannot break forking workers, a root supervisor",
               "# dropping to a pool's user, or the database. Loosen it if jobs need more."]
     lines += _hardening(switching, database, postgres and _postgres_socket_in_tmp(
-        config.storage_url))
+        config.storage_url), _read_from_tmp(config))
     lines += ["", "[Install]", "WantedBy=multi-user.target"]
     return "\n".join(lines) + "\n", warnings
 
 
-def _hardening(switching: list[str], database: str | None, pg_socket_in_tmp: bool) -> list[str]:
+def _read_from_tmp(config: Config) -> str | None:
+    """What the service reads from /tmp or /var/tmp, which PrivateTmp= would hide: the
+    program (a virtualenv made there), the config, a [jobs] path."""
+    needed = [("the program", start_command(config.path)[0]), ("the config", config.path),
+              *(("the job modules' directory", path) for path in config.module_path)]
+    for what, path in needed:
+        where = _under(os.path.abspath(path), PRIVATE_TMP)
+        if where:
+            return f"{what} {path} is under {where}"
+    return None
+
+
+def _hardening(switching: list[str], database: str | None, pg_socket_in_tmp: bool,
+               read_from_tmp: str | None) -> list[str]:
     lines = []
     if switching:
         lines += [f"# NoNewPrivileges= left out: pools {', '.join(switching)} switch user, so this",
@@ -169,9 +182,9 @@ def _hardening(switching: list[str], database: str | None, pg_socket_in_tmp: boo
                   "# file capabilities (sudo and su stop working for jobs). Dropping privileges",
                   "# is unaffected.", "NoNewPrivileges=yes"]
     tmp = _under(database, PRIVATE_TMP) if database else None
-    if tmp or pg_socket_in_tmp:
+    if tmp or pg_socket_in_tmp or read_from_tmp:
         why = (f"the database {database} is under {tmp}" if tmp else
-               "PostgreSQL may be reached through a socket in /tmp")
+               "PostgreSQL may be reached through a socket in /tmp" if pg_socket_in_tmp else read_from_tmp)
         lines.append(f"# PrivateTmp= left out: {_specifiers(why)}, which it would hide.")
     else:
         lines += ["# Jobs get their own /tmp and /var/tmp, emptied when the service stops.",

@@ -7,13 +7,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
 from runtime.storage import NewJob, Outcome, open_storage
-from tests.conftest import jobrt, wait_for, write_config
+from tests.conftest import REPO, jobrt, wait_for, write_config
 
 NO_WORKER_CHECK = {"workers_critical": 0}
 
@@ -318,6 +320,31 @@ def test_every_admin_command_speaks_json(tmp_path):
 
 # -- systemd-unit --------------------------------------------------------------------
 
+# PrivateTmp= hides /tmp from the service: a unit keeps it only when nothing it reads or
+# writes is there. The program is this interpreter's `jobrt`, in /tmp when the checkout and
+# its .venv are (a CI clone may be); the configs of these tests are kept out of /tmp.
+PROGRAM_IN_TMP = os.path.realpath(os.path.dirname(os.path.abspath(sys.executable))).startswith(("/tmp/", "/var/tmp/"))
+
+
+@pytest.fixture
+def unit_dir(tmp_path):
+    """A directory for a unit's config outside /tmp (pytest's tmp_path is under it)."""
+    directory = REPO / "tests" / f".unit-{tmp_path.name}"
+    if str(directory).startswith(("/tmp/", "/var/tmp/")):
+        directory = Path("/var/lib") / f"jobrt-test-{os.getpid()}-{tmp_path.name}"
+    directory.mkdir(parents=True)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def private_tmp_kept(service) -> bool:
+    """PrivateTmp=yes, as expected: unless the program runs from /tmp (then it is left out,
+    saying why)."""
+    if PROGRAM_IN_TMP:
+        return "PrivateTmp" not in service
+    return service.get("PrivateTmp") == "yes"
+
+
 def unit(config, *extra) -> configparser.ConfigParser:
     code, out, err = jobrt("systemd-unit", "--config", config, *extra)
     assert code == 0 and "Traceback" not in err, err
@@ -327,7 +354,8 @@ def unit(config, *extra) -> configparser.ConfigParser:
     return parser
 
 
-def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(tmp_path):
+def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(unit_dir):
+    tmp_path = unit_dir
     config = write_config(tmp_path, pools={"default": {"grace": 10}, "batch": {"grace": 100.5}},
                           storage={"url": "sqlite:////var/lib/jobrt-test/jobs.db"})
     parsed = unit(config)
@@ -339,8 +367,9 @@ def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(tmp_p
         "Type": "notify", "NotifyAccess": "exec",
         "KillMode": "mixed", "TimeoutStopSec": str(101 + 15), "Restart": "on-failure",
         "WatchdogSec": "30", "WorkingDirectory": str(tmp_path), "NoNewPrivileges": "yes",
-        "PrivateTmp": "yes", "ProtectSystem": "full", "ProtectHome": "read-only",
+        "ProtectSystem": "full", "ProtectHome": "read-only",
     }
+    assert private_tmp_kept(service)
     assert {key: service.get(key) for key in expected} == expected
     # reload: tell systemd, then SIGHUP; it waits for the supervisor's READY=1
     reload = service["ExecReload"].split()
@@ -356,17 +385,26 @@ def test_systemd_unit_runs_the_supervisor_under_notify_with_a_stop_timeout(tmp_p
     ("sqlite:////home/ops/jobs.db", {}, "ProtectHome", "ProtectSystem"),
     ("sqlite:////root/jobs.db", {}, "ProtectHome", "PrivateTmp"),
     ("sqlite:////var/tmp/jobs.db", {}, "PrivateTmp", "ProtectHome"),
-    ("sqlite:///jobs.db", {}, "PrivateTmp", "NoNewPrivileges"),  # tmp_path is under /tmp
+    ("sqlite:////tmp/jobs.db", {}, "PrivateTmp", "NoNewPrivileges"),
     ("sqlite:////srv/jobs.db", {"user": "nobody"}, "NoNewPrivileges", "PrivateTmp"),
     ("postgresql:///jobs", {}, "PrivateTmp", "ProtectSystem"),  # libpq's socket may be in /tmp
     ("postgresql://jobs@db.example/jobs", {}, "-", "PrivateTmp"),
 ])
-def test_systemd_unit_hardening_never_hides_the_database(tmp_path, url, pool, missing, kept):
-    config = write_config(tmp_path, pools={"default": pool}, storage={"url": url})
-    parsed = unit(config)
-    assert missing not in parsed["Service"] and kept in parsed["Service"]
+def test_systemd_unit_hardening_never_hides_the_database(unit_dir, url, pool, missing, kept):
+    config = write_config(unit_dir, pools={"default": pool}, storage={"url": url})
+    service = unit(config)["Service"]
+    assert missing not in service
+    assert private_tmp_kept(service) if kept == "PrivateTmp" else kept in service
     if url.startswith("postgresql"):
-        assert parsed["Unit"]["After"] == "network-online.target"
+        assert unit(config)["Unit"]["After"] == "network-online.target"
+
+
+def test_systemd_unit_leaves_private_tmp_out_when_the_config_is_in_tmp(tmp_path):
+    """PrivateTmp= would hide the config (and a [jobs] path) from the service: it could not start."""
+    config = write_config(tmp_path, storage={"url": "sqlite:////srv/jobs.db"})
+    code, out, _ = jobrt("systemd-unit", "--config", config)
+    assert code == 0 and "PrivateTmp=" not in out.replace("# PrivateTmp=", "")
+    assert "# PrivateTmp= left out:" in out and "is under /tmp, which it would hide" in out
 
 
 def test_systemd_unit_quotes_paths_and_refuses_bad_users(tmp_path):
