@@ -36,15 +36,20 @@ class Kind:
     convert: Callable[[Any], Any]  # returns the normalized value or raises Invalid
 
 
-def _number(rule: NumberRule) -> Kind:
-    """A number the rule admits (runtime.numbers: the one check of numbers)."""
+def _ruled(expected: str, check: Callable[[Any], Any]) -> Kind:
+    """A Kind whose values a rule of runtime.options or runtime.numbers checks (the rules
+    job options share), its ValueError becoming Invalid."""
     def convert(value):
         try:
-            return rule.check(value)
+            return check(value)
         except ValueError as err:
             raise Invalid(str(err)) from None
 
-    return Kind(rule.expected, convert)
+    return Kind(expected, convert)
+
+
+def _number(rule: NumberRule) -> Kind:
+    return _ruled(rule.expected, rule.check)
 
 
 def _integer(low: int, high: int = INT_MAX) -> Kind:
@@ -74,13 +79,6 @@ def _check_url(value):
     if not isinstance(value, str) or not value.isprintable() or not re.fullmatch(r"[A-Za-z][\w+.-]*:.+", value):
         raise Invalid(f"must be {URL.expected}, got {_show(value)}")
     return value
-
-
-def _check_policy(value):
-    try:
-        return check_policy(value)
-    except ValueError as err:
-        raise Invalid(str(err)) from None
 
 
 def _check_bool(value):
@@ -114,7 +112,7 @@ ACCOUNT = Kind('a user or group name, or "" for none', _check_account)
 SECONDS = _number(NumberRule(minimum=0, unit="seconds"))
 POSITIVE_SECONDS = _number(NumberRule(minimum=0, above=True, unit="seconds"))
 URL = Kind("a storage URL such as sqlite:///var/jobrt.db or postgresql://user@host/db", _check_url)
-BACKOFF = Kind("a number of seconds, a list of them, or {base, factor, max, jitter}", _check_policy)
+BACKOFF = _ruled("a number of seconds, a list of them, or {base, factor, max, jitter}", check_policy)
 
 QUEUES = _names("a queue name (no spaces)", "queue names", is_queue_name, distinct=True)
 MODULES = _names(
