@@ -37,11 +37,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import psutil
+
+from tests.conftest import wait_for
 
 SYSTEMD = "/lib/systemd/systemd"
 TOOLS = ("unshare", "nsenter", "systemctl", "mount", "sh")
@@ -283,14 +284,10 @@ class SystemdNamespace:
         return None
 
     def _wait(self, condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.logs()}")
-            time.sleep(0.05)
+        try:
+            return wait_for(condition, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.logs()}") from None
 
     def state(self) -> str:
         if self.launcher.poll() is not None:
