@@ -17,6 +17,7 @@ from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
 from runtime.storage.base import JobRecord, NewJob
 
+_UNSEEN = object()
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
@@ -47,6 +48,8 @@ class Queue:
         self._config_path = config_path
         self._pools = None if pools is None else {name: tuple(queues) for name, queues in pools.items()}
         self._registry: dict[str, JobSpec] | None = None
+        self._checked: dict[tuple[str, str], bytes | None] = {}  # (job, queue) served -> its options
+        self._by_name: dict[str, JobSpec] = {}  # names resolved (a module is scanned once, not per job)
 
     def __enter__(self):
         return self
@@ -58,6 +61,14 @@ class Queue:
         self.storage.close()
 
     def _spec(self, job) -> JobSpec:
+        if isinstance(job, str):
+            spec = self._by_name.get(job)
+            if spec is None:
+                spec = self._by_name[job] = self._find(job)
+            return spec
+        return self._find(job)
+
+    def _find(self, job) -> JobSpec:
         wanted = (isinstance(job, str) and self._modules) or self._pools is not None
         if wanted and self._registry is None:
             self._registry = collect(self._modules, self._module_path, self._config_path)
@@ -90,6 +101,16 @@ class Queue:
 
     def _new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
         spec = self._spec(job)
+        if not options:  # the usual enqueue: what depends on the job alone is worked out once
+            stored = self._checked.get((spec.name, spec.queue), _UNSEEN)
+            if stored is _UNSEEN:
+                self._check_served(spec, spec.queue)
+                stored = self._checked[spec.name, spec.queue] = self._stored(spec, {}, now)
+            elif spec.retry_until is not None:
+                stored = self._stored(spec, {}, now)
+            payload = dump_payload(spec.name, args, kwargs)
+            return NewJob(queue=spec.queue, name=spec.name, payload=payload, available_at=now,
+                          priority=spec.priority, options=stored, unique_key=self._unique(spec, spec.unique, payload))
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             close = [match for name in unknown for match in difflib.get_close_matches(name, _OPTIONS, 1)]
@@ -103,18 +124,26 @@ class Queue:
             except ValueError as exc:
                 raise PayloadError(f"job {spec.name}: {option} {exc}") from None
         queue = given.get("queue", spec.queue)
-        self._check_served(spec, queue)
-        retry_until = given.get("retry_until", spec.retry_until)
-        stored = JobOptions(timeout=given.get("timeout", spec.timeout), tries=given.get("tries", spec.tries),
-                            backoff=given.get("backoff", spec.backoff),
-                            retry_until=None if retry_until is None else now + retry_until)
+        if (spec.name, queue) not in self._checked:
+            self._check_served(spec, queue)
         payload = dump_payload(spec.name, args, kwargs)
-        unique = given.get("unique", spec.unique)
-        if unique is True:  # the job's name and arguments are the key
-            unique = f"{spec.name}:{hashlib.sha1(payload).hexdigest()}"
         return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
-                      priority=given.get("priority", spec.priority), options=stored.encode(),
-                      unique_key=unique or None)
+                      priority=given.get("priority", spec.priority), options=self._stored(spec, given, now),
+                      unique_key=self._unique(spec, given.get("unique", spec.unique), payload))
+
+    @staticmethod
+    def _stored(spec: JobSpec, given: dict, now: float) -> bytes | None:
+        """The options stored with the job: the overrides `given`, else the job's own."""
+        retry_until = given.get("retry_until", spec.retry_until)
+        return JobOptions(timeout=given.get("timeout", spec.timeout), tries=given.get("tries", spec.tries),
+                          backoff=given.get("backoff", spec.backoff),
+                          retry_until=None if retry_until is None else now + retry_until).encode()
+
+    @staticmethod
+    def _unique(spec: JobSpec, unique, payload: bytes) -> str | None:
+        if unique is True:  # the job's name and arguments are the key
+            return f"{spec.name}:{hashlib.sha1(payload).hexdigest()}"
+        return unique or None
 
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
