@@ -155,6 +155,30 @@ def decode_record(row: dict) -> JobRecord:
     )
 
 
+COUNT_KEYS = ("pending", "delayed", "running", "succeeded", "failed", "cancelled")
+
+
+def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    """counts() from (queue, bucket, n) rows, as the SQL backends read them from their
+    counters: a bucket is a state (pending: due and delayed together) or "delayed" (rows
+    to add up). A queue is listed while it holds any job; pending becomes the due ones."""
+    states: dict[str, dict[str, int]] = {}
+    delayed: dict[str, int] = {}
+    for queue, bucket, n in rows:
+        if bucket == "delayed":
+            delayed[queue] = delayed.get(queue, 0) + n
+        else:
+            per_queue = states.setdefault(queue, dict.fromkeys(COUNT_KEYS, 0))
+            per_queue[bucket] += n
+    out = {}
+    for queue, per_queue in states.items():
+        if any(per_queue.values()):
+            per_queue["delayed"] = delayed.get(queue, 0)
+            per_queue["pending"] -= per_queue["delayed"]
+            out[queue] = per_queue
+    return out
+
+
 class Storage:
     """Base class of storage backends. Subclasses implement every verb below.
 
@@ -218,7 +242,7 @@ class Storage:
         """The available_at of the due job that has waited longest: the least available_at
         of the pending jobs, in any queue, with available_at <= `now`; None when no job is
         due (delayed jobs are not waiting yet). `now - oldest_pending(now)` is that wait.
-        For `jobrt health`, not the hot path: it may read every pending job's index entry."""
+        For `jobrt health`: one index probe per queue that has pending jobs."""
         raise NotImplementedError
 
     # -- leases and supervisors --------------------------------------------
@@ -248,15 +272,19 @@ class Storage:
         raise NotImplementedError
 
     def counts(self, now: float) -> dict[str, dict[str, int]]:
-        """queue -> {pending, delayed, running, succeeded, failed, cancelled}.
-        `pending` counts due jobs only; `delayed` those with available_at > now."""
+        """queue -> {pending, delayed, running, succeeded, failed, cancelled}, for every
+        queue that holds a job. `pending` counts due jobs only; `delayed` those with
+        available_at > now. Exact, and cheap whatever the size of the table: a supervisor
+        with metrics on reads it every heartbeat. The SQL backends read counters their
+        triggers keep in the same transaction as every job change, never the job rows
+        (but those pending in `now`'s 16 s, counted in an index)."""
         raise NotImplementedError
 
     def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
         """(queue, name, count) of the pending jobs, due and delayed alike, one row per
         queue and job name that has any, ordered by queue then name. For `jobrt health`
-        and `jobrt status` (which jobs no live supervisor would run), not the hot path:
-        it reads an index of pending jobs only, never the table."""
+        and `jobrt status` (which jobs no live supervisor would run), from the same
+        counters as counts(), never the table."""
         raise NotImplementedError
 
     def failed(self, limit: int = 100) -> list[JobRecord]:

@@ -63,6 +63,118 @@ CREATE INDEX jobrt_jobs_ended ON jobrt_jobs (finished_at, id)
 -- (an index-only scan in GROUP BY order) instead of the table.
 CREATE INDEX jobrt_jobs_pending_name ON jobrt_jobs (queue, name) WHERE state = 'pending';
 
+-- name: migration_4
+-- counts(): jobs per queue and state kept in rows changed in the same transaction as
+-- every change of jobrt_jobs (by triggers), so status, health and metrics read a few
+-- hundred rows whatever the size of the jobs table. Keys (level, slot, state, queue,
+-- name), as in the SQLite backend's job_counts:
+--   level -1: jobs that are not pending, per (state, queue, name) (slot 0).
+--   levels 0, 1, 2: pending jobs per queue and slot of available_at, with slots of
+--   16 s, 4096 s (16 * 256) and 1048576 s (about 12 days); level 2 also per job name
+--   (so it holds the pending jobs per queue and name). A pending job counts once in
+--   each level. slot = floor(available_at / width), exact: the widths are powers of 2
+--   (for times below 2^53 s in size and not subnormal: every real epoch time).
+-- The delayed jobs (available_at > now) are then: the rest of now's 16 s slot (read
+-- from jobrt_jobs_due), the later 16 s slots of now's 4096 s slot, the later 4096 s
+-- slots of now's 12-day slot, and every later 12-day slot: at most 255 + 255 keys per
+-- queue, plus one per queue, name and 12 days of delays.
+-- No writer of jobs updates a count, though: the triggers insert into
+-- jobrt_count_changes one row per key a statement changed, n the change. So writers
+-- never wait on each other (nor on a hot row) for a count, and cannot deadlock over
+-- one. heartbeat() folds the changes into jobrt_counts, one row per key (fold_counts);
+-- the reads add up both tables (the view jobrt_count_rows), so changes not folded yet
+-- cost a read only in the slot ranges it reads.
+-- The table is locked first: no job can change between the backfill and the triggers.
+LOCK TABLE jobrt_jobs IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE jobrt_counts (
+    level smallint         NOT NULL,
+    slot  double precision NOT NULL,
+    state text             NOT NULL,
+    queue text             NOT NULL,
+    name  text             NOT NULL,
+    n     bigint           NOT NULL,
+    PRIMARY KEY (level, slot, state, queue, name)
+);
+-- forget_zero_counts finds the keys whose jobs all left here, not by reading them all.
+CREATE INDEX jobrt_counts_zero ON jobrt_counts (level) WHERE n = 0;
+CREATE TABLE jobrt_count_changes (
+    level smallint         NOT NULL,
+    slot  double precision NOT NULL,
+    state text             NOT NULL,
+    queue text             NOT NULL,
+    name  text             NOT NULL,
+    n     bigint           NOT NULL
+);
+CREATE INDEX jobrt_count_changes_slot ON jobrt_count_changes (level, slot);
+CREATE VIEW jobrt_count_rows AS
+    SELECT level, slot, state, queue, name, n FROM jobrt_counts
+    UNION ALL
+    SELECT level, slot, state, queue, name, n FROM jobrt_count_changes;
+-- The keys a job (state, queue, name, available_at) counts under.
+CREATE FUNCTION jobrt_count_keys(text, text, text, double precision)
+RETURNS TABLE (level smallint, slot double precision, state text, queue text, name text)
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT l.level, CASE WHEN l.level < 0 THEN 0 ELSE floor($4 / l.width) END, $1, $2,
+           CASE WHEN l.level IN (-1, 2) THEN $3 ELSE '' END
+    FROM (VALUES (-1::smallint, 1.0::float8), (0, 16.0), (1, 4096.0), (2, 1048576.0))
+         AS l (level, width)
+    WHERE (l.level < 0) = ($1 <> 'pending')
+$fn$;
+-- Statement triggers: one row per key the statement changed, whatever its row count.
+-- SECURITY DEFINER: a role that may change jobs needs no rights on the counts.
+CREATE FUNCTION jobrt_count_jobs() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO jobrt_count_changes (level, slot, state, queue, name, n)
+        SELECT k.*, count(*)
+        FROM new_jobs AS j, jobrt_count_keys(j.state, j.queue, j.name, j.available_at) AS k
+        GROUP BY 1, 2, 3, 4, 5;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO jobrt_count_changes (level, slot, state, queue, name, n)
+        SELECT k.*, -count(*)
+        FROM old_jobs AS j, jobrt_count_keys(j.state, j.queue, j.name, j.available_at) AS k
+        GROUP BY 1, 2, 3, 4, 5;
+    ELSE
+        -- Out of the old keys, into the new ones: a lease renewal's rows cancel out.
+        INSERT INTO jobrt_count_changes (level, slot, state, queue, name, n)
+        SELECT k.*, sum(j.sign)
+        FROM (SELECT state, queue, name, available_at, -1 AS sign FROM old_jobs
+              UNION ALL
+              SELECT state, queue, name, available_at, 1 FROM new_jobs) AS j,
+             jobrt_count_keys(j.state, j.queue, j.name, j.available_at) AS k
+        GROUP BY 1, 2, 3, 4, 5
+        HAVING sum(j.sign) <> 0;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION jobrt_count_truncate() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+BEGIN
+    DELETE FROM jobrt_counts;
+    DELETE FROM jobrt_count_changes;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER jobrt_jobs_count_insert AFTER INSERT ON jobrt_jobs
+    REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION jobrt_count_jobs();
+CREATE TRIGGER jobrt_jobs_count_update AFTER UPDATE ON jobrt_jobs
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobrt_count_jobs();
+CREATE TRIGGER jobrt_jobs_count_delete AFTER DELETE ON jobrt_jobs
+    REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION jobrt_count_jobs();
+CREATE TRIGGER jobrt_jobs_count_truncate AFTER TRUNCATE ON jobrt_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobrt_count_truncate();
+REVOKE EXECUTE ON FUNCTION jobrt_count_jobs(), jobrt_count_truncate() FROM PUBLIC;
+INSERT INTO jobrt_counts (level, slot, state, queue, name, n)
+SELECT k.*, count(*)
+FROM jobrt_jobs AS j, jobrt_count_keys(j.state, j.queue, j.name, j.available_at) AS k
+GROUP BY 1, 2, 3, 4, 5;
+-- pending_by_queue_and_name() now reads the counts: the index of migration 3 would
+-- only cost every enqueue and claim a write.
+DROP INDEX jobrt_jobs_pending_name;
+
 -- name: schema_exists
 SELECT to_regclass('jobrt_migrations') IS NOT NULL;
 
@@ -178,12 +290,18 @@ CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
                     WHERE state = 'pending' AND queue = q.name) AS due;
 
 -- name: oldest_pending
-SELECT min(available_at) FROM jobrt_jobs WHERE state = 'pending' AND available_at <= %(now)s;
+-- The first available_at of each queue that has pending jobs (one probe each in
+-- jobrt_jobs_due), the least of those, if it is due.
+SELECT min(first.at)
+FROM (SELECT queue FROM jobrt_count_rows WHERE level = 2
+      GROUP BY queue HAVING sum(n) > 0) AS q
+CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
+                    WHERE state = 'pending' AND queue = q.queue) AS first
+WHERE first.at <= %(now)s;
 
 -- name: pending_by_queue_and_name
-SELECT queue, name, count(*) FROM jobrt_jobs
-WHERE state = 'pending'
-GROUP BY queue, name;
+SELECT queue, name, sum(n)::bigint FROM jobrt_count_rows WHERE level = 2
+GROUP BY queue, name HAVING sum(n) > 0;
 
 -- name: upsert_supervisor
 INSERT INTO jobrt_supervisors (owner, host, pid, started_at, heartbeat_at, info)
@@ -224,11 +342,63 @@ WHERE lease_expires < %(now)s AND state = 'running';
 SELECT * FROM jobrt_jobs WHERE id = %(id)s;
 
 -- name: counts
-SELECT queue,
-       CASE WHEN state = 'pending' AND available_at > %(now)s THEN 'delayed' ELSE state END
-           AS bucket,
-       count(*)
-FROM jobrt_jobs GROUP BY queue, bucket;
+-- From the counts (migration 4), (queue, bucket, n) rows to add up: a bucket is a state
+-- (pending: due and delayed jobs) or 'delayed': the delayed jobs of the later slots of
+-- each level, and those in the rest of now's 16 s slot, counted in jobrt_jobs_due.
+-- s0, s1, s2 are now's slots.
+WITH b AS (
+    SELECT now, floor(now / 16) AS s0, floor(now / 4096) AS s1, floor(now / 1048576) AS s2
+    FROM (SELECT %(now)s::float8 AS now) AS given
+),
+pending AS (
+    SELECT queue, sum(n)::bigint AS n FROM jobrt_count_rows WHERE level = 2 GROUP BY queue
+)
+SELECT queue, state, n FROM jobrt_count_rows WHERE level = -1
+UNION ALL
+SELECT queue, 'pending', n FROM pending
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM jobrt_count_rows AS c, b
+WHERE c.level = 0 AND c.slot > b.s0 AND c.slot < (b.s1 + 1) * 256
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM jobrt_count_rows AS c, b
+WHERE c.level = 1 AND c.slot > b.s1 AND c.slot < (b.s2 + 1) * 256
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM jobrt_count_rows AS c, b
+WHERE c.level = 2 AND c.slot > b.s2
+UNION ALL
+SELECT q.queue, 'delayed',
+       (SELECT count(*) FROM jobrt_jobs
+        WHERE state = 'pending' AND queue = q.queue
+          AND available_at > b.now AND available_at < (b.s0 + 1) * 16)
+FROM pending AS q, b WHERE q.n > 0;
+
+-- name: fold_counts
+-- Up to `limit` changes the triggers wrote, summed into jobrt_counts; returns how
+-- many. One folder at a time (the others skip: their turn comes at their next
+-- heartbeat), so it never waits: changes are only ever inserted by anyone else, and
+-- are not seen before they commit.
+WITH turn AS (
+    SELECT pg_try_advisory_xact_lock(%(lock)s) AS mine
+),
+moved AS (
+    DELETE FROM jobrt_count_changes
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM jobrt_count_changes
+                           WHERE (SELECT mine FROM turn) LIMIT %(limit)s))
+    RETURNING level, slot, state, queue, name, n
+),
+folded AS (
+    INSERT INTO jobrt_counts AS c (level, slot, state, queue, name, n)
+    SELECT level, slot, state, queue, name, sum(n) FROM moved
+    GROUP BY level, slot, state, queue, name
+    HAVING sum(n) <> 0
+    ON CONFLICT (level, slot, state, queue, name) DO UPDATE SET n = c.n + excluded.n
+)
+SELECT count(*) FROM moved;
+
+-- name: forget_zero_counts
+-- Keys whose jobs all left (past slots, emptied queues), found in jobrt_counts_zero;
+-- by the folder only (the lock is its own already), after its fold.
+DELETE FROM jobrt_counts WHERE n = 0 AND (SELECT pg_try_advisory_xact_lock(%(lock)s));
 
 -- name: failed
 SELECT * FROM jobrt_jobs WHERE state = 'failed' ORDER BY finished_at DESC, id DESC

@@ -23,7 +23,7 @@ from runtime.errors import StorageError
 from runtime.storage import sqlfile, wakeup
 from runtime.storage.base import (
     FAILED, PENDING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow,
-    decode_record,
+    assemble_counts, decode_record,
 )
 
 SQL = sqlfile.load(Path(__file__).with_name("sqlite.sql"))
@@ -35,6 +35,7 @@ BUSY_TIMEOUT_S = 10
 # quickly, keeps its results in memory and retries from its event loop.
 RUNNING_BUSY_TIMEOUT_MS = {"client": BUSY_TIMEOUT_S * 1000, "supervisor": 200}
 SYNCHRONOUS = {"client": "FULL", "supervisor": "NORMAL"}
+TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 # Primary result codes (https://sqlite.org/rescode.html) -> what a human should do.
 _ADVICE = {
@@ -301,6 +302,7 @@ class SqliteStorage(Storage):
         def work(conn):
             conn.execute(SQL["upsert_supervisor"],
                          (owner, host, pid, started_at, now, orjson.dumps(info)))
+            conn.execute(SQL["forget_zero_counts"], (TIDY_BATCH,))
             if held is None:
                 return conn.execute(SQL["renew_leases"], (lease_expires, owner)).rowcount
             return conn.execute(SQL["renew_held_leases"],
@@ -332,12 +334,7 @@ class SqliteStorage(Storage):
         return _decode(cursor, row) if row else None
 
     def counts(self, now: float) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for queue, bucket, n in self._read("counting jobs", SQL["counts"], (now,)):
-            if queue not in out:
-                out[queue] = dict.fromkeys(COUNT_KEYS, 0)
-            out[queue][bucket] = n
-        return out
+        return assemble_counts(self._read("counting jobs", SQL["counts"], (now,)))
 
     def pending_by_queue_and_name(self) -> list[tuple[str, str, int]]:
         return [tuple(row) for row in self._read("counting pending jobs by queue and name",
@@ -384,9 +381,6 @@ class SqliteStorage(Storage):
             return 0
         return self._write("pruning ended jobs",
                            lambda conn: conn.execute(SQL["prune"], (before, limit)).rowcount)
-
-
-COUNT_KEYS = ("pending", "delayed", "running", "succeeded", "failed", "cancelled")
 
 
 def _decode(cursor: sqlite3.Cursor, row: tuple) -> JobRecord:

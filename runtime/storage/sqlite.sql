@@ -59,6 +59,93 @@ CREATE INDEX jobs_ended ON jobs (finished_at, id)
 -- alone (it covers the query, in its GROUP BY order), never from the table.
 CREATE INDEX jobs_pending_name ON jobs (queue, name) WHERE state = 'pending';
 
+-- name: migration_4
+-- counts(): jobs per queue and state kept in rows that triggers change in the same
+-- transaction as every change of a job (insert, delete, update of its state, queue,
+-- name or available_at), so status, health and metrics read a few hundred rows
+-- whatever the size of the jobs table. Keys (level, slot, state, queue, name):
+--   level -1: jobs that are not pending, per (state, queue, name) (slot 0).
+--   levels 0, 1, 2: pending jobs per queue and slot of available_at, with slots of
+--   16 s, 4096 s (16 * 256) and 1048576 s (about 12 days); level 2 also per job name
+--   (so it holds the pending jobs per queue and name). A pending job counts once in
+--   each level. slot = floor(available_at / width), exact: the widths are powers of 2
+--   (for times below 2^53 s in size and not subnormal: every real epoch time).
+-- The delayed jobs (available_at > now) are then: the rest of now's 16 s slot (read
+-- from jobs_due), the later 16 s slots of now's 4096 s slot, the later 4096 s slots of
+-- now's 12-day slot, and every later 12-day slot: at most 255 + 255 rows per queue,
+-- plus one per queue, name and 12 days of delays.
+-- Rows whose n fell to 0 are deleted by heartbeat() (forget_zero_counts).
+CREATE TABLE job_counts (
+    level INTEGER NOT NULL,
+    slot  INTEGER NOT NULL,
+    state TEXT    NOT NULL,
+    queue TEXT    NOT NULL,
+    name  TEXT    NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (level, slot, state, queue, name)
+) WITHOUT ROWID;
+-- forget_zero_counts finds the rows to delete here, not by reading them all.
+CREATE INDEX job_counts_zero ON job_counts (level) WHERE n = 0;
+-- The levels and their slot widths (level -1 has no slots).
+CREATE TABLE job_count_levels (level INTEGER PRIMARY KEY, width REAL NOT NULL);
+INSERT INTO job_count_levels VALUES (-1, 1.0), (0, 16.0), (1, 4096.0), (2, 1048576.0);
+INSERT INTO job_counts (level, slot, state, queue, name, n)
+SELECT level, CASE WHEN level < 0 THEN 0
+                   ELSE CAST(available_at / width AS INTEGER)
+                        - (CAST(available_at / width AS INTEGER) > available_at / width)
+              END,
+       state, queue, CASE WHEN level IN (-1, 2) THEN name ELSE '' END, count(*)
+FROM jobs JOIN job_count_levels ON (level < 0) = (state <> 'pending')
+GROUP BY 1, 2, 3, 4, 5;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
+BEGIN
+    INSERT INTO job_counts (level, slot, state, queue, name, n)
+    SELECT level, CASE WHEN level < 0 THEN 0
+                       ELSE CAST(new.available_at / width AS INTEGER)
+                            - (CAST(new.available_at / width AS INTEGER) > new.available_at / width)
+                  END,
+           new.state, new.queue, CASE WHEN level IN (-1, 2) THEN new.name ELSE '' END, 1
+    FROM job_count_levels WHERE (level < 0) = (new.state <> 'pending')
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
+BEGIN
+    INSERT INTO job_counts (level, slot, state, queue, name, n)
+    SELECT level, CASE WHEN level < 0 THEN 0
+                       ELSE CAST(old.available_at / width AS INTEGER)
+                            - (CAST(old.available_at / width AS INTEGER) > old.available_at / width)
+                  END,
+           old.state, old.queue, CASE WHEN level IN (-1, 2) THEN old.name ELSE '' END, -1
+    FROM job_count_levels WHERE (level < 0) = (old.state <> 'pending')
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+-- Out of the old keys, into the new ones, when the job moved: a lease renewal, an
+-- attempt count or an error changes none of these columns and costs nothing here.
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue, name, available_at ON jobs
+WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue OR old.name IS NOT new.name
+     OR (new.state = 'pending' AND old.available_at IS NOT new.available_at)
+BEGIN
+    INSERT INTO job_counts (level, slot, state, queue, name, n)
+    SELECT level, CASE WHEN level < 0 THEN 0
+                       ELSE CAST(old.available_at / width AS INTEGER)
+                            - (CAST(old.available_at / width AS INTEGER) > old.available_at / width)
+                  END,
+           old.state, old.queue, CASE WHEN level IN (-1, 2) THEN old.name ELSE '' END, -1
+    FROM job_count_levels WHERE (level < 0) = (old.state <> 'pending')
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+    INSERT INTO job_counts (level, slot, state, queue, name, n)
+    SELECT level, CASE WHEN level < 0 THEN 0
+                       ELSE CAST(new.available_at / width AS INTEGER)
+                            - (CAST(new.available_at / width AS INTEGER) > new.available_at / width)
+                  END,
+           new.state, new.queue, CASE WHEN level IN (-1, 2) THEN new.name ELSE '' END, 1
+    FROM job_count_levels WHERE (level < 0) = (new.state <> 'pending')
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+-- pending_by_queue_and_name() now reads job_counts: the index of migration 3 would
+-- only cost every enqueue and claim a write.
+DROP INDEX jobs_pending_name;
+
 -- name: identify
 SELECT (SELECT user_version FROM pragma_user_version),
        (SELECT application_id FROM pragma_application_id),
@@ -113,14 +200,18 @@ RETURNING id, queue, name, payload, attempts, options, priority, available_at;
 SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;
 
 -- name: oldest_pending
-SELECT min(available_at) FROM jobs WHERE state = 'pending' AND available_at <= ?;
+-- The first available_at of each queue that has pending jobs (one seek each in
+-- jobs_due), the least of those, if it is due.
+SELECT min(first) FROM (
+    SELECT (SELECT min(available_at) FROM jobs INDEXED BY jobs_due
+            WHERE state = 'pending' AND queue = q.queue) AS first
+    FROM (SELECT queue FROM job_counts WHERE level = 2
+          GROUP BY queue HAVING sum(n) > 0) AS q)
+WHERE first <= ?;
 
 -- name: pending_by_queue_and_name
--- INDEXED BY: a covering walk of the pending entries in group order; the state
--- test must stay word for word the index's own.
-SELECT queue, name, count(*) FROM jobs INDEXED BY jobs_pending_name
-WHERE state = 'pending'
-GROUP BY queue, name
+SELECT queue, name, sum(n) FROM job_counts WHERE level = 2
+GROUP BY queue, name HAVING sum(n) > 0
 ORDER BY queue, name;
 
 -- name: upsert_supervisor
@@ -161,10 +252,43 @@ WHERE lease_expires < ? AND state = 'running';
 SELECT * FROM jobs WHERE id = ?;
 
 -- name: counts
-SELECT queue,
-       CASE WHEN state = 'pending' AND available_at > ? THEN 'delayed' ELSE state END AS bucket,
-       count(*)
-FROM jobs GROUP BY queue, bucket;
+-- From job_counts (migration 4), (queue, bucket, n) rows to add up: a bucket is a
+-- state (pending: due and delayed jobs) or 'delayed': the delayed jobs of the later
+-- slots of each level, and those in the rest of now's 16 s slot, counted in jobs_due.
+-- ?1 is now; s0, s1, s2 are its slots, floored as the triggers floor.
+WITH b AS (
+    SELECT ?1 AS now,
+           CAST(?1 / 16.0 AS INTEGER) - (CAST(?1 / 16.0 AS INTEGER) > ?1 / 16.0) AS s0,
+           CAST(?1 / 4096.0 AS INTEGER) - (CAST(?1 / 4096.0 AS INTEGER) > ?1 / 4096.0) AS s1,
+           CAST(?1 / 1048576.0 AS INTEGER)
+               - (CAST(?1 / 1048576.0 AS INTEGER) > ?1 / 1048576.0) AS s2
+),
+pending AS (SELECT queue, sum(n) AS n FROM job_counts WHERE level = 2 GROUP BY queue)
+SELECT queue, state, n FROM job_counts WHERE level = -1
+UNION ALL
+SELECT queue, 'pending', n FROM pending
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM job_counts AS c, b
+WHERE c.level = 0 AND c.slot > b.s0 AND c.slot < (b.s1 + 1) * 256
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM job_counts AS c, b
+WHERE c.level = 1 AND c.slot > b.s1 AND c.slot < (b.s2 + 1) * 256
+UNION ALL
+SELECT c.queue, 'delayed', c.n FROM job_counts AS c, b
+WHERE c.level = 2 AND c.slot > b.s2
+UNION ALL
+SELECT q.queue, 'delayed',
+       (SELECT count(*) FROM jobs INDEXED BY jobs_due
+        WHERE state = 'pending' AND queue = q.queue
+          AND available_at > b.now AND available_at < (b.s0 + 1) * 16.0)
+FROM pending AS q, b WHERE q.n > 0;
+
+-- name: forget_zero_counts
+-- Up to ? rows of job_counts whose jobs all left (past slots, emptied queues), found
+-- in job_counts_zero: a heartbeat after a huge clear() stays short, the next go on.
+DELETE FROM job_counts
+WHERE (level, slot, state, queue, name) IN (SELECT level, slot, state, queue, name
+                                            FROM job_counts WHERE n = 0 LIMIT ?);
 
 -- name: failed
 SELECT * FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?;

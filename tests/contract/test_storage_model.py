@@ -4,6 +4,11 @@ Every rule runs the same operation on both stores and compares what they
 return; after every step each job (get), the counts, the failed list and the
 next due time must agree. Claims are remembered, including stale ones, so
 outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
+
+The real backends keep counts() in counter rows, pending jobs per slot of
+available_at (16 s, 4096 s and 1048576 s slots); the clock starts just before a
+boundary of all three, delays and ticks cross each kind, and the counts are
+compared at several times, so every way a delayed job is counted meets the model.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from runtime.storage.sqlite import SqliteStorage
 QUEUES = ["high", "default", "low"]
 OWNERS = ["s1", "s2"]
 LEASE = 10.0
+START = 1048576.0 * 1700 - 20.0  # 20 s before a boundary of 16, 4096 and 1048576 s slots
+# Times after `now` at which the counts are compared too: inside and across each slot size.
+LATER = [0.5, 16.0, 4096.0, 1048576.0 + 1.0]
 
 # (queue, priority, delay, unique key, argument)
 new_jobs = st.lists(st.tuples(
-    st.sampled_from(QUEUES), st.integers(-1, 2), st.sampled_from([0.0, 0.0, 3.0, 12.0]),
+    st.sampled_from(QUEUES), st.integers(-1, 2),
+    st.sampled_from([0.0, 0.0, 3.0, 12.0, 20.0, 4100.0, 1048576.0 + 30.0]),
     st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9)), min_size=1, max_size=3)
 
 # "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
@@ -51,7 +60,7 @@ class StorageModel(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp(prefix="jobrt-model-")
         self.real = self.open_real()
         self.model = MemoryStorage()
-        self.now = 100.0
+        self.now = START
         self.ids: set[int] = set()
         self.claims: list[tuple[str, int, int]] = []  # (owner, job id, attempt), never pruned
 
@@ -111,7 +120,8 @@ class StorageModel(RuleBasedStateMachine):
         self.claims.extend((owner, job.id, job.attempt) for job in claimed)
 
     @rule(event=st.sampled_from(["tick", "heartbeat", "died", "rescue"]),
-          seconds=st.sampled_from([1.0, 4.0, LEASE, LEASE + 1]),  # LEASE: land on expiry
+          # LEASE: land on expiry; the others cross slot boundaries of each size
+          seconds=st.sampled_from([1.0, 4.0, LEASE, LEASE + 1, 4096.0, 1048576.0]),
           owner=st.sampled_from(OWNERS))
     def time_passes(self, event, seconds, owner):
         """The clock moves, a supervisor renews its leases or dies, leases expire."""
@@ -148,7 +158,10 @@ class StorageModel(RuleBasedStateMachine):
     def stores_agree(self):
         for job_id in self.ids:
             assert comparable(self.real.get(job_id)) == comparable(self.model.get(job_id)), job_id
-        assert self.real.counts(self.now) == self.model.counts(self.now)
+        for later in [0.0] + LATER:
+            at = self.now + later
+            assert self.real.counts(at) == self.model.counts(at), later
+        assert self.real.pending_by_queue_and_name() == self.model.pending_by_queue_and_name()
         assert [r.id for r in self.real.failed()] == [r.id for r in self.model.failed()]
         for queues in (QUEUES, ["low"]):
             assert self.real.next_due(queues) == self.model.next_due(queues)

@@ -1,6 +1,7 @@
 """pending_by_queue_and_name(), the read `jobrt health` and `jobrt status` use to find
 pending jobs no live supervisor would run: the same answer from every backend, read
-from an index of pending jobs (migration 3), never from the table."""
+from the job counts the triggers of migration 4 keep (level 2: pending jobs per queue,
+name and 12-day slot), never from the jobs table."""
 
 from __future__ import annotations
 
@@ -60,25 +61,25 @@ def test_only_pending_jobs_count_and_a_job_counts_again_once_back_in_its_queue(s
     assert store.pending_by_queue_and_name() == []
 
 
-# -- SQLite: the index, its migration, the plan ------------------------------------------
+# -- SQLite: the counts, the migrations, the plan ------------------------------------------
 
-def test_sqlite_counts_from_the_pending_index_alone(tmp_path):
+def test_sqlite_reads_the_counts_alone(tmp_path):
     from runtime.storage.sqlite import SQL
 
     store = open_storage("sqlite:///jobs.db", base_dir=str(tmp_path))
     try:
         plan = " | ".join(row[3] for row in store.conn.execute(
             "EXPLAIN QUERY PLAN " + SQL["pending_by_queue_and_name"]))
-        # Walked in GROUP BY order (no temp b-tree), without reading the table.
-        assert "jobs_pending_name" in plan and "TEMP B-TREE" not in plan, plan
-        assert "SCAN jobs USING COVERING INDEX" in plan or "SCAN jobs USING INDEX" in plan, plan
-        assert store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_pending_name'"
-                                  ).fetchone()[0].endswith("WHERE state = 'pending'")
+        assert "SEARCH job_counts USING PRIMARY KEY (level=?)" in plan, plan
+        assert " jobs " not in f" {plan} ", plan
+        # Migration 4 dropped the index of migration 3: the counts answer instead.
+        assert store.conn.execute("SELECT count(*) FROM sqlite_master "
+                                  "WHERE name = 'jobs_pending_name'").fetchone()[0] == 0
     finally:
         store.close()
 
 
-def test_a_version_2_sqlite_database_gains_the_index_in_place(tmp_path):
+def test_a_version_2_sqlite_database_is_migrated_in_place(tmp_path):
     from runtime.storage import sqlfile
     from runtime.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
 
@@ -99,9 +100,9 @@ def test_a_version_2_sqlite_database_gains_the_index_in_place(tmp_path):
         store.close()
 
 
-# -- PostgreSQL: the index and its migration -----------------------------------------------
+# -- PostgreSQL: the counts and the migrations -----------------------------------------------
 
-def test_a_version_2_postgresql_schema_gains_the_index_in_place(pg_url):
+def test_a_version_2_postgresql_schema_is_migrated_in_place(pg_url):
     import psycopg
 
     from runtime.storage.postgres import MIGRATIONS, SCHEMA_VERSION, SQL
@@ -118,14 +119,12 @@ def test_a_version_2_postgresql_schema_gains_the_index_in_place(pg_url):
         assert store.pending_by_queue_and_name() == [("emails", "a:x", 1)]
         with psycopg.connect(pg_url, autocommit=True) as conn:
             assert conn.execute("SELECT max(version) FROM jobrt_migrations").fetchone()[0] \
-                == SCHEMA_VERSION >= 3
-            (definition,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = "
-                                         "'jobrt_jobs_pending_name'").fetchone()
-            assert "(queue, name)" in definition and "'pending'" in definition
-            # With the table's rows out of the planner's way, the index answers alone.
-            conn.execute("SET enable_seqscan = off")
+                == SCHEMA_VERSION >= 4
+            # Migration 3's index is gone again (migration 4): the counts answer instead.
+            assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                                "'jobrt_jobs_pending_name'").fetchone()[0] == 0
             plan = " ".join(row[0] for row in conn.execute(
                 "EXPLAIN " + SQL["pending_by_queue_and_name"]))
-            assert "jobrt_jobs_pending_name" in plan, plan
+            assert "jobrt_counts" in plan and "jobrt_jobs" not in plan, plan
     finally:
         store.close()
