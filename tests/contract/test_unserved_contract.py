@@ -8,21 +8,8 @@ from __future__ import annotations
 import sqlite3
 
 import orjson
-import pytest
 
 from runtime.storage import NewJob, Outcome, open_storage
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        storage = open_storage("memory://")
-    elif request.param == "postgres":
-        storage = open_storage(request.getfixturevalue("pg_url"), role="supervisor")
-    else:
-        storage = open_storage("sqlite:///jobs.db", role="supervisor", base_dir=str(tmp_path))
-    yield storage
-    storage.close()
 
 
 def new(queue="default", name="jobs.examples:add", at=0.0) -> NewJob:
