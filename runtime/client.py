@@ -18,6 +18,8 @@ from runtime.storage import open_storage
 from runtime.storage.base import JobRecord, NewJob
 
 _UNSEEN = object()
+_NONE_GIVEN: dict = {}
+_RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until"))  # stored with the job
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
@@ -101,16 +103,23 @@ class Queue:
 
     def _new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
         spec = self._spec(job)
-        if not options:  # the usual enqueue: what depends on the job alone is worked out once
-            stored = self._checked.get((spec.name, spec.queue), _UNSEEN)
-            if stored is _UNSEEN:
-                self._check_served(spec, spec.queue)
-                stored = self._checked[spec.name, spec.queue] = self._stored(spec, {}, now)
-            elif spec.retry_until is not None:
-                stored = self._stored(spec, {}, now)
-            payload = dump_payload(spec.name, args, kwargs)
-            return NewJob(queue=spec.queue, name=spec.name, payload=payload, available_at=now,
-                          priority=spec.priority, options=stored, unique_key=self._unique(spec, spec.unique, payload))
+        given = self._given(spec, options) if options else _NONE_GIVEN
+        queue = given.get("queue", spec.queue)
+        # What depends on the job and queue alone (served? its own options) is worked out once.
+        stored = self._checked.get((spec.name, queue), _UNSEEN)
+        if stored is _UNSEEN:
+            self._check_served(spec, queue)
+            stored = self._checked[spec.name, queue] = self._stored(spec, {}, now)
+        if spec.retry_until is not None or not _RUN_OPTIONS.isdisjoint(given):
+            stored = self._stored(spec, given, now)
+        payload = dump_payload(spec.name, args, kwargs)
+        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
+                      priority=given.get("priority", spec.priority), options=stored,
+                      unique_key=self._unique(spec, given.get("unique", spec.unique), payload))
+
+    @staticmethod
+    def _given(spec: JobSpec, options: dict) -> dict:
+        """The enqueue's _options, checked by the rules every option follows, without the `_`."""
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             close = [match for name in unknown for match in difflib.get_close_matches(name, _OPTIONS, 1)]
@@ -123,13 +132,7 @@ class Queue:
                 given[option[1:]] = check_option(option[1:], value)
             except ValueError as exc:
                 raise PayloadError(f"job {spec.name}: {option} {exc}") from None
-        queue = given.get("queue", spec.queue)
-        if (spec.name, queue) not in self._checked:
-            self._check_served(spec, queue)
-        payload = dump_payload(spec.name, args, kwargs)
-        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
-                      priority=given.get("priority", spec.priority), options=self._stored(spec, given, now),
-                      unique_key=self._unique(spec, given.get("unique", spec.unique), payload))
+        return given
 
     @staticmethod
     def _stored(spec: JobSpec, given: dict, now: float) -> bytes | None:
