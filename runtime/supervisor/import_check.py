@@ -13,7 +13,6 @@ and hears the verdict through the child's pidfd.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 
@@ -62,10 +61,7 @@ class ImportCheck:
 
 
 def _check(write_fd: int, modules, module_path, config_path) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    process.die_with_parent()
     signal.set_wakeup_fd(-1)
     try:
         names = sorted(reimport(modules, module_path, config_path))

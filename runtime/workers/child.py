@@ -11,7 +11,6 @@ returning into the supervisor's code (DESIGN invariant 4).
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import random
@@ -28,9 +27,8 @@ from collections import deque
 from runtime import job_context
 from runtime.registry import JobSpec, reimport
 from runtime.workers import protocol, sandbox
-from runtime.workers.process import owned_bytes, write_all
+from runtime.workers.process import die_with_parent, owned_bytes, write_all
 
-PR_SET_PDEATHSIG = 1
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
 EXIT_BOOT = 71  # the worker could not start (its job modules did not import): it ran nothing
 SECRET_ENVIRONMENT = ("PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE")  # storage credentials jobs never need
@@ -71,10 +69,7 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
         signal.signal(signum, signal.SIG_DFL)
     # Own process group: a timeout kill takes whatever the job spawned too.
     os.setpgid(0, 0)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the pipe EOF still ends an idle worker
+    die_with_parent()  # not Linux: the pipe EOF still ends an idle worker
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
     # Move our pipes out of the way of fds a job opens and closes (daemonizing code

@@ -22,6 +22,7 @@ from runtime.errors import JobrtError
 
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
 
 
@@ -172,6 +173,15 @@ def describe_exit(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exited with status {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
+
+
+def die_with_parent() -> None:
+    """In a forked child: be SIGKILLed when the parent dies (PR_SET_PDEATHSIG). Off Linux
+    this does nothing; the child's pipes still tell it the parent is gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def become_subreaper() -> bool:
