@@ -6,8 +6,9 @@ job's own `except Exception:` cannot swallow them by accident.
 
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
+
+from runtime.options import SECONDS
 
 _current: ContextVar[tuple[int, int] | None] = ContextVar("jobrt_current_job", default=None)
 
@@ -38,12 +39,12 @@ def release(delay: float = 0) -> None:
 
 
 def valid_delay(delay) -> bool:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-        return False
+    """A finite number of seconds >= 0: the rule of every delay option (runtime.options)."""
     try:
-        return math.isfinite(delay) and delay >= 0
-    except OverflowError:  # an int too large for a float
+        SECONDS.check(delay)
+    except ValueError:
         return False
+    return True
 
 
 def bad_delay(delay) -> str:
