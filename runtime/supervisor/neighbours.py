@@ -31,25 +31,25 @@ class Neighbours:
     def watch(self, wall: float) -> int:
         """Watch the neighbours the supervisors table lists; rescue those already dead.
         Returns how many jobs were rescued."""
-        rows = [row for row in self.storage.supervisors() if row.host == self.host and row.owner != self.owner]
+        rows = self._neighbours()
         for owner in set(self.pidfds) - {row.owner for row in rows}:
             self._forget(owner)  # it stopped cleanly and removed its row
-        dead = False
+        dead = []
         for row in rows:
             if row.owner in self.pidfds:
                 continue
             try:
                 fd = os.pidfd_open(row.pid)
             except OSError:
-                dead = True
+                dead.append(row)
                 continue
             if not alive(row.pid, row.started_at):  # the pid is another process's now
                 os.close(fd)
-                dead = True
+                dead.append(row)
                 continue
             self.pidfds[row.owner] = fd
             self.loop.watch_call(fd, lambda _mask, owner=row.owner: self.loop.neighbour_died(owner))
-        return self.rescue_dead(wall) if dead else 0
+        return self._rescue(dead, wall)
 
     def died(self, owner: str, wall: float) -> int:
         self._forget(owner)
@@ -57,10 +57,15 @@ class Neighbours:
 
     def rescue_dead(self, wall: float) -> int:
         """Rescue at once the jobs of supervisors on this host whose process is gone."""
+        return self._rescue([row for row in self._neighbours() if not alive(row.pid, row.started_at)], wall)
+
+    def _neighbours(self) -> list:
+        """The supervisors table's rows of the other supervisors on this host."""
+        return [row for row in self.storage.supervisors() if row.host == self.host and row.owner != self.owner]
+
+    def _rescue(self, dead: list, wall: float) -> int:
         rescued = 0
-        for row in self.storage.supervisors():
-            if row.host != self.host or row.owner == self.owner or alive(row.pid, row.started_at):
-                continue
+        for row in dead:
             count = self.storage.rescue(wall, owner=row.owner)
             self.storage.remove_supervisor(row.owner)
             if count:
