@@ -15,9 +15,9 @@ import time
 import orjson
 
 from runtime.errors import ConfigError, JobNotFound, JobrtError, StorageError
+from runtime.numbers import INT_MAX  # job ids and limits are positive 64-bit integers, in every backend
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-ID_MAX = 2**63 - 1  # job ids and limits are positive 64-bit integers, in every backend
 
 HEALTH_EPILOG = """\
 exit status: 0 healthy, 1 warning, 2 critical. A config error (or a bad command
@@ -73,11 +73,11 @@ def _whole(text: str, low: int, high: int, what: str) -> int:
 
 def job_id(text: str) -> int:
     """A job id on the command line: a positive 64-bit integer."""
-    return _whole(text, 1, ID_MAX, "a job id")
+    return _whole(text, 1, INT_MAX, "a job id")
 
 
 def limit(text: str) -> int:
-    return _whole(text, 1, ID_MAX, "a number of jobs")
+    return _whole(text, 1, INT_MAX, "a number of jobs")
 
 
 def queue_name(text: str) -> str:
