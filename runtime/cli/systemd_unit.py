@@ -189,18 +189,15 @@ def _hardening(switching: list[str], database: str | None, pg_socket_in_tmp: boo
     else:
         lines += ["# Jobs get their own /tmp and /var/tmp, emptied when the service stops.",
                   "PrivateTmp=yes"]
-    system = _under(database, PROTECT_SYSTEM_FULL) if database else None
-    if system:
-        lines.append(f"# ProtectSystem= left out: the database {_specifiers(database)} is under "
-                     f"{system}, which it would make read-only.")
-    else:
-        lines += ["# /usr, /boot, /efi and /etc are read-only (jobs cannot write there either).",
-                  "ProtectSystem=full"]
-    home = _under(database, PROTECT_HOME) if database else None
-    if home:
-        lines.append(f"# ProtectHome= left out: the database {_specifiers(database)} is under "
-                     f"{home}, which it would make read-only.")
-    else:
-        lines += ["# /home, /root and /run/user are read-only: job modules there still load.",
-                  "ProtectHome=read-only"]
+    for setting, roots, comment in (
+            ("ProtectSystem=full", PROTECT_SYSTEM_FULL,
+             "# /usr, /boot, /efi and /etc are read-only (jobs cannot write there either)."),
+            ("ProtectHome=read-only", PROTECT_HOME,
+             "# /home, /root and /run/user are read-only: job modules there still load.")):
+        root = _under(database, roots) if database else None
+        if root:
+            lines.append(f"# {setting.split('=')[0]}= left out: the database {_specifiers(database)} is "
+                         f"under {root}, which it would make read-only.")
+        else:
+            lines += [comment, setting]
     return lines
