@@ -117,6 +117,15 @@ def stopped_cleanly(service) -> bool:
     return True
 
 
+def start_escaping_job(service, q):
+    """(job id, pid in the namespace, host process) of what a job started in a session of its
+    own, which then hangs, as the job does."""
+    pid_file = service.directory / "escaped.pid"
+    job_id = q.enqueue("jobs.examples:escape_and_hang", str(pid_file))
+    ns_pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the pid file")
+    return job_id, ns_pid, wait_for(lambda: service.systemd.host_process(int(ns_pid)), 30, "the escaped process")
+
+
 def worker_pids(row) -> dict[int, str]:
     return {w["pid"]: w["state"] for w in row.info.get("workers", [])} if row else {}
 
@@ -204,11 +213,8 @@ def test_stop_kills_what_a_job_left_behind(service):
     finds nothing left; when the supervisor cannot clean up, it does: the next test."""
     systemd = service.systemd
     systemd.systemctl("start", UNIT)
-    pid_file = service.directory / "escaped.pid"
     with connect(config=str(service.config)) as q:
-        job_id = q.enqueue("jobs.examples:escape_and_hang", str(pid_file))
-        ns_pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the pid file")
-        escaped = wait_for(lambda: systemd.host_process(int(ns_pid)), 30, "the escaped process")
+        job_id, ns_pid, escaped = start_escaping_job(service, q)
         assert alive(escaped)
         assert os.getsid(escaped.pid) == escaped.pid  # a session of its own
         cgroup = Path(f"/proc/{escaped.pid}/cgroup").read_text()
@@ -227,11 +233,8 @@ def test_after_a_crash_systemd_kills_what_was_left_and_restarts(service):
     started in a session of its own), and Restart=on-failure starts a new supervisor."""
     systemd = service.systemd
     systemd.systemctl("start", UNIT)
-    pid_file = service.directory / "escaped.pid"
     with connect(config=str(service.config)) as q:
-        job_id = q.enqueue("jobs.examples:escape_and_hang", str(pid_file))
-        ns_pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the pid file")
-        escaped = systemd.host_process(int(ns_pid))
+        job_id, ns_pid, escaped = start_escaping_job(service, q)
         old_main = service.show("MainPID")["MainPID"]
         supervisor = systemd.host_process(int(old_main))
         workers = [systemd.host_process(pid) for pid in worker_pids(service.supervisor(q))]
