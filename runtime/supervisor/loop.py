@@ -216,9 +216,7 @@ class Supervisor(EventLoop):
 
     def _periodic(self, now: float) -> None:
         if self.import_check is not None and now >= self.import_check.deadline:
-            check, self.import_check = self.import_check, None
-            self.unwatch_fd(check.child.pidfd)
-            self._reject_reload(check.abandon())
+            self._reject_reload(self._take_import_check().abandon())
         if any(pool.retired and pool.done for pool in self.pools):
             self.pools = [pool for pool in self.pools if not (pool.retired and pool.done)]
         if now >= self.next_poll:
@@ -338,9 +336,7 @@ class Supervisor(EventLoop):
                              signal.Signals(signum).name)
                     sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
                     if self.import_check is not None:
-                        self.unwatch_fd(self.import_check.child.pidfd)
-                        self.import_check.abandon()
-                        self.import_check = None
+                        self._take_import_check().abandon()
                     for pool in self.pools:
                         if not pool.stopping:
                             grace = pool.config.grace
@@ -380,16 +376,19 @@ class Supervisor(EventLoop):
             self._reject_reload(str(exc))
             return
         if self.import_check is not None:  # a newer SIGHUP: the file may have changed again
-            self.unwatch_fd(self.import_check.child.pidfd)
-            self.import_check.abandon()
+            self._take_import_check().abandon()
         check = ImportCheck(config.modules, config.module_path, config.path, now + CHECK_TIMEOUT)
         self.import_check = check
         self.watch_call(check.child.pidfd, lambda _mask: self._import_checked(config))
 
-    def _import_checked(self, config) -> None:
+    def _take_import_check(self) -> ImportCheck:
+        """The running import check, no longer watched nor pending."""
         check, self.import_check = self.import_check, None
         self.unwatch_fd(check.child.pidfd)
-        error, names = check.verdict()
+        return check
+
+    def _import_checked(self, config) -> None:
+        error, names = self._take_import_check().verdict()
         if error is not None:
             self._reject_reload(f"its job modules do not import: {error}")
             return
