@@ -83,8 +83,10 @@ class WorkerPool:
         """There may be new jobs: ask for some at the next chance."""
         self.maybe_more = True
 
-    def take_outcomes(self) -> list:
+    def take_outcomes(self) -> list | tuple:
         """How the runs ended since the last call (Outcomes, oldest first)."""
+        if not self._outcomes:
+            return ()  # every turn asks: no new list when there is nothing
         outcomes, self._outcomes = self._outcomes, []
         return outcomes
 
