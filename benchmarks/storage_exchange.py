@@ -37,7 +37,8 @@ def run(url: str, jobs: int, batch: int, base_dir: str) -> dict:
         done += len(outcomes)
         if not claimed:
             break
-        outcomes = [Outcome(c.id, c.attempt, "succeeded", now, result=b"null") for c in claimed]
+        outcomes = [Outcome(c.id, c.attempt, "succeeded", now, result=b"null", queue=c.queue, name=c.name)
+                    for c in claimed]
     drained = time.perf_counter()
     assert done == jobs, (done, jobs)
     store.close()

@@ -63,7 +63,8 @@ class Outcome(NamedTuple):
                     so the attempt counter goes back by one.
     `at` is when the run ended (finished_at for end states). `reason` says how a run
     that did not succeed ended (runtime.workers.retry_rules: error, timeout, signal, crash); the
-    embedded Pool reports it, storage does not keep it.
+    embedded Pool reports it, storage does not keep it. `queue` and `name` are the job's, as
+    claimed: with them the SQLite backend counts a settle without reading the job's row.
     """
 
     job_id: int
@@ -76,6 +77,8 @@ class Outcome(NamedTuple):
     available_at: float | None = None
     undo_attempt: bool = False
     reason: str | None = None
+    queue: str | None = None
+    name: str | None = None
 
 
 @dataclass

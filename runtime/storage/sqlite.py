@@ -13,6 +13,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
@@ -21,8 +22,9 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import sqlfile, wakeup
+from runtime.storage.sqlite_counts import Tally
 from runtime.storage.base import (
-    FAILED, PENDING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow,
+    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow,
     assemble_counts, decode_record,
 )
 
@@ -229,12 +231,15 @@ class SqliteStorage(Storage):
             pass  # the original error is the one worth reporting
 
     def _write(self, doing: str, work, *args):
-        """Run `work(conn, *args)` in one BEGIN IMMEDIATE transaction."""
+        """Run `work(conn, tally, *args)` in one BEGIN IMMEDIATE transaction, then
+        apply to job_counts the moves of jobs it added to `tally`, before COMMIT."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                out = work(conn, *args)
+                tally = Tally()
+                out = work(conn, tally, *args)
+                tally.apply(conn, SQL["count_jobs"])
                 conn.execute("COMMIT")
                 return out
             except BaseException:
@@ -269,23 +274,27 @@ class SqliteStorage(Storage):
     def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
                  limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
         succeeded, failed, pending = [], [], []
+        moved: tuple[list, list, list] = ([], [], [])  # (queue, name, available_at) of each
         for o in outcomes:
             state = o.state
             if state == SUCCEEDED:
                 succeeded.append((o.result, o.at, o.job_id, o.attempt, owner))
+                moved[0].append((o.queue, o.name, None))
             elif state == FAILED:
                 failed.append((o.error, o.traceback, o.at, o.job_id, o.attempt, owner))
+                moved[1].append((o.queue, o.name, None))
             elif state == PENDING:
-                pending.append((o.at if o.available_at is None else o.available_at, o.error,
-                                o.traceback, 1 if o.undo_attempt else 0, o.job_id, o.attempt,
-                                owner))
+                at = o.at if o.available_at is None else o.available_at
+                pending.append((at, o.error, o.traceback, 1 if o.undo_attempt else 0, o.job_id,
+                                 o.attempt, owner))
+                moved[2].append((o.queue, o.name, at))
             else:
                 raise ValueError(f"an outcome's state is succeeded, failed or pending, "
                                  f"not {state!r}")
         if not (succeeded or failed or pending) and limit <= 0:
             return []
-        return self._write("claiming and settling jobs", _exchange, succeeded, failed, pending,
-                           owner, queues, limit, lease_expires, now)
+        return self._write("claiming and settling jobs", _exchange, (succeeded, failed, pending),
+                           moved, owner, queues, limit, lease_expires, now)
 
     def next_due(self, queues: list[str]) -> float | None:
         due = [row[0] for queue in queues
@@ -299,7 +308,7 @@ class SqliteStorage(Storage):
     # -- leases and supervisors --------------------------------------------
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
-        def work(conn):
+        def work(conn, tally):
             conn.execute(SQL["upsert_supervisor"],
                          (owner, host, pid, started_at, now, orjson.dumps(info)))
             conn.execute(SQL["forget_zero_counts"], (TIDY_BATCH,))
@@ -315,14 +324,18 @@ class SqliteStorage(Storage):
 
     def remove_supervisor(self, owner: str) -> None:
         self._write("removing a supervisor",
-                    lambda conn: conn.execute(SQL["remove_supervisor"], (owner,)))
+                    lambda conn, tally: conn.execute(SQL["remove_supervisor"], (owner,)))
 
     def rescue(self, now: float, owner: str | None = None) -> int:
         if owner is None:
             sql, args = SQL["rescue_expired"], (now,)
         else:
             sql, args = SQL["rescue_owner"], (owner,)
-        return self._write("rescuing jobs", lambda conn: conn.execute(sql, args).rowcount)
+        def work(conn, tally):
+            jobs = conn.execute(sql, args).fetchall()
+            tally.move(RUNNING, PENDING, jobs)
+            return len(jobs)
+        return self._write("rescuing jobs", work)
 
     # -- queries and admin --------------------------------------------------
     def get(self, job_id: int) -> JobRecord | None:
@@ -348,56 +361,76 @@ class SqliteStorage(Storage):
             raise explain(self.path, exc, "listing failed jobs") from exc
 
     def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
-        def work(conn):
+        def work(conn, tally):
             if job_ids is None:
                 ids = sorted(row[0] for row in conn.execute(SQL["failed_ids"]))
             else:
                 ids = sorted(set(job_ids))
             # One row at a time in id order, so which of two failed jobs sharing
             # a unique key comes back is defined (the older one).
-            cursor = conn.executemany(SQL["retry_failed"], [(now, i) for i in ids])
-            return max(cursor.rowcount, 0)
+            sql = SQL["retry_failed"]
+            jobs = [job for i in ids for job in conn.execute(sql, (now, i)).fetchall()]
+            tally.add_all(FAILED, [(queue, name, None) for queue, name, _ in jobs], -1)
+            tally.add_all(PENDING, jobs, 1)
+            return len(jobs)
         return self._write("retrying failed jobs", work)
 
     def forget(self, job_id: int) -> bool:
-        return self._write("forgetting a failed job",
-                           lambda conn: conn.execute(SQL["forget"], (job_id,)).rowcount) > 0
+        return self._write("forgetting a failed job", _delete, FAILED, SQL["forget"],
+                           (job_id,)) > 0
 
     def flush_failed(self) -> int:
-        return self._write("flushing failed jobs",
-                           lambda conn: conn.execute(SQL["flush_failed"]).rowcount)
+        return self._write("flushing failed jobs", _delete, FAILED, SQL["flush_failed"], ())
 
     def cancel(self, job_id: int, now: float) -> bool:
-        return self._write("cancelling a job",
-                           lambda conn: conn.execute(SQL["cancel"], (now, job_id)).rowcount) > 0
+        def work(conn, tally):
+            jobs = conn.execute(SQL["cancel"], (now, job_id)).fetchall()
+            tally.move(PENDING, CANCELLED, jobs)
+            return len(jobs)
+        return self._write("cancelling a job", work) > 0
 
     def clear(self, queue: str) -> int:
-        return self._write(f"clearing queue {queue!r}",
-                           lambda conn: conn.execute(SQL["clear"], (queue,)).rowcount)
+        return self._write(f"clearing queue {queue!r}", _delete, PENDING, SQL["clear"], (queue,))
 
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        return self._write("pruning ended jobs",
-                           lambda conn: conn.execute(SQL["prune"], (before, limit)).rowcount)
+        return self._write("pruning ended jobs", _delete, None, SQL["prune"], (before, limit))
 
 
 def _decode(cursor: sqlite3.Cursor, row: tuple) -> JobRecord:
     return decode_record(dict(zip([c[0] for c in cursor.description], row)))
 
 
-def _insert_bulk(conn: sqlite3.Connection, rows: list[tuple]) -> list[int]:
+def _delete(conn: sqlite3.Connection, tally: Tally, state: str | None, sql: str,
+            args: tuple) -> int:
+    """Run a DELETE of jobs in `state` returning (queue, name[, available_at]) of each,
+    or, when state is None, of jobs in any state returning (state, queue, name)."""
+    n = 0
+    if state is None:
+        for (old, queue, name), k in Counter(conn.execute(sql, args)).items():
+            tally.add(old, queue, name, None, -k)
+            n += k
+    else:
+        for row, k in Counter(conn.execute(sql, args)).items():
+            tally.add(state, row[0], row[1], row[2] if len(row) > 2 else None, -k)
+            n += k
+    return n
+
+
+def _insert_bulk(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
     # Inside BEGIN IMMEDIATE nobody else inserts, and AUTOINCREMENT ids only
     # grow, so the rows above the old maximum are ours, in insertion order.
     before = conn.execute(SQL["max_id"]).fetchone()[0]
     conn.executemany(SQL["insert_job"], rows)
     ids = [row[0] for row in conn.execute(SQL["ids_after"], (before,))]
     assert len(ids) == len(rows), "concurrent insert inside a write transaction"
+    tally.add_all(PENDING, [(row[0], row[1], row[5]) for row in rows], 1)
     return ids
 
 
-def _insert_unique(conn: sqlite3.Connection, rows: list[tuple]) -> list[int]:
+def _insert_unique(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
     ids = []
     for row in rows:
         key = row[7]
@@ -407,6 +440,7 @@ def _insert_unique(conn: sqlite3.Connection, rows: list[tuple]) -> list[int]:
                 ids.append(hit[0])
                 continue
         ids.append(conn.execute(SQL["insert_job"], row).lastrowid)
+        tally.add(PENDING, row[0], row[1], row[5], 1)
     return ids
 
 
@@ -414,13 +448,53 @@ def _claim_order(row: tuple):
     return (-row[6], row[7], row[0])
 
 
-def _exchange(conn, succeeded, failed, pending, owner, queues, limit, lease_expires, now):
-    if succeeded:
-        conn.executemany(SQL["settle_succeeded"], succeeded)
-    if failed:
-        conn.executemany(SQL["settle_failed"], failed)
-    if pending:
-        conn.executemany(SQL["settle_pending"], pending)
+_SETTLES = ((SUCCEEDED, SQL["settle_succeeded"]), (FAILED, SQL["settle_failed"]),
+            (PENDING, SQL["settle_pending"]))
+
+
+def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, moved: tuple):
+    """Settle the outcomes whose runs are still this owner's (a stale or repeated one
+    changes nothing) and tally the jobs they move. `settles` holds the statements'
+    arguments per state, each ending with (id, attempt, owner); `moved` the (queue, name,
+    available_at) of each, as the outcomes say.
+
+    Nearly always every outcome is current and names its job: then the settles run as
+    they are, and the tally follows the outcomes. Otherwise they are undone and the
+    current runs read first, which costs a row lookup per outcome."""
+    if all(job[0] is not None for jobs in moved for job in jobs):
+        conn.execute("SAVEPOINT settle")
+        before = conn.total_changes
+        for (_, sql), args in zip(_SETTLES, settles):
+            if args:
+                conn.executemany(sql, args)
+        if conn.total_changes - before == sum(map(len, settles)):
+            conn.execute("RELEASE settle")
+            for (state, _), jobs in zip(_SETTLES, moved):
+                if jobs:
+                    tally.add_all(RUNNING, jobs, -1)
+                    tally.add_all(state, jobs, 1)
+            return
+        conn.execute("ROLLBACK TO settle")
+        conn.execute("RELEASE settle")
+    ids = [args[-3] for args_of_state in settles for args in args_of_state]
+    running = {row[0]: row[1:] for row in conn.execute(SQL["running_jobs"],
+                                                       (orjson.dumps(ids), owner))}
+    for (state, sql), outcomes in zip(_SETTLES, settles):
+        current = []
+        for args in outcomes:
+            run = running.get(args[-3])
+            if run is not None and run[0] == args[-2]:
+                del running[args[-3]]
+                current.append(args)
+                tally.add(RUNNING, run[1], run[2], None, -1)
+                tally.add(state, run[1], run[2], args[0] if state == PENDING else None, 1)
+        if current:
+            conn.executemany(sql, current)
+
+
+def _exchange(conn, tally, settles, moved, owner, queues, limit, lease_expires, now):
+    if any(settles):
+        _settle(conn, tally, owner, settles, moved)
     claimed: list[ClaimedJob] = []
     if limit > 0:
         claim = SQL["claim"]
@@ -432,4 +506,5 @@ def _exchange(conn, succeeded, failed, pending, owner, queues, limit, lease_expi
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
             claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows])
+            tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
     return claimed

@@ -56,8 +56,12 @@ def lost(run, pool, status: int, how: str, crash_code: int, at: float) -> Outcom
     return errored(run.job, run.options, pool, error, None, at, reason)
 
 
+def _outcome(job: ClaimedJob, state: str, at: float, **details) -> Outcome:
+    return Outcome(job.id, job.attempt, state, at, queue=job.queue, name=job.name, **details)
+
+
 def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
-    return Outcome(job.id, job.attempt, SUCCEEDED, at, result=result if result != b"null" else None)
+    return _outcome(job, SUCCEEDED, at, result=result if result != b"null" else None)
 
 
 def errored(job: ClaimedJob, options: JobOptions, pool, error: str, tb: str | None, at: float,
@@ -66,18 +70,18 @@ def errored(job: ClaimedJob, options: JobOptions, pool, error: str, tb: str | No
     tries = options.tries or pool.tries
     retry_until = options.retry_until
     if job.attempt >= tries:
-        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
+        return _outcome(job, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
                        traceback=tb, reason=reason)
     delay = backoff_delay(pool.backoff if options.backoff is None else options.backoff, job.attempt)
     if retry_until is not None and at + delay > retry_until:
-        return Outcome(job.id, job.attempt, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb,
+        return _outcome(job, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb,
                        reason=reason)
-    return Outcome(job.id, job.attempt, PENDING, at, error=error, traceback=tb, available_at=at + delay,
+    return _outcome(job, PENDING, at, error=error, traceback=tb, available_at=at + delay,
                    reason=reason)
 
 
 def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
-    return Outcome(job.id, job.attempt, FAILED, at, error=error, reason=ERROR)
+    return _outcome(job, FAILED, at, error=error, reason=ERROR)
 
 
 def released(job: ClaimedJob, options: JobOptions, pool, delay: float, at: float) -> Outcome:
@@ -85,11 +89,11 @@ def released(job: ClaimedJob, options: JobOptions, pool, delay: float, at: float
     release uses up its attempt, so `tries` bounds how often a job can release itself."""
     tries = options.tries or pool.tries
     if job.attempt >= tries:
-        return Outcome(job.id, job.attempt, FAILED, at, reason=ERROR,
+        return _outcome(job, FAILED, at, reason=ERROR,
                        error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")
-    return Outcome(job.id, job.attempt, PENDING, at, available_at=at + delay)
+    return _outcome(job, PENDING, at, available_at=at + delay)
 
 
 def returned(job: ClaimedJob, at: float, why: str | None = None) -> Outcome:
     """Back to the queue as if never claimed: the run did not start, or was cut by shutdown."""
-    return Outcome(job.id, job.attempt, PENDING, at, error=why, available_at=at, undo_attempt=True)
+    return _outcome(job, PENDING, at, error=why, available_at=at, undo_attempt=True)

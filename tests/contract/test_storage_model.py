@@ -63,6 +63,7 @@ class StorageModel(RuleBasedStateMachine):
         self.now = START
         self.ids: set[int] = set()
         self.claims: list[tuple[str, int, int]] = []  # (owner, job id, attempt), never pruned
+        self.claimed_as: dict[int, tuple[str, str]] = {}  # job id -> its (queue, name)
 
     def open_real(self):
         return SqliteStorage(f"{self.dir}/jobs.db", role="supervisor")
@@ -94,7 +95,11 @@ class StorageModel(RuleBasedStateMachine):
     @rule(owner=st.sampled_from(OWNERS), queues=queue_orders, limit=st.integers(1, 4))
     def claim(self, owner, queues, limit):
         claimed = self.both("exchange", owner, [], queues, limit, self.now + LEASE, self.now)
+        self.record_claims(owner, claimed)
+
+    def record_claims(self, owner, claimed):
         self.claims.extend((owner, job.id, job.attempt) for job in claimed)
+        self.claimed_as.update((job.id, (job.queue, job.name)) for job in claimed)
 
     @precondition(lambda self: self.claims)
     @rule(queues=queue_orders, limit=st.integers(0, 2), data=st.data())
@@ -107,17 +112,22 @@ class StorageModel(RuleBasedStateMachine):
         if data.draw(st.booleans()):  # a stale run, another owner's, or a duplicate
             picked.append(data.draw(st.sampled_from(self.claims)))
         outcomes = []
+        # As a supervisor settles: each outcome names its job's queue and name as claimed
+        # (SQLite then counts the settle without reading the row), or, as other callers
+        # may, not.
+        named = data.draw(st.booleans())
         for _owner, job_id, attempt in picked:
             kind = data.draw(outcome_kinds)
             delay = data.draw(st.sampled_from([None, 0.0, 5.0]))
+            queue, name = self.claimed_as[job_id] if named else (None, None)
             outcomes.append(Outcome(
                 job_id, attempt, kind.split("-")[0], self.now, result=b'{"n":1}',
                 error=data.draw(st.sampled_from([None, "boom"])), traceback="tb",
                 available_at=None if delay is None else self.now + delay,
-                undo_attempt=kind == "pending-undo"))
+                undo_attempt=kind == "pending-undo", queue=queue, name=name))
         owner = picked[0][0] if picked else data.draw(st.sampled_from(OWNERS))
         claimed = self.both("exchange", owner, outcomes, queues, limit, self.now + LEASE, self.now)
-        self.claims.extend((owner, job.id, job.attempt) for job in claimed)
+        self.record_claims(owner, claimed)
 
     @rule(event=st.sampled_from(["tick", "heartbeat", "died", "rescue"]),
           # LEASE: land on expiry; the others cross slot boundaries of each size
