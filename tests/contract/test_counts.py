@@ -167,7 +167,8 @@ def mixed_rows(table: str, mark: str) -> tuple[str, list]:
 
 def test_a_version_3_sqlite_database_gets_its_counts_from_its_rows(tmp_path):
     from runtime.storage import sqlfile
-    from runtime.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
+    from runtime.storage.sqlite import SqliteStorage
+    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -190,7 +191,8 @@ def test_a_version_4_sqlite_database_keeps_the_counts_its_triggers_made(tmp_path
     """Migration 5 drops the counting triggers: what they counted stays, and from then on
     the backend counts its own writes."""
     from runtime.storage import sqlfile
-    from runtime.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
+    from runtime.storage.sqlite import SqliteStorage
+    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -240,7 +242,7 @@ def test_a_version_3_postgresql_schema_gets_its_counts_from_its_rows(pg_url):
 # -- the reads never walk the jobs table ----------------------------------------------------
 
 def test_sqlite_reads_search_the_counts_and_the_due_index_only(tmp_path):
-    from runtime.storage.sqlite import SQL
+    from runtime.storage.sqlite_file import SQL
 
     store = open_storage("sqlite:///jobs.db", base_dir=str(tmp_path))
     try:

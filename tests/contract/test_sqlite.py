@@ -13,7 +13,8 @@ import pytest
 
 from runtime.errors import StorageError
 from runtime.storage import NewJob, open_storage, sqlite_path
-from runtime.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
+from runtime.storage.sqlite import SqliteStorage
+from runtime.storage.sqlite_file import APPLICATION_ID, SCHEMA_VERSION
 
 
 def job(n: int = 0) -> NewJob:
@@ -170,7 +171,7 @@ def test_processes_migrating_at_once_agree(tmp_path):
 
 def test_claim_uses_the_partial_index(tmp_path):
     """A huge backlog must not be sorted on every claim."""
-    from runtime.storage.sqlite import SQL
+    from runtime.storage.sqlite_file import SQL
 
     store = SqliteStorage(str(tmp_path / "jobs.db"))
     try:
@@ -184,7 +185,7 @@ def test_claim_uses_the_partial_index(tmp_path):
 def test_a_version_1_database_is_migrated_in_place(tmp_path):
     """Migration 2 adds the index of ended jobs to a file written before it existed."""
     from runtime.storage import sqlfile
-    from runtime.storage.sqlite import MIGRATIONS
+    from runtime.storage.sqlite_file import MIGRATIONS
 
     path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -208,7 +209,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
 
 def test_prune_uses_the_index_of_ended_jobs(tmp_path):
     """Pruning a big table walks ended jobs only, in order, and sorts nothing."""
-    from runtime.storage.sqlite import SQL
+    from runtime.storage.sqlite_file import SQL
 
     store = SqliteStorage(str(tmp_path / "jobs.db"))
     try:

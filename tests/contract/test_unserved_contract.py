@@ -51,7 +51,7 @@ def test_only_pending_jobs_count_and_a_job_counts_again_once_back_in_its_queue(s
 # -- SQLite: the counts, the migrations, the plan ------------------------------------------
 
 def test_sqlite_reads_the_counts_alone(tmp_path):
-    from runtime.storage.sqlite import SQL
+    from runtime.storage.sqlite_file import SQL
 
     store = open_storage("sqlite:///jobs.db", base_dir=str(tmp_path))
     try:
@@ -68,7 +68,8 @@ def test_sqlite_reads_the_counts_alone(tmp_path):
 
 def test_a_version_2_sqlite_database_is_migrated_in_place(tmp_path):
     from runtime.storage import sqlfile
-    from runtime.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
+    from runtime.storage.sqlite import SqliteStorage
+    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
