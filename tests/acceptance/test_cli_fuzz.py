@@ -162,7 +162,7 @@ def command_lines(draw, site):
                 ("--priority", st.integers(-2**31, 2**31 - 1).map(str),
                  st.one_of(st.integers(-2**40, 2**40).map(str), texts("x", "1.5")))):
             if draw(st.booleans()):
-                options += [option, draw(good_values if valid and good_values else values)]
+                options += [option, draw(good_values if valid and good_values is not None else values)]
     elif kind == "init":
         options = [draw(st.one_of(
             st.text(alphabet=st.characters(blacklist_characters="/\0"), min_size=1, max_size=20)
