@@ -354,16 +354,20 @@ class WorkerPool:
     # -- scheduling -----------------------------------------------------------
     def dispatch(self, now: float) -> None:
         buffer = self.buffer
+        frames: dict[Worker, list[bytes]] = {}  # one write per worker: a syscall, a wake-up
         while buffer:
             worker = pick(self.workers.values(), self.durations, self.config.prefetch)
             if worker is None:
-                return
+                break
             run = buffer.popleft()
             if not worker.runs:
                 run.start(now)
             worker.runs.append(run)
             job = run.job
-            self.send(worker, protocol.run_frame(job.id, job.attempt, job.name, job.payload))
+            frames.setdefault(worker, []).append(
+                protocol.run_frame(job.id, job.attempt, job.name, job.payload))
+        for worker, sent in frames.items():
+            self.send(worker, sent[0] if len(sent) == 1 else b"".join(sent))
 
     def wanted(self, extra: int) -> int:
         """How many jobs to claim now: one per worker that could start a job at once,
