@@ -165,19 +165,27 @@ def mixed_rows(table: str, mark: str) -> tuple[str, list]:
             f"VALUES ({', '.join([mark] * 6)})"), rows
 
 
-def test_a_version_3_sqlite_database_gets_its_counts_from_its_rows(tmp_path):
+def old_sqlite_database(path, version: int) -> None:
+    """An SQLite file at schema `version` holding mixed_rows(), written as that version's
+    jobrt left it."""
     from runtime.storage import sqlfile
-    from runtime.storage.sqlite import SqliteStorage
-    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
+    from runtime.storage.sqlite_file import MIGRATIONS
 
-    path = tmp_path / "jobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for _, sql in MIGRATIONS[:3]:
+    for _, sql in MIGRATIONS[:version]:
         for statement in sqlfile.statements(sql):
             conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.executemany(*mixed_rows("jobs", "?"))
     conn.close()
+
+
+def test_a_version_3_sqlite_database_gets_its_counts_from_its_rows(tmp_path):
+    from runtime.storage.sqlite import SqliteStorage
+    from runtime.storage.sqlite_file import SCHEMA_VERSION
+
+    path = tmp_path / "jobs.db"
+    old_sqlite_database(path, 3)
     store = SqliteStorage(str(path))
     try:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
@@ -190,18 +198,11 @@ def test_a_version_3_sqlite_database_gets_its_counts_from_its_rows(tmp_path):
 def test_a_version_4_sqlite_database_keeps_the_counts_its_triggers_made(tmp_path):
     """Migration 5 drops the counting triggers: what they counted stays, and from then on
     the backend counts its own writes."""
-    from runtime.storage import sqlfile
     from runtime.storage.sqlite import SqliteStorage
-    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
+    from runtime.storage.sqlite_file import SCHEMA_VERSION
 
     path = tmp_path / "jobs.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for _, sql in MIGRATIONS[:4]:
-        for statement in sqlfile.statements(sql):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 4")
-    conn.executemany(*mixed_rows("jobs", "?"))  # counted by migration 4's triggers
-    conn.close()
+    old_sqlite_database(path, 4)  # its rows counted by migration 4's triggers
     store = SqliteStorage(str(path), role="supervisor")
     try:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 5
