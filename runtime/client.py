@@ -19,8 +19,9 @@ from runtime.storage.base import JobRecord, NewJob
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}
-_RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until"))  # stored with the job
-_OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until")
+_RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until", "max_exceptions"))  # stored
+_OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until",
+            "_max_exceptions")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
 
@@ -140,7 +141,8 @@ class Queue:
         retry_until = given.get("retry_until", spec.retry_until)
         return JobOptions(timeout=given.get("timeout", spec.timeout), tries=given.get("tries", spec.tries),
                           backoff=given.get("backoff", spec.backoff),
-                          retry_until=None if retry_until is None else now + retry_until).encode()
+                          retry_until=None if retry_until is None else now + retry_until,
+                          max_exceptions=given.get("max_exceptions", spec.max_exceptions)).encode()
 
     @staticmethod
     def _unique(spec: JobSpec, unique, payload: bytes) -> str | None:
@@ -151,7 +153,7 @@ class Queue:
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
         _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
-        _retry_until (s after now). Any other keyword starting with `_` is refused: pass job
+        _retry_until (s after now), _max_exceptions. Any other keyword starting with `_` is refused: pass job
         arguments with such names through enqueue_many()."""
         # Every keyword with a leading underscore is an option, so a misspelt one is refused
         # here instead of reaching the job as an argument it does not take.

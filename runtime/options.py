@@ -60,6 +60,7 @@ RULES = {
     "queue": check_queue,
     "timeout": TIMEOUT.check,
     "tries": TRIES.check,
+    "max_exceptions": TRIES.check,
     "backoff": check_policy,
     "priority": PRIORITY.check,
     "retry_until": SECONDS.check,
@@ -81,6 +82,7 @@ class JobOptions:
     tries: int | None = None
     backoff: object = None
     retry_until: float | None = None  # wall-clock time after which no retry is made
+    max_exceptions: int | None = None  # runs that may raise before the job fails for good
 
     def encode(self) -> bytes | None:
         """The options as stored with the job: only those set, None when none is."""
@@ -96,7 +98,7 @@ class JobOptions:
 
 
 NO_OPTIONS = JobOptions()
-_FIELDS = ("timeout", "tries", "backoff", "retry_until")
+_FIELDS = ("timeout", "tries", "backoff", "retry_until", "max_exceptions")
 
 
 def _encodable(text: str) -> bool:

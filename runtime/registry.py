@@ -35,6 +35,7 @@ class JobSpec:
     priority: int = 0
     retry_until: float | None = None  # seconds after enqueue
     unique: bool | str = False  # True: one live job per name and arguments; a text: that key
+    max_exceptions: int | None = None  # runs that may raise before it fails, tries left or not
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -44,12 +45,13 @@ class JobSpec:
 
 def job(func: Callable | None = None, *, name: str | None = None, queue: str = "default",
         timeout: float | None = None, tries: int | None = None, backoff=None, priority: int = 0,
-        retry_until: float | None = None, unique: bool = False):
+        retry_until: float | None = None, unique: bool = False,
+        max_exceptions: int | None = None):
     """Register a function as a jobrt job. Usable bare (`@job`) or with options, checked
     here by the rules enqueue overrides and pool defaults share: a bad one fails the import
     of the job's module, naming the option."""
     given = {"queue": queue, "timeout": timeout, "tries": tries, "backoff": backoff, "priority": priority,
-             "retry_until": retry_until, "unique": unique}
+             "retry_until": retry_until, "unique": unique, "max_exceptions": max_exceptions}
     checked = {}
     for option, value in given.items():
         try:

@@ -252,7 +252,12 @@ def cmd_health(args) -> int:
 
 def _print_record(record, full: bool) -> None:
     data = record.to_dict()
-    for key in ("id", "name", "queue", "state", "attempts", "error", "result", "args", "kwargs"):
+    shown = ["id", "name", "queue", "state", "attempts", "error", "result", "args", "kwargs"]
+    if data["options"]:
+        shown.append("options")
+    if record.exceptions or "max_exceptions" in data["options"]:
+        shown.insert(5, "exceptions")
+    for key in shown:
         print(f"{key:>10}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
     for key in ("created_at", "started_at", "finished_at", "available_at"):
         if data[key]:

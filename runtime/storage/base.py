@@ -41,7 +41,8 @@ class NewJob(NamedTuple):
 
 
 class ClaimedJob(NamedTuple):
-    """A job handed to one supervisor; `attempt` already counts this run (1 = first)."""
+    """A job handed to one supervisor; `attempt` already counts this run (1 = first),
+    `exceptions` the runs before it that raised (for max_exceptions)."""
 
     id: int
     queue: str
@@ -49,6 +50,7 @@ class ClaimedJob(NamedTuple):
     payload: bytes
     attempt: int
     options: bytes | None
+    exceptions: int = 0
 
 
 class Outcome(NamedTuple):
@@ -63,8 +65,9 @@ class Outcome(NamedTuple):
                     so the attempt counter goes back by one.
     `at` is when the run ended (finished_at for end states). `reason` says how a run
     that did not succeed ended (runtime.workers.retry_rules: error, timeout, signal, crash); the
-    embedded Pool reports it, storage does not keep it. `queue` and `name` are the job's, as
-    claimed: with them the SQLite backend counts a settle without reading the job's row.
+    embedded Pool reports it, storage does not keep it. `exception`: the run raised, so the
+    job's count of exceptions (max_exceptions) grows by one. `queue` and `name` are the
+    job's, as claimed: with them the SQLite backend counts a settle without reading its row.
     """
 
     job_id: int
@@ -77,6 +80,7 @@ class Outcome(NamedTuple):
     available_at: float | None = None
     undo_attempt: bool = False
     reason: str | None = None
+    exception: bool = False
     queue: str | None = None
     name: str | None = None
 
@@ -105,6 +109,7 @@ class JobRecord:
     result: object = None
     unique_key: str | None = None
     batch_id: str | None = None
+    exceptions: int = 0  # runs that raised
 
     def to_dict(self) -> dict:
         return {
@@ -113,6 +118,7 @@ class JobRecord:
             "queue": self.queue,
             "state": self.state,
             "attempts": self.attempts,
+            "exceptions": self.exceptions,
             "error": self.error,
             "result": self.result,
             "args": self.args,
@@ -155,6 +161,7 @@ def decode_record(row: dict) -> JobRecord:
         started_at=row.get("started_at"), finished_at=row.get("finished_at"),
         error=row.get("error"), traceback=row.get("traceback"), result=result,
         unique_key=row.get("unique_key"), batch_id=row.get("batch_id"),
+        exceptions=row.get("exceptions") or 0,
     )
 
 

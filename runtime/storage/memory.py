@@ -57,7 +57,7 @@ class MemoryStorage(Storage):
                 state=PENDING, priority=job.priority, attempts=0, options=job.options,
                 available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
                 started_at=None, finished_at=None, error=None, traceback=None, result=None,
-                unique_key=job.unique_key, batch_id=job.batch_id)
+                unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0)
             ids.append(self.last_id)
         return ids
 
@@ -92,11 +92,13 @@ class MemoryStorage(Storage):
                 if kind == SUCCEEDED:
                     job.update(result=o.result, finished_at=o.at, error=None, traceback=None)
                 elif kind == FAILED:
-                    job.update(error=o.error, traceback=o.traceback, finished_at=o.at)
+                    job.update(error=o.error, traceback=o.traceback, finished_at=o.at,
+                               exceptions=job["exceptions"] + (1 if o.exception else 0))
                 else:
                     job.update(available_at=o.at if o.available_at is None else o.available_at,
                                error=o.error, traceback=o.traceback,
-                               attempts=job["attempts"] - (1 if o.undo_attempt else 0))
+                               attempts=job["attempts"] - (1 if o.undo_attempt else 0),
+                               exceptions=job["exceptions"] + (1 if o.exception else 0))
         claimed: list[ClaimedJob] = []
         for queue in queues if limit > 0 else ():
             due = sorted((j for j in self.jobs.values() if j["state"] == PENDING
@@ -106,7 +108,7 @@ class MemoryStorage(Storage):
                 job.update(state=RUNNING, owner=owner, lease_expires=lease_expires,
                            attempts=job["attempts"] + 1, started_at=now)
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
-                                          job["attempts"], job["options"]))
+                                          job["attempts"], job["options"], job["exceptions"]))
         return claimed
 
     def next_due(self, queues: list[str]) -> float | None:

@@ -71,11 +71,13 @@ _SETTLE = (
                                      "at": lambda o: float(o.at)}),
     (FAILED, "settle_failed", {"error": lambda o: _text(o.error),
                                "traceback": lambda o: _text(o.traceback),
-                               "at": lambda o: float(o.at)}),
+                               "at": lambda o: float(o.at),
+                               "exception": lambda o: 1 if o.exception else 0}),
     (PENDING, "settle_pending", {
         "available_at": lambda o: float(o.at if o.available_at is None else o.available_at),
         "error": lambda o: _text(o.error), "traceback": lambda o: _text(o.traceback),
-        "undo": lambda o: 1 if o.undo_attempt else 0}),
+        "undo": lambda o: 1 if o.undo_attempt else 0,
+        "exception": lambda o: 1 if o.exception else 0}),
 )
 
 

@@ -178,6 +178,10 @@ DROP INDEX jobrt_jobs_pending_name;
 -- name: schema_exists
 SELECT to_regclass('jobrt_migrations') IS NOT NULL;
 
+-- name: migration_5
+-- max_exceptions: how many runs of the job raised, across its attempts.
+ALTER TABLE jobrt_jobs ADD COLUMN exceptions integer NOT NULL DEFAULT 0;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -242,19 +246,21 @@ WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state
 -- name: settle_failed
 UPDATE jobrt_jobs AS j
 SET state = 'failed', error = o.error, traceback = o.traceback, finished_at = o.at,
-    owner = NULL, lease_expires = NULL
+    owner = NULL, lease_expires = NULL, exceptions = j.exceptions + o.exception
 FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(error)s::text[], %(traceback)s::text[],
-            %(at)s::float8[])
-     AS o (id, attempt, error, traceback, at)
+            %(at)s::float8[], %(exception)s::integer[])
+     AS o (id, attempt, error, traceback, at, exception)
 WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
 
 -- name: settle_pending
 UPDATE jobrt_jobs AS j
 SET state = 'pending', available_at = o.available_at, error = o.error, traceback = o.traceback,
-    owner = NULL, lease_expires = NULL, attempts = j.attempts - o.undo
+    owner = NULL, lease_expires = NULL, attempts = j.attempts - o.undo,
+    exceptions = j.exceptions + o.exception
 FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(available_at)s::float8[],
-            %(error)s::text[], %(traceback)s::text[], %(undo)s::integer[])
-     AS o (id, attempt, available_at, error, traceback, undo)
+            %(error)s::text[], %(traceback)s::text[], %(undo)s::integer[],
+            %(exception)s::integer[])
+     AS o (id, attempt, available_at, error, traceback, undo, exception)
 WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
 
 -- name: claim
@@ -281,7 +287,7 @@ SET state = 'running', owner = %(owner)s, lease_expires = %(lease_expires)s,
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,
-          picked.ord, j.priority, j.available_at;
+          picked.ord, j.priority, j.available_at, j.exceptions;
 
 -- name: next_due
 SELECT min(due.at)

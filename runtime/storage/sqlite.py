@@ -112,12 +112,13 @@ class SqliteStorage(Storage):
                 succeeded.append((o.result, o.at, o.job_id, o.attempt, owner))
                 moved[0].append((o.queue, o.name, None))
             elif state == FAILED:
-                failed.append((o.error, o.traceback, o.at, o.job_id, o.attempt, owner))
+                failed.append((o.error, o.traceback, o.at, 1 if o.exception else 0, o.job_id,
+                               o.attempt, owner))
                 moved[1].append((o.queue, o.name, None))
             elif state == PENDING:
                 at = o.at if o.available_at is None else o.available_at
-                pending.append((at, o.error, o.traceback, 1 if o.undo_attempt else 0, o.job_id,
-                                 o.attempt, owner))
+                pending.append((at, o.error, o.traceback, 1 if o.undo_attempt else 0,
+                                1 if o.exception else 0, o.job_id, o.attempt, owner))
                 moved[2].append((o.queue, o.name, at))
             else:
                 raise ValueError(f"an outcome's state is succeeded, failed or pending, "
@@ -335,6 +336,6 @@ def _exchange(conn, tally, settles, moved, owner, queues, limit, lease_expires, 
             rows = conn.execute(claim, (owner, lease_expires, now, queue, now, wanted)).fetchall()
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
-            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows])
+            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
     return claimed

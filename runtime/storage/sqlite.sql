@@ -157,6 +157,10 @@ DROP TRIGGER jobs_count_insert;
 DROP TRIGGER jobs_count_delete;
 DROP TRIGGER jobs_count_update;
 
+-- name: migration_6
+-- max_exceptions: how many runs of the job raised, across its attempts.
+ALTER TABLE jobs ADD COLUMN exceptions INTEGER NOT NULL DEFAULT 0;
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -196,13 +200,13 @@ WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 -- name: settle_failed
 UPDATE jobs
 SET state = 'failed', error = ?, traceback = ?, finished_at = ?, owner = NULL,
-    lease_expires = NULL
+    lease_expires = NULL, exceptions = exceptions + ?
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
 -- name: settle_pending
 UPDATE jobs
 SET state = 'pending', available_at = ?, error = ?, traceback = ?, owner = NULL,
-    lease_expires = NULL, attempts = attempts - ?
+    lease_expires = NULL, attempts = attempts - ?, exceptions = exceptions + ?
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
 -- name: claim
@@ -215,7 +219,7 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
              WHERE state = 'pending' AND queue = ? AND available_at <= ?
              ORDER BY priority DESC, available_at, id
              LIMIT ?)
-RETURNING id, queue, name, payload, attempts, options, priority, available_at;
+RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions;
 
 -- name: next_due
 SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;

@@ -66,18 +66,24 @@ def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
 
 def errored(job: ClaimedJob, options: JobOptions, pool, error: str, tb: str | None, at: float,
             reason: str = ERROR) -> Outcome:
-    """A run that raised, timed out or lost its worker: retry with backoff while tries remain."""
+    """A run that raised, timed out or lost its worker: retry with backoff while tries remain,
+    and, when it raised, while it has raised fewer than max_exceptions times."""
     tries = options.tries or pool.tries
     retry_until = options.retry_until
+    raised = reason == ERROR  # timeouts and deaths use tries, not exceptions
     if job.attempt >= tries:
         return _outcome(job, FAILED, at, error=f"{error} (attempt {job.attempt} of {tries})",
-                       traceback=tb, reason=reason)
+                        traceback=tb, reason=reason, exception=raised)
+    limit = options.max_exceptions
+    if raised and limit is not None and job.exceptions + 1 >= limit:
+        return _outcome(job, FAILED, at, traceback=tb, reason=reason, exception=True,
+                        error=f"{error} (exception {job.exceptions + 1} of max_exceptions {limit})")
     delay = backoff_delay(pool.backoff if options.backoff is None else options.backoff, job.attempt)
     if retry_until is not None and at + delay > retry_until:
         return _outcome(job, FAILED, at, error=f"{error} (retry_until has passed)", traceback=tb,
-                       reason=reason)
+                        reason=reason, exception=raised)
     return _outcome(job, PENDING, at, error=error, traceback=tb, available_at=at + delay,
-                   reason=reason)
+                    reason=reason, exception=raised)
 
 
 def failed(job: ClaimedJob, error: str, at: float) -> Outcome:
@@ -90,7 +96,7 @@ def released(job: ClaimedJob, options: JobOptions, pool, delay: float, at: float
     tries = options.tries or pool.tries
     if job.attempt >= tries:
         return _outcome(job, FAILED, at, reason=ERROR,
-                       error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")
+                        error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")
     return _outcome(job, PENDING, at, available_at=at + delay)
 
 

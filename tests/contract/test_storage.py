@@ -184,6 +184,24 @@ def test_settle_pending_retries_later_keeping_the_attempt(store):
     assert (record.error, record.traceback, record.available_at) == (None, None, 140.0)
 
 
+def test_runs_that_raised_are_counted_across_attempts(store):
+    """max_exceptions: settles of runs that raised add one to the job's exceptions, which the
+    next claim carries; other settles, and stale ones, add nothing."""
+    store.enqueue([new()])
+    [job] = claim(store)
+    assert job.exceptions == 0
+    store.settle("s1", [Outcome(job.id, 1, "pending", 101.0, error="E", exception=True)])
+    [job] = claim(store, now=101.0)
+    assert (job.attempt, job.exceptions) == (2, 1)
+    store.settle("s1", [Outcome(job.id, 2, "pending", 102.0, error="timeout")])  # not raised
+    [job] = claim(store, now=102.0)
+    store.settle("s1", [Outcome(job.id, 2, "failed", 103.0, error="stale", exception=True)])
+    store.settle("s1", [Outcome(job.id, 3, "failed", 103.0, error="E", exception=True)])
+    record = store.get(job.id)
+    assert (record.state, record.attempts, record.exceptions) == ("failed", 3, 2)
+    assert record.to_dict()["exceptions"] == 2
+
+
 def test_undo_attempt_returns_an_unstarted_job(store):
     store.enqueue([new()])
     [job] = claim(store)

@@ -124,7 +124,8 @@ class StorageModel(RuleBasedStateMachine):
                 job_id, attempt, kind.split("-")[0], self.now, result=b'{"n":1}',
                 error=data.draw(st.sampled_from([None, "boom"])), traceback="tb",
                 available_at=None if delay is None else self.now + delay,
-                undo_attempt=kind == "pending-undo", queue=queue, name=name))
+                undo_attempt=kind == "pending-undo", exception=data.draw(st.booleans()),
+                queue=queue, name=name))
         owner = picked[0][0] if picked else data.draw(st.sampled_from(OWNERS))
         claimed = self.both("exchange", owner, outcomes, queues, limit, self.now + LEASE, self.now)
         self.record_claims(owner, claimed)

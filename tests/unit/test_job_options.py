@@ -12,7 +12,8 @@ from runtime.config.load import config_from_dict
 from runtime.errors import ConfigError
 
 BAD = [("queue", "a b"), ("queue", ""), ("timeout", 0), ("timeout", float("nan")), ("tries", 0), ("tries", 1.5),
-       ("priority", 2**40), ("priority", True), ("backoff", "soon"), ("retry_until", -1)]
+       ("priority", 2**40), ("priority", True), ("backoff", "soon"), ("retry_until", -1),
+       ("max_exceptions", 0), ("max_exceptions", 2.5), ("max_exceptions", "3")]
 
 
 @pytest.mark.parametrize("option,value", BAD)

@@ -5,13 +5,16 @@ import pytest
 from runtime.config.load import config_from_dict
 from runtime.options import NO_OPTIONS, JobOptions
 from runtime.storage.base import ClaimedJob
-from runtime.workers.retry_rules import errored, released, returned
+from runtime.workers.retry_rules import (
+    CRASH, MEMORY, SIGNAL, TIMEOUT, errored, released, returned,
+)
 
 POOL = config_from_dict({"pools": {"default": {"tries": 3, "backoff": [10, 60]}}}).pools["default"]
 
 
-def job(attempt, **options):
-    return ClaimedJob(7, "default", "j:j", b"[[],{}]", attempt, JobOptions(**options).encode())
+def job(attempt, exceptions=0, **options):
+    return ClaimedJob(7, "default", "j:j", b"[[],{}]", attempt, JobOptions(**options).encode(),
+                      exceptions)
 
 
 def options_of(claimed):
@@ -39,6 +42,22 @@ def test_retry_until_ends_retries():
     assert errored(claimed, options_of(claimed), POOL, "E", None, 1000.0).state == "failed"
 
 
+def test_max_exceptions_fails_a_job_that_raised_that_often_with_tries_left():
+    claimed = job(2, exceptions=1, tries=10, max_exceptions=2)
+    last = errored(claimed, options_of(claimed), POOL, "E", "tb", 0.0)
+    assert (last.state, last.exception) == ("failed", True)
+    assert last.error == "E (exception 2 of max_exceptions 2)"
+    claimed = job(2, exceptions=0, tries=10, max_exceptions=2)
+    assert errored(claimed, options_of(claimed), POOL, "E", "tb", 0.0).state == "pending"
+
+
+@pytest.mark.parametrize("reason", [TIMEOUT, MEMORY, SIGNAL, CRASH])
+def test_timeouts_and_deaths_use_tries_not_exceptions(reason):
+    claimed = job(2, exceptions=5, tries=10, max_exceptions=1)
+    outcome = errored(claimed, options_of(claimed), POOL, "killed", None, 0.0, reason)
+    assert (outcome.state, outcome.exception) == ("pending", False)
+
+
 def test_returned_jobs_do_not_count_the_attempt():
     outcome = returned(job(2), 50.0, "why")
     assert outcome.undo_attempt and outcome.state == "pending" and outcome.available_at == 50.0
@@ -52,6 +71,6 @@ def test_a_release_uses_up_its_try():
 
 @pytest.mark.parametrize("options", [JobOptions(), JobOptions(timeout=1.5), JobOptions(tries=2, backoff=[1, 2]),
                                      JobOptions(backoff={"base": 1, "factor": 2, "max": 9, "jitter": 0},
-                                                retry_until=12.5)])
+                                                retry_until=12.5, max_exceptions=3)])
 def test_options_are_stored_and_decoded_unchanged(options):
     assert JobOptions.decode(options.encode()) == options
