@@ -192,5 +192,18 @@ class Queue:
             raise JobNotFound(f"no job with id {job_id} (it may never have existed, or was pruned)")
         return record
 
+    def cancel(self, job_id: int) -> str:
+        """Cancel a job. Returns what it was: "pending" (cancelled: it never runs, delayed or
+        not), "running" (its supervisor, told at once on this host or on PostgreSQL, else
+        within a heartbeat, kills its worker's process group and the job ends cancelled:
+        no retry, no failure hook; a job that finishes first keeps its outcome), or the
+        state it had already ended in (left as it is). JobNotFound if unknown."""
+        before = self.storage.cancel(int(job_id), time.time())
+        if before is None:
+            raise JobNotFound(f"no job with id {job_id} (it may never have existed, or was pruned)")
+        if before == "running":
+            self.storage.notify()
+        return before
+
     def counts(self) -> dict[str, dict[str, int]]:
         return self.storage.counts(time.time())

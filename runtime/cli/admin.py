@@ -137,6 +137,12 @@ def add_parsers(commands) -> None:
         if name == "list":
             sub.add_argument("--limit", type=limit, default=100, help="at most this many (default 100)")
 
+    cancel = commands.add_parser("cancel", help="cancel jobs: pending ones never run, running ones "
+                                 "are killed; exit 1 if any had ended or does not exist")
+    config_arg(cancel)
+    cancel.add_argument("ids", type=job_id, nargs="+", metavar="ID")
+    _json_arg(cancel)
+
     clear = commands.add_parser("clear", help="delete the pending jobs of a queue")
     config_arg(clear)
     clear.add_argument("--queue", required=True, type=queue_name)
@@ -364,6 +370,31 @@ def _lost_race(storage, action: str, failed_ids: list[int]) -> str:
     return f"{len(failed_ids)} jobs were failed, but some changed meanwhile (another jobrt command?)"
 
 
+_CANCELLED = {"pending": ("cancelled", "cancelled: it will never run"),
+              "running": ("cancelling", "running: its supervisor kills its worker, and it ends "
+                                        "cancelled (unless it finishes first)")}
+
+
+def cmd_cancel(args) -> int:
+    with _storage(args) as storage:
+        now = time.time()
+        found = [(i, storage.cancel(i, now)) for i in dict.fromkeys(args.ids)]
+        if any(before == "running" for _, before in found):
+            storage.notify()  # the supervisor running it hears at once on this host
+    jobs = []
+    for i, before in found:
+        if before is None:
+            outcome, text = "not found", "no such job (it may never have existed, or was pruned)"
+        else:
+            outcome, text = _CANCELLED.get(before, ("unchanged", f"already {before}; left as it is"))
+        jobs.append({"id": i, "was": before, "outcome": outcome})
+        if not args.json:
+            print(f"job {i}: {text}")
+    if args.json:
+        emit({"jobs": jobs})
+    return EXIT_OK if all(job["outcome"] in ("cancelled", "cancelling") for job in jobs) else EXIT_FAILURE
+
+
 def cmd_clear(args) -> int:
     with _storage(args) as storage:
         count = storage.clear(args.queue)
@@ -391,4 +422,5 @@ def cmd_systemd_unit(args) -> int:
 
 
 COMMANDS = {"status": cmd_status, "workers": cmd_workers, "health": cmd_health, "job": cmd_job,
-            "failed": cmd_failed, "clear": cmd_clear, "systemd-unit": cmd_systemd_unit}
+            "cancel": cmd_cancel, "failed": cmd_failed, "clear": cmd_clear,
+            "systemd-unit": cmd_systemd_unit}

@@ -313,8 +313,15 @@ class Storage:
         """Delete every failed job."""
         raise NotImplementedError
 
-    def cancel(self, job_id: int, now: float) -> bool:
-        """Cancel a pending job. Running jobs are not interrupted (returns False)."""
+    def cancel(self, job_id: int, now: float) -> str | None:
+        """Cancel a job; returns the state it was in: "pending" (now cancelled), "running"
+        (marked: its supervisor kills its worker and settles it cancelled; one that is put
+        back to wait meanwhile, by a retry or a rescue, is cancelled then), or the state it
+        ended in (left as it is). None: no such job."""
+        raise NotImplementedError
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
+        """(job id, attempt) of the running jobs of `owner` that were asked to cancel."""
         raise NotImplementedError
 
     def clear(self, queue: str) -> int:

@@ -57,7 +57,8 @@ class MemoryStorage(Storage):
                 state=PENDING, priority=job.priority, attempts=0, options=job.options,
                 available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
                 started_at=None, finished_at=None, error=None, traceback=None, result=None,
-                unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0)
+                unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
+                cancel_requested=None)
             ids.append(self.last_id)
         return ids
 
@@ -78,11 +79,11 @@ class MemoryStorage(Storage):
                  limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
         outcomes = list(outcomes)
         for o in outcomes:
-            if o.state not in (SUCCEEDED, FAILED, PENDING):
-                raise ValueError(f"an outcome's state is succeeded, failed or pending, "
-                                 f"not {o.state!r}")
-        # Settled kind by kind (succeeded, failed, pending), as the SQL backends do.
-        for kind in (SUCCEEDED, FAILED, PENDING):
+            if o.state not in (SUCCEEDED, FAILED, PENDING, CANCELLED):
+                raise ValueError(f"an outcome's state is succeeded, failed, pending or "
+                                 f"cancelled, not {o.state!r}")
+        # Settled kind by kind (succeeded, failed, pending, cancelled), as the SQL backends do.
+        for kind in (SUCCEEDED, FAILED, PENDING, CANCELLED):
             for o in outcomes:
                 job = self.jobs.get(o.job_id)
                 if o.state != kind or not job or job["state"] != RUNNING \
@@ -94,11 +95,14 @@ class MemoryStorage(Storage):
                 elif kind == FAILED:
                     job.update(error=o.error, traceback=o.traceback, finished_at=o.at,
                                exceptions=job["exceptions"] + (1 if o.exception else 0))
+                elif kind == CANCELLED:
+                    job.update(error=o.error, finished_at=o.at)
                 else:
                     job.update(available_at=o.at if o.available_at is None else o.available_at,
                                error=o.error, traceback=o.traceback,
                                attempts=job["attempts"] - (1 if o.undo_attempt else 0),
                                exceptions=job["exceptions"] + (1 if o.exception else 0))
+                    self._cancel_retried(job, o.at)
         claimed: list[ClaimedJob] = []
         for queue in queues if limit > 0 else ():
             due = sorted((j for j in self.jobs.values() if j["state"] == PENDING
@@ -152,8 +156,19 @@ class MemoryStorage(Storage):
             else:
                 continue
             job.update(state=PENDING, owner=None, lease_expires=None, error=error, traceback=None)
+            self._cancel_retried(job, now)
             count += 1
         return count
+
+    @staticmethod
+    def _cancel_retried(job: dict, now: float) -> None:
+        """A job asked to cancel while it ran, put back to wait: cancelled instead."""
+        if job["cancel_requested"] is not None:
+            job.update(state=CANCELLED, finished_at=now)
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
+        return [(i, j["attempts"]) for i, j in self.jobs.items() if j["state"] == RUNNING
+                and j["owner"] == owner and j["cancel_requested"] is not None]
 
     # -- queries and admin --------------------------------------------------
     def get(self, job_id: int) -> JobRecord | None:
@@ -192,7 +207,7 @@ class MemoryStorage(Storage):
             if not job or job["state"] != FAILED or self._live_with_key(job["unique_key"]):
                 continue  # a failed job whose unique key a live job holds stays failed
             job.update(state=PENDING, attempts=0, available_at=now, owner=None,
-                       lease_expires=None, finished_at=None)
+                       lease_expires=None, finished_at=None, cancel_requested=None)
             count += 1
         return count
 
@@ -208,12 +223,16 @@ class MemoryStorage(Storage):
             del self.jobs[job_id]
         return len(doomed)
 
-    def cancel(self, job_id: int, now: float) -> bool:
+    def cancel(self, job_id: int, now: float) -> str | None:
         job = self.jobs.get(job_id)
-        if not job or job["state"] != PENDING:
-            return False
-        job.update(state=CANCELLED, finished_at=now)
-        return True
+        if not job:
+            return None
+        before = job["state"]
+        if before == PENDING:
+            job.update(state=CANCELLED, finished_at=now, cancel_requested=now)
+        elif before == RUNNING:
+            job["cancel_requested"] = now
+        return before
 
     def clear(self, queue: str) -> int:
         doomed = [i for i, j in self.jobs.items() if j["queue"] == queue and j["state"] == PENDING]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from runtime.errors import StorageError
-from runtime.storage.base import FAILED, PENDING, SUCCEEDED, NewJob, Outcome
+from runtime.storage.base import CANCELLED, FAILED, PENDING, SUCCEEDED, NewJob, Outcome
 
 BIGINT = (-(2 ** 63), 2 ** 63 - 1)
 
@@ -77,7 +77,10 @@ _SETTLE = (
         "available_at": lambda o: float(o.at if o.available_at is None else o.available_at),
         "error": lambda o: _text(o.error), "traceback": lambda o: _text(o.traceback),
         "undo": lambda o: 1 if o.undo_attempt else 0,
-        "exception": lambda o: 1 if o.exception else 0}),
+        "exception": lambda o: 1 if o.exception else 0,
+        "at": lambda o: float(o.at)}),
+    (CANCELLED, "settle_cancelled", {"error": lambda o: _text(o.error),
+                                     "at": lambda o: float(o.at)}),
 )
 
 
@@ -91,8 +94,8 @@ def settle_params(owner: str, outcomes: Iterable[Outcome]) -> list[tuple[str, di
     kinds: dict[str, dict] = {kind: {} for kind, _, _ in _SETTLE}
     for o in outcomes:
         if o.state not in kinds:
-            raise ValueError(f"an outcome's state is succeeded, failed or pending, "
-                             f"not {o.state!r}")
+            raise ValueError(f"an outcome's state is succeeded, failed, pending or "
+                             f"cancelled, not {o.state!r}")
         kinds[o.state].setdefault((o.job_id, o.attempt), o)
     out = []
     for kind, name, columns in _SETTLE:

@@ -320,7 +320,11 @@ class PostgresStorage(Storage):
     def rescue(self, now: float, owner: str | None = None) -> int:
         if owner is None:
             return self._change("rescuing jobs", "rescue_expired", {"now": now})
-        return self._change("rescuing jobs", "rescue_owner", {"owner": owner})
+        return self._change("rescuing jobs", "rescue_owner", {"owner": owner, "now": now})
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
+        return [tuple(row) for row in self._read("reading cancel requests", SQL["cancel_requests"],
+                                                 {"owner": owner})]
 
     def _change(self, doing: str, name: str, params: dict) -> int:
         """One statement in its own transaction; returns the rows it touched."""
@@ -357,8 +361,11 @@ class PostgresStorage(Storage):
     def flush_failed(self) -> int:
         return self._change("flushing failed jobs", "flush_failed", {})
 
-    def cancel(self, job_id: int, now: float) -> bool:
-        return self._change("cancelling a job", "cancel", {"id": job_id, "now": now}) > 0
+    def cancel(self, job_id: int, now: float) -> str | None:
+        def work(conn):
+            cursor = conn.execute(SQL["cancel"], {"id": job_id, "now": now})
+            return lambda: next((row[0] for row in cursor.fetchall()), None)
+        return self._write("cancelling a job", work)
 
     def clear(self, queue: str) -> int:
         return self._change(f"clearing queue {queue!r}", "clear", {"queue": queue})

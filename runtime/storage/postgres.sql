@@ -182,6 +182,10 @@ SELECT to_regclass('jobrt_migrations') IS NOT NULL;
 -- max_exceptions: how many runs of the job raised, across its attempts.
 ALTER TABLE jobrt_jobs ADD COLUMN exceptions integer NOT NULL DEFAULT 0;
 
+-- name: migration_6
+-- q.cancel of a running job: when it was asked, for the supervisor that runs it.
+ALTER TABLE jobrt_jobs ADD COLUMN cancel_requested double precision;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -254,13 +258,23 @@ WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state
 
 -- name: settle_pending
 UPDATE jobrt_jobs AS j
-SET state = 'pending', available_at = o.available_at, error = o.error, traceback = o.traceback,
+SET state = CASE WHEN j.cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
+    finished_at = CASE WHEN j.cancel_requested IS NULL THEN NULL ELSE o.at END,
+    available_at = o.available_at, error = o.error, traceback = o.traceback,
     owner = NULL, lease_expires = NULL, attempts = j.attempts - o.undo,
     exceptions = j.exceptions + o.exception
 FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(available_at)s::float8[],
             %(error)s::text[], %(traceback)s::text[], %(undo)s::integer[],
-            %(exception)s::integer[])
-     AS o (id, attempt, available_at, error, traceback, undo, exception)
+            %(exception)s::integer[], %(at)s::float8[])
+     AS o (id, attempt, available_at, error, traceback, undo, exception, at)
+WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
+
+-- name: settle_cancelled
+UPDATE jobrt_jobs AS j
+SET state = 'cancelled', error = o.error, finished_at = o.at, owner = NULL,
+    lease_expires = NULL
+FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(error)s::text[], %(at)s::float8[])
+     AS o (id, attempt, error, at)
 WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
 
 -- name: claim
@@ -332,14 +346,20 @@ ORDER BY started_at, owner;
 DELETE FROM jobrt_supervisors WHERE owner = %(owner)s;
 
 -- name: rescue_owner
+-- A job asked to cancel while it ran is cancelled instead of put back (and in
+-- rescue_expired and settle_pending).
 UPDATE jobrt_jobs
-SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
+SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
+    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
+    owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'its supervisor ' || owner || ' died; returned to the queue'
 WHERE owner = %(owner)s AND state = 'running';
 
 -- name: rescue_expired
 UPDATE jobrt_jobs
-SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
+SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
+    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
+    owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'lease expired: its supervisor ' || owner
             || ' stopped renewing it; returned to the queue'
 WHERE lease_expires < %(now)s AND state = 'running';
@@ -415,7 +435,7 @@ LIMIT %(limit)s;
 -- failed jobs sharing a key, the oldest (lowest id) comes back.
 UPDATE jobrt_jobs
 SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
-    lease_expires = NULL, finished_at = NULL
+    lease_expires = NULL, finished_at = NULL, cancel_requested = NULL
 WHERE id IN (
     SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id
     FROM jobrt_jobs AS f
@@ -433,8 +453,21 @@ DELETE FROM jobrt_jobs WHERE id = %(id)s AND state = 'failed';
 DELETE FROM jobrt_jobs WHERE state = 'failed';
 
 -- name: cancel
-UPDATE jobrt_jobs SET state = 'cancelled', finished_at = %(now)s
-WHERE id = %(id)s AND state = 'pending';
+-- The state before: a pending job is cancelled, a running one marked for its supervisor
+-- (FOR UPDATE: a claim or a settle of it waits, or is waited for), an ended one left.
+WITH found AS (SELECT id, state FROM jobrt_jobs WHERE id = %(id)s FOR UPDATE),
+changed AS (
+    UPDATE jobrt_jobs AS j
+    SET state = CASE WHEN found.state = 'pending' THEN 'cancelled' ELSE j.state END,
+        finished_at = CASE WHEN found.state = 'pending' THEN %(now)s ELSE j.finished_at END,
+        cancel_requested = %(now)s
+    FROM found WHERE j.id = found.id AND found.state IN ('pending', 'running')
+)
+SELECT state FROM found;
+
+-- name: cancel_requests
+SELECT id, attempts FROM jobrt_jobs
+WHERE owner = %(owner)s AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
 DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending';

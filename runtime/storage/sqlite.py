@@ -104,8 +104,9 @@ class SqliteStorage(Storage):
     # -- the supervisor's hot path -----------------------------------------
     def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
                  limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
-        succeeded, failed, pending = [], [], []
-        moved: tuple[list, list, list] = ([], [], [])  # (queue, name, available_at) of each
+        succeeded, failed, pending, cancelled = [], [], [], []
+        moved: tuple[list, ...] = ([], [], [], [])  # (queue, name, available_at) of each
+        put_back = []  # (job id, when) of the pending ones
         for o in outcomes:
             state = o.state
             if state == SUCCEEDED:
@@ -120,13 +121,18 @@ class SqliteStorage(Storage):
                 pending.append((at, o.error, o.traceback, 1 if o.undo_attempt else 0,
                                 1 if o.exception else 0, o.job_id, o.attempt, owner))
                 moved[2].append((o.queue, o.name, at))
+                put_back.append((o.job_id, o.at))
+            elif state == CANCELLED:
+                cancelled.append((o.error, o.at, o.job_id, o.attempt, owner))
+                moved[3].append((o.queue, o.name, None))
             else:
-                raise ValueError(f"an outcome's state is succeeded, failed or pending, "
-                                 f"not {state!r}")
-        if not (succeeded or failed or pending) and limit <= 0:
+                raise ValueError(f"an outcome's state is succeeded, failed, pending or "
+                                 f"cancelled, not {state!r}")
+        settles = (succeeded, failed, pending, cancelled)
+        if not any(settles) and limit <= 0:
             return []
-        return self._write("claiming and settling jobs", _exchange, (succeeded, failed, pending),
-                           moved, owner, queues, limit, lease_expires, now)
+        return self._write("claiming and settling jobs", _exchange, settles, moved, put_back,
+                           owner, queues, limit, lease_expires, now)
 
     def next_due(self, queues: list[str]) -> float | None:
         due = [row[0] for queue in queues
@@ -165,9 +171,14 @@ class SqliteStorage(Storage):
             sql, args = SQL["rescue_owner"], (owner,)
         def work(conn, tally):
             jobs = conn.execute(sql, args).fetchall()
-            tally.move(RUNNING, PENDING, jobs)
+            tally.move(RUNNING, PENDING, [job[1:] for job in jobs])
+            _cancel_retried(conn, tally, [(job[0], now) for job in jobs])
             return len(jobs)
         return self._write("rescuing jobs", work)
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
+        return [tuple(row) for row in self._read("reading cancel requests",
+                                                 SQL["cancel_requests"], (owner,))]
 
     # -- queries and admin --------------------------------------------------
     def get(self, job_id: int) -> JobRecord | None:
@@ -213,12 +224,18 @@ class SqliteStorage(Storage):
     def flush_failed(self) -> int:
         return self._write("flushing failed jobs", _delete, FAILED, SQL["flush_failed"], ())
 
-    def cancel(self, job_id: int, now: float) -> bool:
+    def cancel(self, job_id: int, now: float) -> str | None:
         def work(conn, tally):
-            jobs = conn.execute(SQL["cancel"], (now, job_id)).fetchall()
-            tally.move(PENDING, CANCELLED, jobs)
-            return len(jobs)
-        return self._write("cancelling a job", work) > 0
+            found = conn.execute(SQL["job_state"], (job_id,)).fetchone()
+            if found is None:
+                return None
+            if found[0] == PENDING:
+                jobs = conn.execute(SQL["cancel"], (now, now, job_id)).fetchall()
+                tally.move(PENDING, CANCELLED, jobs)
+            elif found[0] == RUNNING:
+                conn.execute(SQL["request_cancel"], (now, job_id))
+            return found[0]
+        return self._write("cancelling a job", work)
 
     def clear(self, queue: str) -> int:
         return self._write(f"clearing queue {queue!r}", _delete, PENDING, SQL["clear"], (queue,))
@@ -280,7 +297,15 @@ def _claim_order(row: tuple):
 
 
 _SETTLES = ((SUCCEEDED, SQL["settle_succeeded"]), (FAILED, SQL["settle_failed"]),
-            (PENDING, SQL["settle_pending"]))
+            (PENDING, SQL["settle_pending"]), (CANCELLED, SQL["settle_cancelled"]))
+
+
+def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple]) -> None:
+    """Of the jobs just put back to pending, (id, when) each, those asked to cancel while
+    they ran are cancelled then."""
+    if put_back:
+        tally.move(PENDING, CANCELLED,
+                   conn.execute(SQL["cancel_retried"], (orjson.dumps(put_back),)).fetchall())
 
 
 def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, moved: tuple):
@@ -323,9 +348,10 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, 
             conn.executemany(sql, current)
 
 
-def _exchange(conn, tally, settles, moved, owner, queues, limit, lease_expires, now):
+def _exchange(conn, tally, settles, moved, put_back, owner, queues, limit, lease_expires, now):
     if any(settles):
         _settle(conn, tally, owner, settles, moved)
+        _cancel_retried(conn, tally, put_back)
     claimed: list[ClaimedJob] = []
     if limit > 0:
         claim = SQL["claim"]

@@ -161,6 +161,10 @@ DROP TRIGGER jobs_count_update;
 -- max_exceptions: how many runs of the job raised, across its attempts.
 ALTER TABLE jobs ADD COLUMN exceptions INTEGER NOT NULL DEFAULT 0;
 
+-- name: migration_7
+-- q.cancel of a running job: when it was asked, for the supervisor that runs it.
+ALTER TABLE jobs ADD COLUMN cancel_requested REAL;
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -208,6 +212,23 @@ UPDATE jobs
 SET state = 'pending', available_at = ?, error = ?, traceback = ?, owner = NULL,
     lease_expires = NULL, attempts = attempts - ?, exceptions = exceptions + ?
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
+
+-- name: settle_cancelled
+UPDATE jobs
+SET state = 'cancelled', error = ?, finished_at = ?, owner = NULL, lease_expires = NULL
+WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
+
+-- name: cancel_retried
+-- A job asked to cancel while it ran, then put back to wait (a retry, a release, a
+-- rescue) before its supervisor saw the request: cancelled instead.
+-- ? is a JSON list of [job id, when it was put back].
+UPDATE jobs
+SET state = 'cancelled',
+    finished_at = (SELECT json_extract(value, '$[1]') FROM json_each(?1)
+                   WHERE json_extract(value, '$[0]') = jobs.id)
+WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(?1)) AND state = 'pending'
+  AND cancel_requested IS NOT NULL
+RETURNING queue, name, available_at;
 
 -- name: claim
 -- INDEXED BY: left to itself the planner may pick jobs_due and sort every
@@ -265,7 +286,7 @@ UPDATE jobs
 SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'its supervisor ' || owner || ' died; returned to the queue'
 WHERE owner = ? AND state = 'running'
-RETURNING queue, name, available_at;
+RETURNING id, queue, name, available_at;
 
 -- name: rescue_expired
 UPDATE jobs
@@ -273,7 +294,7 @@ SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'lease expired: its supervisor ' || owner
             || ' stopped renewing it; returned to the queue'
 WHERE lease_expires < ? AND state = 'running'
-RETURNING queue, name, available_at;
+RETURNING id, queue, name, available_at;
 
 -- name: get
 SELECT * FROM jobs WHERE id = ?;
@@ -327,7 +348,7 @@ SELECT id FROM jobs INDEXED BY jobs_failed WHERE state = 'failed';
 -- OR IGNORE: a failed job whose unique key is held by a live job stays failed.
 UPDATE OR IGNORE jobs
 SET state = 'pending', attempts = 0, available_at = ?, owner = NULL, lease_expires = NULL,
-    finished_at = NULL
+    finished_at = NULL, cancel_requested = NULL
 WHERE id = ? AND state = 'failed'
 RETURNING queue, name, available_at;
 
@@ -337,9 +358,20 @@ DELETE FROM jobs WHERE id = ? AND state = 'failed' RETURNING queue, name;
 -- name: flush_failed
 DELETE FROM jobs WHERE state = 'failed' RETURNING queue, name;
 
+-- name: job_state
+SELECT state FROM jobs WHERE id = ?;
+
 -- name: cancel
-UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'pending'
+UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = ?
+WHERE id = ? AND state = 'pending'
 RETURNING queue, name, available_at;
+
+-- name: request_cancel
+UPDATE jobs SET cancel_requested = ? WHERE id = ? AND state = 'running';
+
+-- name: cancel_requests
+SELECT id, attempts FROM jobs
+WHERE owner = ? AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
 DELETE FROM jobs WHERE queue = ? AND state = 'pending' RETURNING queue, name, available_at;

@@ -154,6 +154,7 @@ class Supervisor(EventLoop):
 
     def _drain_listener(self) -> None:
         self._wake_pools()
+        self._cancel_requested()
         try:
             self.listener.drain()
         except StorageError as exc:
@@ -283,6 +284,7 @@ class Supervisor(EventLoop):
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
                                    wall, wall + self.config.lease, held=held)
             self._rescued(self.neighbours.watch(wall))
+            self._cancel_requested()
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
                 self.metrics.set_workers(workers)
@@ -313,6 +315,19 @@ class Supervisor(EventLoop):
     def _rescued(self, count: int) -> None:
         if count:
             self._wake_pools()
+
+    def _cancel_requested(self) -> None:
+        """Kill the runs that q.cancel / jobrt cancel asked to stop (asked on every wake-up,
+        so at once on this host or with PostgreSQL's notifications, else each heartbeat)."""
+        try:
+            wanted = set(self.storage.cancel_requests(self.owner))
+        except StorageError as exc:
+            self.exchange.failed(time.monotonic(), exc)
+            return
+        if wanted:
+            now = time.monotonic()
+            for pool in self.pools:
+                pool.cancel(wanted, now)
 
     def _wake_pools(self) -> None:
         for pool in self.pools:

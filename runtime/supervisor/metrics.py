@@ -37,11 +37,11 @@ from runtime.errors import ConfigError
 
 log = logging.getLogger("jobrt")
 
-OUTCOMES = ("succeeded", "failed", "retried", "released", "timeout", "memory", "crashed")
+OUTCOMES = ("succeeded", "failed", "retried", "released", "timeout", "memory", "crashed", "cancelled")
 QUEUE_STATES = ("pending", "delayed", "running", "failed")
 WORKER_STATES = ("busy", "idle", "stopping")
 RESTART_REASONS = ("timeout", "memory", "signal", "crash", "boot", "max_jobs", "max_time", "max_memory",
-                   "scaled down")
+                   "scaled down", "cancel")
 JOB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                30.0, 60.0, 120.0, 300.0, 600.0)  # seconds: 1 ms .. 10 min
 STORAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

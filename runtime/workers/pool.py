@@ -351,6 +351,30 @@ class WorkerPool:
         self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
         self._requeue(worker)
 
+    def cancel(self, wanted: set, now: float) -> None:
+        """Stop the runs asked to cancel, (job id, attempt) each: a claimed one not yet sent
+        is dropped; one sent to a worker kills that worker and its process group (a job
+        queued behind it there goes back to the queue, unstarted). Each ends cancelled."""
+        wall = time.time()
+        for run in [run for run in self.buffer if (run.job.id, run.job.attempt) in wanted]:
+            self.buffer.remove(run)
+            self._outcomes.append(retry_rules.cancelled(run.job, wall))
+        for worker in list(self.workers.values()):
+            if worker.killed or not any((r.job.id, r.job.attempt) in wanted for r in worker.runs):
+                continue
+            self.on_readable(worker, now)  # a run that ended just in time keeps its outcome
+            hit = [run for run in worker.runs if (run.job.id, run.job.attempt) in wanted]
+            if not hit:
+                continue
+            self.kill(worker, "cancel")
+            for run in hit:
+                worker.runs.remove(run)
+                self._outcomes.append(retry_rules.cancelled(run.job, wall))
+                self.stats.finished(run.job.queue, "cancelled", now - (run.started or now))
+                self.log.warning("job %d (%s) attempt %d cancelled while running: worker %d killed",
+                                 run.job.id, run.job.name, run.job.attempt, worker.pid)
+            self._requeue(worker)
+
     # -- scheduling -----------------------------------------------------------
     def dispatch(self, now: float) -> None:
         buffer = self.buffer

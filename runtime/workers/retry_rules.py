@@ -10,7 +10,7 @@ import os
 
 from runtime.backoff import backoff_delay
 from runtime.options import JobOptions
-from runtime.storage.base import FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
+from runtime.storage.base import CANCELLED, FAILED, PENDING, SUCCEEDED, ClaimedJob, Outcome
 
 # Outcome.reason: how a failed run ended
 ERROR = "error"  # the job raised
@@ -98,6 +98,11 @@ def released(job: ClaimedJob, options: JobOptions, pool, delay: float, at: float
         return _outcome(job, FAILED, at, reason=ERROR,
                         error=f"{RELEASED_LAST} (attempt {job.attempt} of {tries})")
     return _outcome(job, PENDING, at, available_at=at + delay)
+
+
+def cancelled(job: ClaimedJob, at: float) -> Outcome:
+    """A run stopped by q.cancel / jobrt cancel: no retry, no failure hook."""
+    return _outcome(job, CANCELLED, at, error="cancelled while running (its worker was killed)")
 
 
 def returned(job: ClaimedJob, at: float, why: str | None = None) -> Outcome:

@@ -241,7 +241,7 @@ def test_an_unknown_outcome_state_is_a_programming_error(store):
     store.enqueue([new()])
     [job] = claim(store)
     with pytest.raises(ValueError):
-        store.settle("s1", [Outcome(job.id, 1, "cancelled", 101.0)])
+        store.settle("s1", [Outcome(job.id, 1, "running", 101.0)])
     assert state(store, job.id) == "running"
 
 
@@ -365,15 +365,53 @@ def test_forget_and_flush_delete_failed_jobs_only(store):
     assert store.failed() == [] and store.get(pending).state == "pending"
 
 
-def test_cancel_takes_pending_and_delayed_jobs_only(store):
+def test_cancel_ends_pending_and_delayed_jobs_and_marks_running_ones(store):
     now_id, later_id, run_id = store.enqueue([new(), new(at=900.0), new(queue="other")])
     [running] = claim(store, queues=["other"])
-    assert store.cancel(now_id, 150.0) and store.cancel(later_id, 150.0)
+    assert store.cancel(now_id, 150.0) == store.cancel(later_id, 150.0) == "pending"
     record = store.get(now_id)
     assert (record.state, record.finished_at) == ("cancelled", 150.0)
-    assert store.cancel(running.id, 150.0) is False and state(store, run_id) == "running"
-    assert store.cancel(now_id, 151.0) is False and store.cancel(12345, 151.0) is False
+    assert store.cancel_requests("s1") == []
+    # A running job stays running, marked for its owner, which settles it cancelled.
+    assert store.cancel(running.id, 150.0) == "running" and state(store, run_id) == "running"
+    assert store.cancel_requests("s1") == [(run_id, 1)] and store.cancel_requests("s2") == []
+    store.settle("s1", [Outcome(run_id, 1, "cancelled", 151.0, error="cancelled while running")])
+    record = store.get(run_id)
+    assert (record.state, record.finished_at, record.error, record.owner) == \
+        ("cancelled", 151.0, "cancelled while running", None)
+    assert store.cancel_requests("s1") == []
+    # Ended jobs are left as they are; an unknown id is None.
+    assert store.cancel(now_id, 152.0) == "cancelled" and store.get(now_id).finished_at == 150.0
+    assert store.cancel(12345, 151.0) is None
     assert claim(store, now=1000.0) == []
+
+
+@pytest.mark.parametrize("put_back", ["retry", "release", "rescue"])
+def test_a_running_job_asked_to_cancel_is_cancelled_when_put_back_to_wait(store, put_back):
+    """Its supervisor had not seen the request yet: the job must not run again."""
+    [job_id, other] = store.enqueue([new(), new()])
+    jobs = claim(store, limit=2)
+    assert store.cancel(job_id, 120.0) == "running"
+    if put_back == "rescue":
+        store.rescue(130.0, owner="s1")
+    else:
+        store.settle("s1", [Outcome(j.id, 1, "pending", 130.0, error="E", available_at=140.0,
+                                    undo_attempt=put_back == "release") for j in jobs])
+    assert (state(store, job_id), state(store, other)) == ("cancelled", "pending")
+    assert store.get(job_id).finished_at == 130.0
+    assert [j.id for j in claim(store, now=200.0)] == [other]
+
+
+def test_settling_a_failed_job_that_was_asked_to_cancel_keeps_it_failed(store):
+    [job_id] = store.enqueue([new()])
+    [job] = claim(store)
+    store.cancel(job_id, 120.0)
+    store.settle("s1", [Outcome(job_id, 1, "failed", 130.0, error="E")])
+    assert state(store, job_id) == "failed"
+    assert store.retry_failed([job_id], 140.0) == 1 and store.cancel_requests("s1") == []
+    [again] = claim(store, now=150.0)
+    store.settle("s1", [Outcome(job_id, again.attempt, "pending", 160.0, available_at=170.0)])
+    assert state(store, job_id) == "pending"  # the old request died with the retry
 
 
 def test_clear_deletes_pending_jobs_of_one_queue(store):

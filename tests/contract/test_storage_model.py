@@ -41,7 +41,7 @@ new_jobs = st.lists(st.tuples(
     st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9)), min_size=1, max_size=3)
 
 # "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
-outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo"])
+outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo", "cancelled"])
 queue_orders = st.lists(st.sampled_from(QUEUES), unique=True, min_size=1, max_size=3)
 
 
@@ -177,6 +177,8 @@ class StorageModel(RuleBasedStateMachine):
         for queues in (QUEUES, ["low"]):
             assert self.real.next_due(queues) == self.model.next_due(queues)
         assert self.real.supervisors() == self.model.supervisors()
+        for owner in OWNERS:
+            assert sorted(self.real.cancel_requests(owner)) == sorted(self.model.cancel_requests(owner))
         assert self.real.oldest_pending(self.now) == self.model.oldest_pending(self.now)
 
 
