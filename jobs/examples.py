@@ -327,3 +327,10 @@ def say(text: str = "hello") -> None:
     """Prints `text` to stdout and stderr: the supervisor relays both, labelled with the job."""
     print(f"{text} (stdout)")
     print(f"{text} (stderr)", file=sys.stderr)
+
+
+@job(unique=True, unique_for=3600)
+def once_per_text(text: str) -> str:
+    """Unique by its argument for an hour: a second enqueue of the same text while the
+    first is pending or running returns the first's id."""
+    return text

@@ -11,7 +11,7 @@ import time
 
 from runtime.config.load import load_config
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
-from runtime.options import JobOptions, check_option
+from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
 from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
@@ -19,9 +19,10 @@ from runtime.storage.base import JobRecord, NewJob
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}
+_UNIQUE_OPTIONS = frozenset(("unique_for", "unique_until"))
 _RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until", "max_exceptions"))  # stored
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until",
-            "_max_exceptions")
+            "_max_exceptions", "_unique_for", "_unique_until")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
 
@@ -114,9 +115,20 @@ class Queue:
         if spec.retry_until is not None or not _RUN_OPTIONS.isdisjoint(given):
             stored = self._stored(spec, given, now)
         payload = dump_payload(spec.name, args, kwargs)
-        return NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
-                      priority=given.get("priority", spec.priority), options=stored,
-                      unique_key=self._unique(spec, given.get("unique", spec.unique), payload))
+        unique = given.get("unique", spec.unique)
+        new = NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
+                     priority=given.get("priority", spec.priority), options=stored,
+                     unique_key=self._unique(spec, unique, payload))
+        if spec.unique_for is None and spec.unique_until is None and not _UNIQUE_OPTIONS.intersection(given):
+            return new
+        unique_for = given.get("unique_for", spec.unique_for)
+        unique_until = given.get("unique_until", spec.unique_until)
+        stray = unique_without_key(unique, unique_for, unique_until)
+        if stray:
+            raise PayloadError(f"job {spec.name}: _{stray} needs a unique key (the job's unique=True "
+                               f"or a key, or _unique=...)")
+        return new._replace(unique_expires=None if unique_for is None else now + unique_for,
+                            unique_at_start=unique_until == "start")
 
     @staticmethod
     def _given(spec: JobSpec, options: dict) -> dict:
@@ -153,7 +165,7 @@ class Queue:
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
         _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
-        _retry_until (s after now), _max_exceptions. Any other keyword starting with `_` is refused: pass job
+        _retry_until (s after now), _max_exceptions, _unique_for (s), _unique_until ("start"). Any other keyword starting with `_` is refused: pass job
         arguments with such names through enqueue_many()."""
         # Every keyword with a leading underscore is an option, so a misspelt one is refused
         # here instead of reaching the job as an argument it does not take.

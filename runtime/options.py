@@ -56,6 +56,22 @@ def check_unique(value):
     return value
 
 
+def check_unique_until(value) -> str:
+    """When a unique job's key is freed: "end" (when it ends, the default) or "start"."""
+    if value not in ("start", "end"):
+        raise ValueError(f'must be "start" or "end", got {show(value)}')
+    return value
+
+
+def unique_without_key(unique, unique_for, unique_until) -> str | None:
+    """The unique_* option set on a job that is not unique (it would mean nothing), if any."""
+    if not unique:
+        for option, value in (("unique_for", unique_for), ("unique_until", unique_until)):
+            if value is not None:
+                return option
+    return None
+
+
 RULES = {
     "queue": check_queue,
     "timeout": TIMEOUT.check,
@@ -66,6 +82,8 @@ RULES = {
     "retry_until": SECONDS.check,
     "delay": SECONDS.check,
     "unique": check_unique,
+    "unique_for": TIMEOUT.check,  # seconds > 0
+    "unique_until": check_unique_until,
 }
 
 

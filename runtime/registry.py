@@ -16,7 +16,7 @@ from typing import Callable
 import orjson
 
 from runtime.errors import ConfigError, UnknownJob
-from runtime.options import check_option
+from runtime.options import check_option, unique_without_key
 from runtime.payload import dump_result
 
 ATTR = "__jobrt__"
@@ -36,6 +36,8 @@ class JobSpec:
     retry_until: float | None = None  # seconds after enqueue
     unique: bool | str = False  # True: one live job per name and arguments; a text: that key
     max_exceptions: int | None = None  # runs that may raise before it fails, tries left or not
+    unique_for: float | None = None  # seconds the unique key is held at most
+    unique_until: str | None = None  # "start": the key is freed when the job starts
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -46,18 +48,24 @@ class JobSpec:
 def job(func: Callable | None = None, *, name: str | None = None, queue: str = "default",
         timeout: float | None = None, tries: int | None = None, backoff=None, priority: int = 0,
         retry_until: float | None = None, unique: bool = False,
-        max_exceptions: int | None = None):
+        max_exceptions: int | None = None, unique_for: float | None = None,
+        unique_until: str | None = None):
     """Register a function as a jobrt job. Usable bare (`@job`) or with options, checked
     here by the rules enqueue overrides and pool defaults share: a bad one fails the import
     of the job's module, naming the option."""
     given = {"queue": queue, "timeout": timeout, "tries": tries, "backoff": backoff, "priority": priority,
-             "retry_until": retry_until, "unique": unique, "max_exceptions": max_exceptions}
+             "retry_until": retry_until, "unique": unique, "max_exceptions": max_exceptions,
+             "unique_for": unique_for, "unique_until": unique_until}
     checked = {}
     for option, value in given.items():
         try:
             checked[option] = None if value is None else check_option(option, value)
         except ValueError as exc:
             raise ValueError(f"@job({option}=...): {exc}") from None
+    stray = unique_without_key(checked["unique"], checked["unique_for"], checked["unique_until"])
+    if stray:
+        raise ValueError(f"@job({stray}=...): needs unique=True or a key, or the job has no "
+                         f"unique key to hold")
     if name is not None and (not isinstance(name, str) or not name or not name.isprintable()):
         raise ValueError(f"@job(name=...): must be a printable, non-empty job name, got {name!r:.60}")
 

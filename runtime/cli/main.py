@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from runtime.cli import admin
 from runtime.cli.admin import (
@@ -319,9 +320,15 @@ def cmd_enqueue(args) -> int:
     # What job modules print when imported (or a module a job name makes us import)
     # goes to stderr: stdout holds the id, or the one JSON document, and nothing else.
     with contextlib.redirect_stdout(sys.stderr), connect(config=args.config) as queue:
+        started = time.time()
         job_id = queue.enqueue_many([(args.name, positional, keywords, options)])[0]
+        # A unique job whose key a live job held: that job's id came back, made earlier.
+        duplicate = queue.status(job_id).created_at < started
+    if duplicate:
+        print(f"jobrt: a duplicate: job {job_id} holds this job's unique key (pending or "
+              f"running), so no new job was made", file=sys.stderr)
     if args.json:
-        admin.emit({"id": job_id})
+        admin.emit({"id": job_id, "duplicate": duplicate})
     else:
         print(job_id)
     return EXIT_OK

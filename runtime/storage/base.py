@@ -38,6 +38,8 @@ class NewJob(NamedTuple):
     options: bytes | None = None  # JSON object of per-job options, None = pool defaults
     unique_key: str | None = None
     batch_id: str | None = None
+    unique_expires: float | None = None  # unique_for: the key is free from then on
+    unique_at_start: bool = False  # unique_until="start": the key is free once it starts
 
 
 class ClaimedJob(NamedTuple):

@@ -47,6 +47,7 @@ class MemoryStorage(Storage):
         now = time.time()
         ids = []
         for job in jobs:
+            self._expire_key(job.unique_key, now)
             existing = self._live_with_key(job.unique_key)
             if existing is not None:
                 ids.append(existing)
@@ -58,9 +59,16 @@ class MemoryStorage(Storage):
                 available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
                 started_at=None, finished_at=None, error=None, traceback=None, result=None,
                 unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
+                unique_expires=job.unique_expires, unique_at_start=bool(job.unique_at_start),
                 cancel_requested=None)
             ids.append(self.last_id)
         return ids
+
+    def _expire_key(self, key: str | None, now: float) -> None:
+        for job in self.jobs.values():
+            if key is not None and job["unique_key"] == key and job["state"] in LIVE \
+                    and job["unique_expires"] is not None and job["unique_expires"] <= now:
+                job["unique_key"] = None
 
     def _live_with_key(self, key: str | None) -> int | None:
         if key is None:
@@ -111,6 +119,8 @@ class MemoryStorage(Storage):
             for job in due[:limit - len(claimed)]:
                 job.update(state=RUNNING, owner=owner, lease_expires=lease_expires,
                            attempts=job["attempts"] + 1, started_at=now)
+                if job["unique_at_start"]:
+                    job["unique_key"] = None
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
                                           job["attempts"], job["options"], job["exceptions"]))
         return claimed

@@ -233,10 +233,13 @@ class PostgresStorage(Storage):
             row = {"now": now, "queue": j.queue, "name": j.name, "payload": bytes(j.payload),
                    "priority": int(j.priority), "available_at": float(j.available_at),
                    "options": as_bytes(j.options),
-                   "unique_key": j.unique_key, "batch_id": j.batch_id}
+                   "unique_key": j.unique_key, "batch_id": j.batch_id,
+                   "unique_expires": None if j.unique_expires is None else float(j.unique_expires),
+                   "unique_at_start": bool(j.unique_at_start)}
             if j.unique_key is None:
                 ids.append(conn.execute(SQL["insert_unique"], row).fetchone()[0])
                 continue
+            conn.execute(SQL["expire_unique"], {"key": j.unique_key, "now": now})
             for _ in range(3):  # a racing client may insert the key, then finish it
                 hit = conn.execute(SQL["find_unique"], {"key": j.unique_key}).fetchone()
                 hit = hit or conn.execute(SQL["insert_unique"], row).fetchone()

@@ -186,6 +186,11 @@ ALTER TABLE jobrt_jobs ADD COLUMN exceptions integer NOT NULL DEFAULT 0;
 -- q.cancel of a running job: when it was asked, for the supervisor that runs it.
 ALTER TABLE jobrt_jobs ADD COLUMN cancel_requested double precision;
 
+-- name: migration_7
+-- unique_for (the key is free from unique_expires on) and unique_until="start".
+ALTER TABLE jobrt_jobs ADD COLUMN unique_expires double precision;
+ALTER TABLE jobrt_jobs ADD COLUMN unique_at_start boolean NOT NULL DEFAULT false;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -223,12 +228,17 @@ RETURNING id;
 -- DO NOTHING covers a race with another client inserting the same key; the
 -- caller then looks the winner up.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
-                        unique_key, batch_id)
+                        unique_key, batch_id, unique_expires, unique_at_start)
 VALUES (%(queue)s, %(name)s, %(payload)s, %(priority)s, %(options)s, %(available_at)s, %(now)s,
-        %(unique_key)s, %(batch_id)s)
+        %(unique_key)s, %(batch_id)s, %(unique_expires)s, %(unique_at_start)s)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
+
+-- name: expire_unique
+-- unique_for ran out: the live job keeps running, its key is free for a new one.
+UPDATE jobrt_jobs SET unique_key = NULL
+WHERE unique_key = %(key)s AND unique_expires <= %(now)s AND state IN ('pending', 'running');
 
 -- name: find_unique
 SELECT id FROM jobrt_jobs
@@ -297,7 +307,8 @@ WITH picked AS MATERIALIZED (
 )
 UPDATE jobrt_jobs AS j
 SET state = 'running', owner = %(owner)s, lease_expires = %(lease_expires)s,
-    attempts = j.attempts + 1, started_at = %(now)s
+    attempts = j.attempts + 1, started_at = %(now)s,
+    unique_key = CASE WHEN j.unique_at_start THEN NULL ELSE j.unique_key END
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,

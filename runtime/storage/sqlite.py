@@ -89,7 +89,8 @@ class SqliteStorage(Storage):
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
         now = time.time()
         rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                 j.unique_key, j.batch_id) for j in jobs]
+                 j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0)
+                for j in jobs]
         if not rows:
             return []
         unique = any(j.unique_key is not None for j in jobs)
@@ -283,6 +284,7 @@ def _insert_unique(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) ->
     for row in rows:
         key = row[7]
         if key is not None:
+            conn.execute(SQL["expire_unique"], (key, row[6]))  # row[6]: now
             hit = conn.execute(SQL["find_unique"], (key,)).fetchone()
             if hit:
                 ids.append(hit[0])

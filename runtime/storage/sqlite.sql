@@ -165,6 +165,11 @@ ALTER TABLE jobs ADD COLUMN exceptions INTEGER NOT NULL DEFAULT 0;
 -- q.cancel of a running job: when it was asked, for the supervisor that runs it.
 ALTER TABLE jobs ADD COLUMN cancel_requested REAL;
 
+-- name: migration_8
+-- unique_for (the key is free from unique_expires on) and unique_until="start".
+ALTER TABLE jobs ADD COLUMN unique_expires REAL;
+ALTER TABLE jobs ADD COLUMN unique_at_start INTEGER NOT NULL DEFAULT 0;
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -176,14 +181,19 @@ SELECT (SELECT user_version FROM pragma_user_version),
 
 -- name: insert_job
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at,
-                  unique_key, batch_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  unique_key, batch_id, unique_expires, unique_at_start)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: max_id
 SELECT coalesce(max(id), 0) FROM jobs;
 
 -- name: ids_after
 SELECT id FROM jobs WHERE id > ? ORDER BY id;
+
+-- name: expire_unique
+-- unique_for ran out: the live job keeps running, its key is free for a new one.
+UPDATE jobs SET unique_key = NULL
+WHERE unique_key = ? AND unique_expires <= ? AND state IN ('pending', 'running');
 
 -- name: find_unique
 SELECT id FROM jobs
@@ -235,7 +245,8 @@ RETURNING queue, name, available_at;
 -- due job of the queue. RETURNING gives rows in no promised order; they
 -- carry the sort key.
 UPDATE jobs
-SET state = 'running', owner = ?, lease_expires = ?, attempts = attempts + 1, started_at = ?
+SET state = 'running', owner = ?, lease_expires = ?, attempts = attempts + 1, started_at = ?,
+    unique_key = CASE WHEN unique_at_start THEN NULL ELSE unique_key END
 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
              WHERE state = 'pending' AND queue = ? AND available_at <= ?
              ORDER BY priority DESC, available_at, id

@@ -364,7 +364,7 @@ def test_what_a_job_module_prints_on_import_stays_off_stdout(tmp_path):
                       .replace(f'"{REPO}",', f'"{REPO}", "{tmp_path}",'))
     code, out, err = jobrt("enqueue", "--config", config, "noisy:quiet", "--json")
     assert code == 0 and "hello from noisy" in err, err
-    assert set(json.loads(out)) == {"id"}
+    assert json.loads(out)["duplicate"] is False and set(json.loads(out)) == {"id", "duplicate"}
 
 
 @pytest.mark.parametrize("command", [["job", "99", "--json"], ["status"], ["failed", "list", "--json"],

@@ -7,6 +7,7 @@ must then pass unchanged. Times are explicit numbers (`now`), never the clock.
 from __future__ import annotations
 
 import select
+import time
 
 import orjson
 import pytest
@@ -76,6 +77,25 @@ def test_unique_key_returns_the_live_job(store):
     store.settle("s1", [ok(job)])
     d = store.enqueue([new(unique_key="k")])[0]
     assert d not in (a, b, c)  # released once the job ended
+
+
+def test_a_key_held_past_unique_for_is_free_for_a_new_job(store):
+    past, future = time.time() - 1.0, time.time() + 3600.0
+    [old] = store.enqueue([new(unique_key="k", unique_expires=past)])
+    [held] = store.enqueue([new(unique_key="h", unique_expires=future)])
+    [fresh] = store.enqueue([new(unique_key="k")])
+    assert fresh != old and store.get(old).unique_key is None and state(store, old) == "pending"
+    assert store.get(fresh).unique_key == "k" and store.enqueue([new(unique_key="k")]) == [fresh]
+    assert store.enqueue([new(unique_key="h")]) == [held]
+
+
+def test_unique_at_start_frees_the_key_when_the_job_starts(store):
+    [first] = store.enqueue([new(unique_key="k", unique_at_start=True)])
+    assert store.enqueue([new(unique_key="k", unique_at_start=True)]) == [first]
+    [job] = claim(store, limit=1)
+    assert job.id == first and store.get(first).unique_key is None
+    [second] = store.enqueue([new(unique_key="k", unique_at_start=True)])
+    assert second != first and store.enqueue([new(unique_key="k")]) == [second]
 
 
 def test_notify_wakes_a_listener(store):

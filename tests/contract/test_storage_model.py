@@ -34,11 +34,13 @@ START = 1048576.0 * 1700 - 20.0  # 20 s before a boundary of 16, 4096 and 104857
 # Times after `now` at which the counts are compared too: inside and across each slot size.
 LATER = [0.5, 16.0, 4096.0, 1048576.0 + 1.0]
 
-# (queue, priority, delay, unique key, argument)
+# (queue, priority, delay, unique key, argument, unique_expires, unique_at_start); keys
+# expire long ago or never, so both stores (each reading the clock) see the same.
 new_jobs = st.lists(st.tuples(
     st.sampled_from(QUEUES), st.integers(-1, 2),
     st.sampled_from([0.0, 0.0, 3.0, 12.0, 20.0, 4100.0, 1048576.0 + 30.0]),
-    st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9)), min_size=1, max_size=3)
+    st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9),
+    st.sampled_from([None, None, 1.0, 1e12]), st.booleans()), min_size=1, max_size=3)
 
 # "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
 outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo", "cancelled"])
@@ -79,8 +81,9 @@ class StorageModel(RuleBasedStateMachine):
 
     def add_jobs(self, specs):
         jobs = [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
-                       priority=priority, unique_key=key)
-                for queue, priority, delay, key, n in specs]
+                       priority=priority, unique_key=key, unique_expires=expires,
+                       unique_at_start=at_start)
+                for queue, priority, delay, key, n, expires, at_start in specs]
         self.ids.update(self.both("enqueue", jobs))
 
     @initialize(specs=new_jobs)

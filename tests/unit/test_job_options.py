@@ -13,7 +13,8 @@ from runtime.errors import ConfigError
 
 BAD = [("queue", "a b"), ("queue", ""), ("timeout", 0), ("timeout", float("nan")), ("tries", 0), ("tries", 1.5),
        ("priority", 2**40), ("priority", True), ("backoff", "soon"), ("retry_until", -1),
-       ("max_exceptions", 0), ("max_exceptions", 2.5), ("max_exceptions", "3")]
+       ("max_exceptions", 0), ("max_exceptions", 2.5), ("max_exceptions", "3"), ("unique_for", 0),
+       ("unique_until", "later")]
 
 
 @pytest.mark.parametrize("option,value", BAD)
