@@ -51,7 +51,7 @@ def config_arg(parser: argparse.ArgumentParser) -> None:
                         help="path to supervisor.toml (default: $JOBRT_CONFIG or ./supervisor.toml)")
 
 
-def _json_arg(parser: argparse.ArgumentParser) -> None:
+def json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document, also on errors: {"error": ..., "exit": N}')
 
@@ -104,49 +104,33 @@ def add_parsers(commands) -> None:
     """The subcommands of this module, on `jobrt`'s subparsers."""
     status = commands.add_parser("status", help="jobs per queue and state, live workers")
     config_arg(status)
-    _json_arg(status)
+    json_arg(status)
 
     workers = commands.add_parser("workers", help="the live workers, one per line")
     config_arg(workers)
-    _json_arg(workers)
+    json_arg(workers)
 
     health = commands.add_parser(
         "health", help="check workers, backlog and failures: exit 0 healthy, 1 warning, 2 critical",
         epilog=HEALTH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     config_arg(health)
-    _json_arg(health)
+    json_arg(health)
 
     show = commands.add_parser("job", help="one job's record")
     config_arg(show)
     show.add_argument("id", type=job_id, metavar="ID")
-    _json_arg(show)
-
-    failed = commands.add_parser("failed", help="the failed-jobs store")
-    failed_commands = failed.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, text in (("list", "list failed jobs, newest first"), ("show", "one failed job with its traceback"),
-                       ("retry", "put failed jobs back in their queue"), ("forget", "delete failed jobs"),
-                       ("flush", "delete every failed job")):
-        sub = failed_commands.add_parser(name, help=text)
-        config_arg(sub)
-        _json_arg(sub)
-        if name in ("show", "forget"):
-            sub.add_argument("ids", type=job_id, nargs="+" if name == "forget" else 1, metavar="ID")
-        if name == "retry":
-            sub.add_argument("ids", type=job_id, nargs="*", metavar="ID")
-            sub.add_argument("--all", action="store_true", help="retry every failed job")
-        if name == "list":
-            sub.add_argument("--limit", type=limit, default=100, help="at most this many (default 100)")
+    json_arg(show)
 
     cancel = commands.add_parser("cancel", help="cancel jobs: pending ones never run, running ones "
                                  "are killed; exit 1 if any had ended or does not exist")
     config_arg(cancel)
     cancel.add_argument("ids", type=job_id, nargs="+", metavar="ID")
-    _json_arg(cancel)
+    json_arg(cancel)
 
     clear = commands.add_parser("clear", help="delete the pending jobs of a queue")
     config_arg(clear)
     clear.add_argument("--queue", required=True, type=queue_name)
-    _json_arg(clear)
+    json_arg(clear)
 
     unit = commands.add_parser(
         "systemd-unit", help="print a systemd service unit that runs this config",
@@ -174,7 +158,7 @@ def open_client_storage(cfg):
 
 
 @contextlib.contextmanager
-def _storage(args):
+def client_storage(args):
     storage = open_client_storage(load(args))
     try:
         yield storage
@@ -191,7 +175,7 @@ def cmd_status(args) -> int:
     from runtime.cli.health import live_supervisors, live_workers, read_stranded
 
     now = time.time()
-    with _storage(args) as storage:
+    with client_storage(args) as storage:
         queues = storage.counts(now)
         rows = live_supervisors(storage, now)
         supervisors, workers = live_workers(storage, now, rows)
@@ -219,7 +203,7 @@ def cmd_status(args) -> int:
 def cmd_workers(args) -> int:
     from runtime.cli.health import live_workers
 
-    with _storage(args) as storage:
+    with client_storage(args) as storage:
         _, workers = live_workers(storage, time.time())
     if args.json:
         emit(workers)
@@ -256,7 +240,7 @@ def cmd_health(args) -> int:
     return report.exit_status
 
 
-def _print_record(record, full: bool) -> None:
+def print_record(record, full: bool) -> None:
     data = record.to_dict()
     shown = ["id", "name", "queue", "state", "attempts", "error", "result", "args", "kwargs"]
     if data["options"]:
@@ -280,94 +264,15 @@ def _when(stamp: float) -> str:
 
 
 def cmd_job(args) -> int:
-    with _storage(args) as storage:
+    with client_storage(args) as storage:
         record = storage.get(args.id)
     if record is None:
         raise JobNotFound(f"no job with id {args.id} (it may never have existed, or was pruned)")
     if args.json:
         emit(record.to_dict())
     else:
-        _print_record(record, full=True)
+        print_record(record, full=True)
     return EXIT_OK
-
-
-_STATE_PHRASES = {"pending": "it is pending", "running": "it is running", "succeeded": "it succeeded",
-                  "cancelled": "it was cancelled"}
-
-
-def _not_failed(job_id_: int, record) -> str:
-    """Why a job id given to `failed show/retry/forget` is not in the failed-jobs store."""
-    if record is None:
-        return f"no job with id {job_id_} (it may never have existed, or was pruned)"
-    return f"job {job_id_} is not failed: {_STATE_PHRASES.get(record.state, f'it is {record.state}')}"
-
-
-def cmd_failed(args) -> int:
-    with _storage(args) as storage:
-        return _failed(storage, args)
-
-
-def _failed(storage, args) -> int:
-    action = args.action
-    if action == "list":
-        records = storage.failed(args.limit)
-        if args.json:
-            emit([r.to_dict() for r in records])
-        else:
-            for r in records:
-                print(f"{r.id:>8}  {r.name:<32} {r.queue:<12} tries {r.attempts:<3} {(r.error or '')[:80]}")
-            if not records:
-                print("no failed jobs")
-        return EXIT_OK
-    if action == "show":
-        record = storage.get(args.ids[0])
-        if record is None or record.state != "failed":
-            raise JobNotFound(_not_failed(args.ids[0], record))
-        emit(record.to_dict()) if args.json else _print_record(record, full=True)
-        return EXIT_OK
-    problems: list[str] = []
-    if action == "retry" and not args.all:
-        if not args.ids:
-            raise UsageError("failed retry needs job ids or --all")
-    if action == "retry" and args.all:
-        if args.ids:
-            raise UsageError("failed retry takes job ids or --all, not both")
-        count = storage.retry_failed(None, time.time())
-    elif action in ("retry", "forget"):
-        ids = list(dict.fromkeys(args.ids))  # each once, in the order given
-        failed_ids = []
-        for job_id_ in ids:
-            record = storage.get(job_id_)
-            if record is not None and record.state == "failed":
-                failed_ids.append(job_id_)
-            else:
-                problems.append(_not_failed(job_id_, record))
-        if action == "retry":
-            count = storage.retry_failed(failed_ids, time.time()) if failed_ids else 0
-        else:
-            count = sum(1 for job_id_ in failed_ids if storage.forget(job_id_))
-        if count < len(failed_ids):
-            problems.append(_lost_race(storage, action, failed_ids))
-    else:
-        count = storage.flush_failed()
-    if action == "retry" and count:
-        storage.notify()
-    if not args.json:
-        print(f"{action}: {count} job{'s' if count != 1 else ''}")
-    if problems:
-        raise CommandError("; ".join(problems), EXIT_FAILURE, {action: count})
-    if args.json:
-        emit({action: count})
-    return EXIT_OK
-
-
-def _lost_race(storage, action: str, failed_ids: list[int]) -> str:
-    """Why some failed jobs were not retried or forgotten after all."""
-    still = [i for i in failed_ids if (r := storage.get(i)) is not None and r.state == "failed"]
-    if action == "retry" and still:
-        return (f"job{'s' if len(still) > 1 else ''} {', '.join(map(str, still))} stayed failed: "
-                f"another job with the same unique key is pending or running")
-    return f"{len(failed_ids)} jobs were failed, but some changed meanwhile (another jobrt command?)"
 
 
 _CANCELLED = {"pending": ("cancelled", "cancelled: it will never run"),
@@ -376,7 +281,7 @@ _CANCELLED = {"pending": ("cancelled", "cancelled: it will never run"),
 
 
 def cmd_cancel(args) -> int:
-    with _storage(args) as storage:
+    with client_storage(args) as storage:
         now = time.time()
         found = [(i, storage.cancel(i, now)) for i in dict.fromkeys(args.ids)]
         if any(before == "running" for _, before in found):
@@ -396,7 +301,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_clear(args) -> int:
-    with _storage(args) as storage:
+    with client_storage(args) as storage:
         count = storage.clear(args.queue)
     if args.json:
         emit({"cleared": count})
@@ -422,5 +327,5 @@ def cmd_systemd_unit(args) -> int:
 
 
 COMMANDS = {"status": cmd_status, "workers": cmd_workers, "health": cmd_health, "job": cmd_job,
-            "cancel": cmd_cancel, "failed": cmd_failed, "clear": cmd_clear,
+            "cancel": cmd_cancel, "clear": cmd_clear,
             "systemd-unit": cmd_systemd_unit}

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from runtime.cli import admin
+from runtime.cli import admin, failed_jobs
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
                          help='print {"id": ID}; errors as {"error": ..., "exit": N}')
 
     admin.add_parsers(commands)
+    failed_jobs.add_parser(commands)
     return parser
 
 
@@ -334,7 +335,8 @@ def cmd_enqueue(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS}
+COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS,
+            **failed_jobs.COMMANDS}
 
 
 if __name__ == "__main__":
