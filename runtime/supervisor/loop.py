@@ -10,8 +10,8 @@ Each turn of the loop: wait (until the nearest deadline or timer) -> handle
 fd events -> handle queued signals -> enforce deadlines -> write outcomes and
 claim jobs in one transaction -> dispatch -> manage the pools -> periodic work
 (heartbeat and lease renewal, rescue, poll). Signal handlers do nothing: the
-wake-up fd carries the signal number into the loop. The supervisor runs no
-user code and opens no thread.
+wake-up fd carries the signal number into the loop (SIGHUP's reload: `reloading`,
+a base class). The supervisor runs no user code and opens no thread.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import time
 
 import psutil
 
-from runtime.config.load import load_config
-from runtime.errors import ConfigError, StorageError
+from runtime.errors import StorageError
 from runtime.storage import open_storage
 from runtime.supervisor import sd_notify
 from runtime.supervisor.exchange import Exchange
-from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
+from runtime.supervisor.import_check import ImportCheck
 from runtime.supervisor.neighbours import Neighbours
+from runtime.supervisor.reloading import Reloading
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process
 from runtime.workers.pool import WorkerPool
@@ -46,7 +46,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(EventLoop):
+class Supervisor(Reloading, EventLoop):
     def __init__(self, config, registry, log_format: str = "text"):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.config = config
@@ -373,68 +373,3 @@ class Supervisor(EventLoop):
                 log.info("SIGTTOU: one worker fewer per pool")
             elif signum == signal.SIGHUP and not self.stopping:
                 self._reload(now)
-
-    def _reload(self, now: float) -> None:
-        """Re-read the config and have a throwaway child import its job modules; once they
-        import, `_apply_reload`. A bad config, or modules that do not import, change nothing."""
-        sd_notify.notify(f"RELOADING=1\nMONOTONIC_USEC={sd_notify.monotonic_usec()}", sd_notify.STATE_WAIT)
-        try:
-            config = load_config(self.config.path)
-            if config.storage_url != self.config.storage_url:
-                raise ConfigError("cannot change on reload; restart the supervisor to move storage",
-                                  config.path, "storage.url")
-            for key in ("metrics_listen", "metrics_allow_remote"):
-                if getattr(config, key) != getattr(self.config, key):
-                    raise ConfigError("cannot change on reload; restart the supervisor to apply it",
-                                      config.path, key.replace("_", ".", 1))
-        except ConfigError as exc:
-            self._reject_reload(str(exc))
-            return
-        if self.import_check is not None:  # a newer SIGHUP: the file may have changed again
-            self._take_import_check().abandon()
-        check = ImportCheck(config.modules, config.module_path, config.path, now + CHECK_TIMEOUT)
-        self.import_check = check
-        self.watch_call(check.child.pidfd, lambda _mask: self._import_checked(config))
-
-    def _take_import_check(self) -> ImportCheck:
-        """The running import check, no longer watched nor pending."""
-        check, self.import_check = self.import_check, None
-        self.unwatch_fd(check.child.pidfd)
-        return check
-
-    def _import_checked(self, config) -> None:
-        error, names = self._take_import_check().verdict()
-        if error is not None:
-            self._reject_reload(f"its job modules do not import: {error}")
-            return
-        self.job_names = names
-        try:
-            fresh = [WorkerPool(pool, self.registry, self, self.stats, config.path,
-                                self.owner, config.modules, config.module_path)
-                     for pool in config.pools.values()]
-        except ConfigError as exc:
-            self._reject_reload(str(exc))
-            return
-        self._apply_reload(time.monotonic(), config, fresh)
-
-    def _reject_reload(self, why: str) -> None:
-        log.error("SIGHUP: new configuration rejected, the running one stays: %s", why)
-        sd_notify.notify("READY=1\nSTATUS=reload rejected: " + why[:200], sd_notify.STATE_WAIT)
-
-    def _apply_reload(self, now: float, config, fresh: list) -> None:
-        """Start the new pools and retire the old ones: their workers take no new job, and
-        the one each is running finishes (bounded by its own timeout), never cut short."""
-        for pool in self.pools:
-            if not pool.stopping:
-                pool.retire_for_reload(now)
-        self.pools = self.pools + fresh
-        self.config = config
-        self._use_lease(config.lease)
-        # a shorter lease must be renewed before the next heartbeat the old one planned
-        self.next_heartbeat = min(self.next_heartbeat, now + self.heartbeat_every)
-        self.next_rescue = min(self.next_rescue, now + self.rescue_every)
-        log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
-                 "they are running (within its timeout) and exit", ", ".join(
-                     f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
-        sd_notify.notify("READY=1\nSTATUS=" + self._summary(), sd_notify.STATE_WAIT)
-
