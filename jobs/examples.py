@@ -7,6 +7,7 @@ tests and demos use to show that a bad job cannot hurt the runtime.
 """
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -334,3 +335,17 @@ def once_per_text(text: str) -> str:
     """Unique by its argument for an hour: a second enqueue of the same text while the
     first is pending or running returns the first's id."""
     return text
+
+
+@job(tries=2, backoff=0)
+def fail_with_hook(path: str, seconds: float = 0.0) -> None:
+    """Fails (after `seconds`, so a short timeout kills it instead): its failure hook
+    appends the failed job's record to `path`."""
+    time.sleep(seconds)
+    raise RuntimeError(f"failed with a hook: {path}")
+
+
+@fail_with_hook.on_failure
+def fail_with_hook_failed(record: dict) -> None:
+    with open(record["args"][0], "a") as out:
+        out.write(json.dumps(record) + "\n")

@@ -154,7 +154,8 @@ class Queue:
         return JobOptions(timeout=given.get("timeout", spec.timeout), tries=given.get("tries", spec.tries),
                           backoff=given.get("backoff", spec.backoff),
                           retry_until=None if retry_until is None else now + retry_until,
-                          max_exceptions=given.get("max_exceptions", spec.max_exceptions)).encode()
+                          max_exceptions=given.get("max_exceptions", spec.max_exceptions),
+                          on_failure=spec.on_failure).encode()
 
     @staticmethod
     def _unique(spec: JobSpec, unique, payload: bytes) -> str | None:

@@ -101,6 +101,7 @@ class JobOptions:
     backoff: object = None
     retry_until: float | None = None  # wall-clock time after which no retry is made
     max_exceptions: int | None = None  # runs that may raise before the job fails for good
+    on_failure: str | None = None  # the job name of its failure hook, which storage enqueues
 
     def encode(self) -> bytes | None:
         """The options as stored with the job: only those set, None when none is."""
@@ -116,7 +117,7 @@ class JobOptions:
 
 
 NO_OPTIONS = JobOptions()
-_FIELDS = ("timeout", "tries", "backoff", "retry_until", "max_exceptions")
+_FIELDS = ("timeout", "tries", "backoff", "retry_until", "max_exceptions", "on_failure")
 
 
 def _encodable(text: str) -> bool:

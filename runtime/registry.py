@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import orjson
@@ -38,6 +38,7 @@ class JobSpec:
     max_exceptions: int | None = None  # runs that may raise before it fails, tries left or not
     unique_for: float | None = None  # seconds the unique key is held at most
     unique_until: str | None = None  # "start": the key is freed when the job starts
+    on_failure: str | None = None  # the job name of its failure hook (`@fn.on_failure`)
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -74,9 +75,27 @@ def job(func: Callable | None = None, *, name: str | None = None, queue: str = "
             raise TypeError(f"@job decorates functions, got {fn!r}")
         spec = JobSpec(name=name or f"{fn.__module__}:{fn.__qualname__}", func=fn, **checked)
         setattr(fn, ATTR, spec)
+        fn.on_failure = lambda hook: _failure_hook(fn, hook)
         return fn
 
     return wrap(func) if func is not None else wrap
+
+
+def _failure_hook(fn: Callable, hook: Callable) -> Callable:
+    """`@job_function.on_failure`: `hook(record)` runs once, in a worker, after the job failed
+    for good. It is a job of its own (the job's queue and timeout, one try), which storage
+    enqueues in the transaction that fails the job; `record` holds the job's id, name,
+    queue, args, kwargs, attempts and error."""
+    spec = spec_of(fn)
+    if not callable(hook) or spec_of(hook) is not None:
+        raise TypeError(f"@{spec.name}.on_failure decorates a plain function, got {hook!r:.80}")
+    if spec.on_failure is not None:
+        raise ValueError(f"job {spec.name} already has a failure hook ({spec.on_failure})")
+    hook_spec = JobSpec(name=f"{hook.__module__}:{hook.__qualname__}", func=hook, queue=spec.queue,
+                        timeout=spec.timeout, tries=1)
+    setattr(hook, ATTR, hook_spec)
+    setattr(fn, ATTR, replace(spec, on_failure=hook_spec.name))
+    return hook
 
 
 def spec_of(obj) -> JobSpec | None:

@@ -52,17 +52,20 @@ class MemoryStorage(Storage):
             if existing is not None:
                 ids.append(existing)
                 continue
-            self.last_id += 1
-            self.jobs[self.last_id] = dict(
-                id=self.last_id, queue=job.queue, name=job.name, payload=job.payload,
-                state=PENDING, priority=job.priority, attempts=0, options=job.options,
-                available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
-                started_at=None, finished_at=None, error=None, traceback=None, result=None,
-                unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
-                unique_expires=job.unique_expires, unique_at_start=bool(job.unique_at_start),
-                cancel_requested=None)
-            ids.append(self.last_id)
+            ids.append(self._insert(job, now))
         return ids
+
+    def _insert(self, job: NewJob, now: float) -> int:
+        self.last_id += 1
+        self.jobs[self.last_id] = dict(
+            id=self.last_id, queue=job.queue, name=job.name, payload=job.payload,
+            state=PENDING, priority=job.priority, attempts=0, options=job.options,
+            available_at=job.available_at, owner=None, lease_expires=None, created_at=now,
+            started_at=None, finished_at=None, error=None, traceback=None, result=None,
+            unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
+            unique_expires=job.unique_expires, unique_at_start=bool(job.unique_at_start),
+            cancel_requested=None)
+        return self.last_id
 
     def _expire_key(self, key: str | None, now: float) -> None:
         for job in self.jobs.values():
@@ -103,6 +106,7 @@ class MemoryStorage(Storage):
                 elif kind == FAILED:
                     job.update(error=o.error, traceback=o.traceback, finished_at=o.at,
                                exceptions=job["exceptions"] + (1 if o.exception else 0))
+                    self._failure_hook(job, o.at)
                 elif kind == CANCELLED:
                     job.update(error=o.error, finished_at=o.at)
                 else:
@@ -169,6 +173,19 @@ class MemoryStorage(Storage):
             self._cancel_retried(job, now)
             count += 1
         return count
+
+    def _failure_hook(self, job: dict, at: float) -> None:
+        """A job failed for good whose options name a failure hook: the hook's job, now."""
+        options = orjson.loads(job["options"]) if job["options"] else {}
+        if options.get("on_failure") is None:
+            return
+        args, kwargs = orjson.loads(job["payload"])
+        record = {"id": job["id"], "name": job["name"], "queue": job["queue"], "args": args,
+                  "kwargs": kwargs, "attempts": job["attempts"], "error": job["error"]}
+        self._insert(NewJob(job["queue"], options["on_failure"], orjson.dumps([[record], {}]), at,
+                            priority=job["priority"],
+                            options=orjson.dumps({"tries": 1, "timeout": options.get("timeout")})),
+                     at)
 
     @staticmethod
     def _cancel_retried(job: dict, now: float) -> None:

@@ -258,13 +258,33 @@ FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(result)s::bytea[], %(at)
 WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
 
 -- name: settle_failed
-UPDATE jobrt_jobs AS j
-SET state = 'failed', error = o.error, traceback = o.traceback, finished_at = o.at,
-    owner = NULL, lease_expires = NULL, exceptions = j.exceptions + o.exception
-FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(error)s::text[], %(traceback)s::text[],
-            %(at)s::float8[], %(exception)s::integer[])
-     AS o (id, attempt, error, traceback, at, exception)
-WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running';
+-- With the failure hooks (`@fn.on_failure`) of the jobs it failed: each a job of its own,
+-- made in this statement, so exactly once; its one argument is the failed job's record.
+WITH failed AS (
+    UPDATE jobrt_jobs AS j
+    SET state = 'failed', error = o.error, traceback = o.traceback, finished_at = o.at,
+        owner = NULL, lease_expires = NULL, exceptions = j.exceptions + o.exception
+    FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(error)s::text[],
+                %(traceback)s::text[], %(at)s::float8[], %(exception)s::integer[])
+         AS o (id, attempt, error, traceback, at, exception)
+    WHERE j.id = o.id AND j.attempts = o.attempt AND j.owner = %(owner)s AND j.state = 'running'
+    RETURNING j.id, j.queue, j.name, j.payload, j.priority, j.options, j.attempts, j.error,
+              o.at
+),
+hooked AS (
+    SELECT f.*, convert_from(f.options, 'UTF8')::jsonb AS opts FROM failed AS f
+    WHERE f.options IS NOT NULL
+)
+INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at)
+SELECT queue, opts ->> 'on_failure',
+       convert_to(jsonb_build_array(jsonb_build_array(jsonb_build_object(
+           'id', id, 'name', name, 'queue', queue,
+           'args', convert_from(payload, 'UTF8')::jsonb -> 0,
+           'kwargs', convert_from(payload, 'UTF8')::jsonb -> 1,
+           'attempts', attempts, 'error', error)), '{}'::jsonb)::text, 'UTF8'),
+       priority, convert_to(jsonb_build_object('tries', 1, 'timeout', opts -> 'timeout')::text, 'UTF8'),
+       at, at
+FROM hooked WHERE opts ? 'on_failure';
 
 -- name: settle_pending
 UPDATE jobrt_jobs AS j

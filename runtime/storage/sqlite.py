@@ -310,9 +310,10 @@ def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple
                    conn.execute(SQL["cancel_retried"], (orjson.dumps(put_back),)).fetchall())
 
 
-def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, moved: tuple):
+def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
+            moved: tuple) -> list[int]:
     """Settle the outcomes whose runs are still this owner's (a stale or repeated one
-    changes nothing) and tally the jobs they move. `settles` holds the statements'
+    changes nothing) and tally the jobs they move; returns the ids of those it failed. `settles` holds the statements'
     arguments per state, each ending with (id, attempt, owner); `moved` the (queue, name,
     available_at) of each, as the outcomes say.
 
@@ -331,12 +332,13 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, 
                 if jobs:
                     tally.add_all(RUNNING, jobs, -1)
                     tally.add_all(state, jobs, 1)
-            return
+            return [args[-3] for args in settles[1]]
         conn.execute("ROLLBACK TO settle")
         conn.execute("RELEASE settle")
     ids = [args[-3] for args_of_state in settles for args in args_of_state]
     running = {row[0]: row[1:] for row in conn.execute(SQL["running_jobs"],
                                                        (orjson.dumps(ids), owner))}
+    failed = []
     for (state, sql), outcomes in zip(_SETTLES, settles):
         current = []
         for args in outcomes:
@@ -348,12 +350,18 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple, 
                 tally.add(state, run[1], run[2], args[0] if state == PENDING else None, 1)
         if current:
             conn.executemany(sql, current)
+            if state == FAILED:
+                failed = [args[-3] for args in current]
+    return failed
 
 
 def _exchange(conn, tally, settles, moved, put_back, owner, queues, limit, lease_expires, now):
     if any(settles):
-        _settle(conn, tally, owner, settles, moved)
+        failed = _settle(conn, tally, owner, settles, moved)
         _cancel_retried(conn, tally, put_back)
+        if failed:
+            hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))
+            tally.add_all(PENDING, hooks.fetchall(), 1)
     claimed: list[ClaimedJob] = []
     if limit > 0:
         claim = SQL["claim"]

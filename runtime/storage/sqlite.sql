@@ -223,6 +223,26 @@ SET state = 'pending', available_at = ?, error = ?, traceback = ?, owner = NULL,
     lease_expires = NULL, attempts = attempts - ?, exceptions = exceptions + ?
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
+-- name: failure_hooks
+-- The failure hooks (`@fn.on_failure`) of jobs just failed for good, ? a JSON list of
+-- their ids: each hook a job of its own, made in the transaction that failed its job, so
+-- it is made exactly once. Its one argument is the failed job's record; one try.
+INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at)
+SELECT queue, json_extract(CAST(options AS TEXT), '$.on_failure'),
+       CAST(json_array(json_array(json_object(
+           'id', id, 'name', name, 'queue', queue,
+           'args', json(json_extract(CAST(payload AS TEXT), '$[0]')),
+           'kwargs', json(json_extract(CAST(payload AS TEXT), '$[1]')),
+           'attempts', attempts, 'error', error)), json_object()) AS BLOB),
+       priority,
+       CAST(json_object('tries', 1, 'timeout', json_extract(CAST(options AS TEXT), '$.timeout'))
+            AS BLOB),
+       finished_at, finished_at
+FROM jobs
+WHERE id IN (SELECT value FROM json_each(?)) AND state = 'failed'
+  AND json_extract(CAST(options AS TEXT), '$.on_failure') IS NOT NULL
+RETURNING queue, name, available_at;
+
 -- name: settle_cancelled
 UPDATE jobs
 SET state = 'cancelled', error = ?, finished_at = ?, owner = NULL, lease_expires = NULL

@@ -23,6 +23,7 @@ from collections import deque
 import psutil
 
 from runtime.options import JobOptions
+from runtime.storage.base import FAILED
 from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 from runtime.workers.process import describe_exit, read_ready, spawn
@@ -88,6 +89,8 @@ class WorkerPool(RunEnding):
         if not self._outcomes:
             return ()  # every turn asks: no new list when there is nothing
         outcomes, self._outcomes = self._outcomes, []
+        if any(o.state == FAILED for o in outcomes):
+            self.maybe_more = True  # storage may have enqueued a failure hook: claim it soon
         return outcomes
 
     def resize(self, delta: int) -> None:

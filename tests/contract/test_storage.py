@@ -222,6 +222,29 @@ def test_runs_that_raised_are_counted_across_attempts(store):
     assert record.to_dict()["exceptions"] == 2
 
 
+def test_a_job_failed_for_good_gets_its_failure_hook_enqueued_once(store):
+    hooked = orjson.dumps({"on_failure": "jobs.examples:fail_with_hook_failed", "timeout": 5})
+    a, b = store.enqueue([new(args=("p",), options=hooked, queue="emails", priority=3), new()])
+    jobs = claim(store, queues=["emails", "default"])
+    store.settle("s1", [Outcome(j.id, 1, "failed", 150.0, error="E") for j in jobs])
+    store.settle("s1", [Outcome(a, 1, "failed", 151.0, error="stale")])  # changes nothing
+    [hook] = [i for i in range(b + 1, b + 10) if store.get(i) is not None]
+    record = store.get(hook)
+    assert (record.name, record.queue, record.state, record.priority, record.available_at) == \
+        ("jobs.examples:fail_with_hook_failed", "emails", "pending", 3, 150.0)
+    assert record.options == {"tries": 1, "timeout": 5}
+    assert record.args == [{"id": a, "name": "jobs.examples:add", "queue": "emails", "args": ["p"],
+                            "kwargs": {}, "attempts": 1, "error": "E"}] and record.kwargs == {}
+    # A retry (pending) and a success make no hook; neither does a job without one.
+    [c] = store.enqueue([new(options=hooked)])
+    [job] = claim(store, queues=["emails"], now=200.0)
+    assert job.id == hook
+    store.settle("s1", [ok(job)])
+    [job] = claim(store, now=201.0)
+    store.settle("s1", [Outcome(c, 1, "pending", 202.0, available_at=300.0)])
+    assert store.get(c + 1) is None and store.counts(250.0)["default"]["delayed"] == 1
+
+
 def test_undo_attempt_returns_an_unstarted_job(store):
     store.enqueue([new()])
     [job] = claim(store)

@@ -57,16 +57,17 @@ def test_the_cli_says_a_duplicate_and_unique_until_start_frees_the_key(tmp_path,
                              "--args", '["a"]', "--json")
     assert status == 0 and json.loads(out) == {"id": int(first), "duplicate": True}
     assert f"a duplicate: job {int(first)} holds this job's unique key" in err
+    release = tmp_path / "release"
+    with connect(config=str(config)) as q:  # before any supervisor: nothing can start yet
+        running = q.enqueue("jobs.examples:wait_for_file", str(release), _unique="w",
+                            _unique_until="start")
+        assert q.enqueue("jobs.examples:wait_for_file", str(release), _unique="w") == running
     start_supervisor(config)
     with connect(config=str(config)) as q:
         wait_for(lambda: q.status(int(first)).state in END_STATES, what="the unique job to run")
         # Ended: its key is free again.
         assert q.enqueue("jobs.examples:once_per_text", "a") != int(first)
         # unique_until="start": a second job while the first runs.
-        release = tmp_path / "release"
-        running = q.enqueue("jobs.examples:wait_for_file", str(release), _unique="w",
-                            _unique_until="start")
-        assert q.enqueue("jobs.examples:wait_for_file", str(release), _unique="w") == running
         wait_for(lambda: q.status(running).state == "running", what="the job to start")
         second = q.enqueue("jobs.examples:wait_for_file", str(release), _unique="w")
         assert second != running
