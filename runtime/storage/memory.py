@@ -94,6 +94,7 @@ class MemoryStorage(Storage):
                 raise ValueError(f"an outcome's state is succeeded, failed, pending or "
                                  f"cancelled, not {o.state!r}")
         # Settled kind by kind (succeeded, failed, pending, cancelled), as the SQL backends do.
+        failed: list[tuple[int, float]] = []
         for kind in (SUCCEEDED, FAILED, PENDING, CANCELLED):
             for o in outcomes:
                 job = self.jobs.get(o.job_id)
@@ -106,7 +107,7 @@ class MemoryStorage(Storage):
                 elif kind == FAILED:
                     job.update(error=o.error, traceback=o.traceback, finished_at=o.at,
                                exceptions=job["exceptions"] + (1 if o.exception else 0))
-                    self._failure_hook(job, o.at)
+                    failed.append((job["id"], o.at))
                 elif kind == CANCELLED:
                     job.update(error=o.error, finished_at=o.at)
                 else:
@@ -115,6 +116,8 @@ class MemoryStorage(Storage):
                                attempts=job["attempts"] - (1 if o.undo_attempt else 0),
                                exceptions=job["exceptions"] + (1 if o.exception else 0))
                     self._cancel_retried(job, o.at)
+        for job_id, at in sorted(failed):  # the hooks' ids in the order of their jobs'
+            self._failure_hook(self.jobs[job_id], at)
         claimed: list[ClaimedJob] = []
         for queue in queues if limit > 0 else ():
             due = sorted((j for j in self.jobs.values() if j["state"] == PENDING

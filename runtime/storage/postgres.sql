@@ -240,6 +240,32 @@ RETURNING id;
 UPDATE jobrt_jobs SET unique_key = NULL
 WHERE unique_key = %(key)s AND unique_expires <= %(now)s AND state IN ('pending', 'running');
 
+-- name: expire_unique_keys
+UPDATE jobrt_jobs SET unique_key = NULL
+WHERE unique_key = ANY(%(keys)s) AND unique_expires <= %(now)s AND state IN ('pending', 'running');
+
+-- name: live_unique_keys
+SELECT unique_key, id FROM jobrt_jobs
+WHERE unique_key = ANY(%(keys)s) AND state IN ('pending', 'running');
+
+-- name: insert_keyed
+-- Jobs without keys and with new keys (the caller left out the live ones), in batch
+-- order: DO NOTHING covers a race with another client inserting one of the keys, whose
+-- winner the caller then looks up.
+INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                        unique_key, batch_id, unique_expires, unique_at_start)
+SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id,
+       unique_expires, unique_at_start
+FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
+            %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
+            %(batch_id)s::text[], %(unique_expires)s::float8[], %(unique_at_start)s::boolean[])
+     WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
+                             batch_id, unique_expires, unique_at_start, ord)
+ORDER BY ord
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING unique_key, id;
+
 -- name: find_unique
 SELECT id FROM jobrt_jobs
 WHERE unique_key = %(key)s AND unique_key IS NOT NULL AND state IN ('pending', 'running');
@@ -284,7 +310,8 @@ SELECT queue, opts ->> 'on_failure',
            'attempts', attempts, 'error', error)), '{}'::jsonb)::text, 'UTF8'),
        priority, convert_to(jsonb_build_object('tries', 1, 'timeout', opts -> 'timeout')::text, 'UTF8'),
        at, at
-FROM hooked WHERE opts ? 'on_failure';
+FROM hooked WHERE opts ? 'on_failure'
+ORDER BY id;  -- the hooks' ids in the order of their jobs', as in every backend
 
 -- name: settle_pending
 UPDATE jobrt_jobs AS j

@@ -241,6 +241,7 @@ SELECT queue, json_extract(CAST(options AS TEXT), '$.on_failure'),
 FROM jobs
 WHERE id IN (SELECT value FROM json_each(?)) AND state = 'failed'
   AND json_extract(CAST(options AS TEXT), '$.on_failure') IS NOT NULL
+ORDER BY id  -- the hooks' ids in the order of their jobs', as in every backend
 RETURNING queue, name, available_at;
 
 -- name: settle_cancelled
