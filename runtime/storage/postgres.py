@@ -23,12 +23,12 @@ from psycopg import pq
 from psycopg.rows import dict_row
 
 from runtime.errors import StorageError
-from runtime.storage import sqlfile
+from runtime.storage import pginsert, sqlfile
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
 )
 from runtime.storage.pgconn import Listener, Target, is_broken, probe
-from runtime.storage.pgparams import as_bytes, check_jobs, settle_params
+from runtime.storage.pgparams import check_jobs, settle_params
 
 SQL = sqlfile.load(Path(__file__).with_name("postgres.sql"))
 MIGRATIONS = sqlfile.migrations(SQL)
@@ -202,98 +202,13 @@ class PostgresStorage(Storage):
             return []
         check_jobs(jobs, self.target.where)
         now = time.time()
-        insert = self._insert_unique if any(j.unique_key is not None for j in jobs) \
-            else self._insert_bulk
+        insert = pginsert.insert_unique if any(j.unique_key is not None for j in jobs) \
+            else pginsert.insert_bulk
         self._woken = False
-        ids = self._write("enqueueing", insert, jobs, now, confirm_first=True)
+        ids = self._write("enqueueing", insert, SQL, jobs, now, self.channel, self.target.where,
+                          confirm_first=True)
         self._woken = True  # its pg_notify was delivered with the commit
         return ids
-
-    def _insert_bulk(self, conn, jobs, now):
-        cursor = self._insert_rows(conn, jobs, now)
-        wake = conn.execute(SQL["wake"], {"channel": self.channel})
-
-        def ids() -> list[int]:
-            wake.fetchall()
-            # Identity values rise in insertion order, which is batch order.
-            return sorted(row[0] for row in cursor.fetchall())
-        return ids
-
-    @staticmethod
-    def _insert_rows(conn, jobs, now):
-        """Jobs without unique keys, in one statement; its cursor returns their ids."""
-        return conn.execute(SQL["insert_jobs"], {
-            "now": now, "queue": [j.queue for j in jobs], "name": [j.name for j in jobs],
-            "payload": [bytes(j.payload) for j in jobs],
-            "priority": [int(j.priority) for j in jobs],
-            "options": [as_bytes(j.options) for j in jobs],
-            "available_at": [float(j.available_at) for j in jobs],
-            "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs]})
-
-    def _insert_unique(self, conn, jobs, now):
-        """A batch with unique keys, in a few statements whatever its size: keys past their
-        unique_for freed, the live holders of the others looked up, then one insert, in
-        batch order, of the jobs without keys and the first job with each new key. A
-        duplicate returns its holder's id and uses no new id. A key another client takes
-        meanwhile is resolved one job at a time."""
-        if any(j.unique_expires is not None and j.unique_expires <= now for j in jobs):
-            # A key out of date as it is made (unique_for is > 0, so only by hand): one job
-            # at a time, so a later job of the batch with its key finds it free.
-            wake = conn.execute(SQL["wake"], {"channel": self.channel})
-            ids = [self._insert_one(conn, j, now) for j in jobs]
-            return lambda: (wake.fetchall(), ids)[1]
-        keys = list({j.unique_key for j in jobs if j.unique_key is not None})
-        conn.execute(SQL["expire_unique_keys"], {"keys": keys, "now": now})
-        held = dict(conn.execute(SQL["live_unique_keys"], {"keys": keys}).fetchall())
-        seen, new = set(held), []
-        for j in jobs:  # in batch order: those without a key, the first with each new key
-            if j.unique_key is None or j.unique_key not in seen:
-                seen.add(j.unique_key)
-                new.append(j)
-        fresh: list[int] = []
-        if new:
-            for key, job_id in conn.execute(SQL["insert_keyed"], {
-                "now": now, **{f: [getattr(j, f) for j in new]
-                               for f in ("queue", "name", "unique_key", "batch_id")},
-                "payload": [bytes(j.payload) for j in new], "priority": [int(j.priority) for j in new],
-                "options": [as_bytes(j.options) for j in new],
-                "available_at": [float(j.available_at) for j in new],
-                "unique_expires": [None if j.unique_expires is None else float(j.unique_expires)
-                                   for j in new],
-                "unique_at_start": [bool(j.unique_at_start) for j in new]}).fetchall():
-                if key is None:
-                    fresh.append(job_id)
-                else:
-                    held[key] = job_id
-        fresh.sort()  # identity values rise in insertion order, which is batch order
-        ids, keyless = [], iter(fresh)
-        for j in jobs:
-            if j.unique_key is None:
-                ids.append(next(keyless))
-            else:
-                if j.unique_key not in held:
-                    held[j.unique_key] = self._insert_one(conn, j, now)
-                ids.append(held[j.unique_key])
-        wake = conn.execute(SQL["wake"], {"channel": self.channel})
-        return lambda: (wake.fetchall(), ids)[1]
-
-    def _insert_one(self, conn, j: NewJob, now: float) -> int:
-        """One job whose key changed hands while its batch was inserted, or of a batch
-        with a key out of date (its holder's key freed first, past unique_for)."""
-        row = {"now": now, "queue": j.queue, "name": j.name, "payload": bytes(j.payload),
-               "priority": int(j.priority), "available_at": float(j.available_at),
-               "options": as_bytes(j.options), "unique_key": j.unique_key, "batch_id": j.batch_id,
-               "unique_expires": None if j.unique_expires is None else float(j.unique_expires),
-               "unique_at_start": bool(j.unique_at_start)}
-        if j.unique_key is not None:
-            conn.execute(SQL["expire_unique"], {"key": j.unique_key, "now": now})
-        for _ in range(3):  # a racing client may insert the key, then finish it
-            hit = conn.execute(SQL["find_unique"], {"key": j.unique_key}).fetchone()
-            hit = hit or conn.execute(SQL["insert_unique"], row).fetchone()
-            if hit:
-                return hit[0]
-        raise StorageError(f"{self.target.where}: unique key {j.unique_key!r} kept "
-                           f"changing hands while enqueueing; try again")
 
     def notify(self) -> None:
         """Wake the listening supervisors. Every enqueue already sent pg_notify in its

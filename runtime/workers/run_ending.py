@@ -89,8 +89,10 @@ class RunEnding:
 
     def cancel(self, wanted: set, now: float) -> None:
         """Stop the runs asked to cancel, (job id, attempt) each: a claimed one not yet sent
-        is dropped; one sent to a worker kills that worker and its process group (a job
-        queued behind it there goes back to the queue, unstarted). Each ends cancelled."""
+        is dropped; one sent to a worker kills that worker and its process group. Each ends
+        cancelled. Another job the worker held goes back to the queue, its attempt not
+        counted: the one it was running (when the cancelled one was queued behind it) as
+        interrupted, the ones queued behind as unstarted."""
         wall = time.time()
         for run in [run for run in self.buffer if (run.job.id, run.job.attempt) in wanted]:
             self.buffer.remove(run)
@@ -109,6 +111,10 @@ class RunEnding:
                 self.stats.finished(run.job.queue, "cancelled", now - (run.started or now))
                 self.log.warning("job %d (%s) attempt %d cancelled while running: worker %d killed",
                                  run.job.id, run.job.name, run.job.attempt, worker.pid)
+            if worker.runs and worker.runs[0].started is not None:
+                self._outcomes.append(retry_rules.returned(
+                    worker.runs.popleft().job, wall,
+                    "interrupted: a job queued behind it on its worker was cancelled"))
             self._requeue(worker)
 
     def begin_stop(self, now: float, grace: float, late: str) -> None:

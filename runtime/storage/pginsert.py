@@ -1,0 +1,94 @@
+"""Enqueueing on PostgreSQL: the statements of an enqueue's transaction, for a batch
+without unique keys (one insert) and one with them (a few statements whatever its size).
+Each function queues them on a pipelined connection and returns what builds the ids."""
+
+from __future__ import annotations
+
+from runtime.errors import StorageError
+from runtime.storage.base import NewJob
+from runtime.storage.pgparams import as_bytes
+
+
+def insert_bulk(conn, sql, jobs, now, channel, where):
+    """A batch without unique keys, in one insert."""
+    cursor = conn.execute(sql["insert_jobs"], {
+        "now": now, "queue": [j.queue for j in jobs], "name": [j.name for j in jobs],
+        "payload": [bytes(j.payload) for j in jobs],
+        "priority": [int(j.priority) for j in jobs],
+        "options": [as_bytes(j.options) for j in jobs],
+        "available_at": [float(j.available_at) for j in jobs],
+        "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs]})
+    wake = conn.execute(sql["wake"], {"channel": channel})
+
+    def ids() -> list[int]:
+        wake.fetchall()
+        # Identity values rise in insertion order, which is batch order.
+        return sorted(row[0] for row in cursor.fetchall())
+    return ids
+
+
+def insert_unique(conn, sql, jobs, now, channel, where):
+    """A batch with unique keys, in a few statements whatever its size: keys past their
+    unique_for freed, the live holders of the others looked up, then one insert, in
+    batch order, of the jobs without keys and the first job with each new key. A
+    duplicate returns its holder's id and uses no new id. A key another client takes
+    meanwhile is resolved one job at a time."""
+    if any(j.unique_expires is not None and j.unique_expires <= now for j in jobs):
+        # A key out of date as it is made (unique_for is > 0, so only by hand): one job
+        # at a time, so a later job of the batch with its key finds it free.
+        wake = conn.execute(sql["wake"], {"channel": channel})
+        ids = [_insert_one(conn, sql, j, now, where) for j in jobs]
+        return lambda: (wake.fetchall(), ids)[1]
+    keys = list({j.unique_key for j in jobs if j.unique_key is not None})
+    conn.execute(sql["expire_unique_keys"], {"keys": keys, "now": now})
+    held = dict(conn.execute(sql["live_unique_keys"], {"keys": keys}).fetchall())
+    seen, new = set(held), []
+    for j in jobs:  # in batch order: those without a key, the first with each new key
+        if j.unique_key is None or j.unique_key not in seen:
+            seen.add(j.unique_key)
+            new.append(j)
+    fresh: list[int] = []
+    if new:
+        for key, job_id in conn.execute(sql["insert_keyed"], {
+            "now": now, **{f: [getattr(j, f) for j in new]
+                           for f in ("queue", "name", "unique_key", "batch_id")},
+            "payload": [bytes(j.payload) for j in new], "priority": [int(j.priority) for j in new],
+            "options": [as_bytes(j.options) for j in new],
+            "available_at": [float(j.available_at) for j in new],
+            "unique_expires": [None if j.unique_expires is None else float(j.unique_expires)
+                               for j in new],
+            "unique_at_start": [bool(j.unique_at_start) for j in new]}).fetchall():
+            if key is None:
+                fresh.append(job_id)
+            else:
+                held[key] = job_id
+    fresh.sort()  # identity values rise in insertion order, which is batch order
+    ids, keyless = [], iter(fresh)
+    for j in jobs:
+        if j.unique_key is None:
+            ids.append(next(keyless))
+        else:
+            if j.unique_key not in held:
+                held[j.unique_key] = _insert_one(conn, sql, j, now, where)
+            ids.append(held[j.unique_key])
+    wake = conn.execute(sql["wake"], {"channel": channel})
+    return lambda: (wake.fetchall(), ids)[1]
+
+
+def _insert_one(conn, sql, j: NewJob, now: float, where: str) -> int:
+    """One job whose key changed hands while its batch was inserted, or of a batch
+    with a key out of date (its holder's key freed first, past unique_for)."""
+    row = {"now": now, "queue": j.queue, "name": j.name, "payload": bytes(j.payload),
+           "priority": int(j.priority), "available_at": float(j.available_at),
+           "options": as_bytes(j.options), "unique_key": j.unique_key, "batch_id": j.batch_id,
+           "unique_expires": None if j.unique_expires is None else float(j.unique_expires),
+           "unique_at_start": bool(j.unique_at_start)}
+    if j.unique_key is not None:
+        conn.execute(sql["expire_unique"], {"key": j.unique_key, "now": now})
+    for _ in range(3):  # a racing client may insert the key, then finish it
+        hit = conn.execute(sql["find_unique"], {"key": j.unique_key}).fetchone()
+        hit = hit or conn.execute(sql["insert_unique"], row).fetchone()
+        if hit:
+            return hit[0]
+    raise StorageError(f"{where}: unique key {j.unique_key!r} kept "
+                       f"changing hands while enqueueing; try again")
