@@ -89,8 +89,8 @@ class SqliteStorage(Storage):
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
         now = time.time()
         rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                 j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0)
-                for j in jobs]
+                 j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
+                 j.unique_key) for j in jobs]
         if not rows:
             return []
         unique = any(j.unique_key is not None for j in jobs)
@@ -374,4 +374,7 @@ def _exchange(conn, tally, settles, moved, put_back, owner, queues, limit, lease
                 rows.sort(key=_claim_order)
             claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
+            starts = [r[0] for r in rows if r[9]]
+            if starts:
+                conn.execute(SQL["free_at_start"], (orjson.dumps(starts),))
     return claimed

@@ -170,6 +170,16 @@ ALTER TABLE jobs ADD COLUMN cancel_requested REAL;
 ALTER TABLE jobs ADD COLUMN unique_expires REAL;
 ALTER TABLE jobs ADD COLUMN unique_at_start INTEGER NOT NULL DEFAULT 0;
 
+-- name: migration_9
+-- The unique key held while its job lives, in a column of its own: jobs_unique's
+-- predicate named the state, so every claim and settle of a unique job rewrote its
+-- entry; now only the enqueue and the job's end (or unique_until="start") do.
+ALTER TABLE jobs ADD COLUMN unique_held TEXT;
+UPDATE jobs SET unique_held = unique_key
+WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
+DROP INDEX jobs_unique;
+CREATE UNIQUE INDEX jobs_unique_held ON jobs (unique_held) WHERE unique_held IS NOT NULL;
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -181,8 +191,8 @@ SELECT (SELECT user_version FROM pragma_user_version),
 
 -- name: insert_job
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at,
-                  unique_key, batch_id, unique_expires, unique_at_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  unique_key, batch_id, unique_expires, unique_at_start, unique_held)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: max_id
 SELECT coalesce(max(id), 0) FROM jobs;
@@ -192,12 +202,12 @@ SELECT id FROM jobs WHERE id > ? ORDER BY id;
 
 -- name: expire_unique
 -- unique_for ran out: the live job keeps running, its key is free for a new one.
-UPDATE jobs SET unique_key = NULL
-WHERE unique_key = ? AND unique_expires <= ? AND state IN ('pending', 'running');
+UPDATE jobs SET unique_key = NULL, unique_held = NULL
+WHERE unique_held = ? AND unique_expires <= ?;
 
 -- name: find_unique
 SELECT id FROM jobs
-WHERE unique_key = ? AND unique_key IS NOT NULL AND state IN ('pending', 'running');
+WHERE unique_held = ?;
 
 -- name: running_jobs
 -- The runs an exchange settles that are still this owner's: the settles below
@@ -208,12 +218,13 @@ WHERE id IN (SELECT value FROM json_each(?)) AND owner = ? AND state = 'running'
 -- name: settle_succeeded
 UPDATE jobs
 SET state = 'succeeded', result = ?, finished_at = ?, owner = NULL, lease_expires = NULL,
+    unique_held = NULL,
     error = NULL, traceback = NULL
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
 -- name: settle_failed
 UPDATE jobs
-SET state = 'failed', error = ?, traceback = ?, finished_at = ?, owner = NULL,
+SET state = 'failed', error = ?, traceback = ?, finished_at = ?, owner = NULL, unique_held = NULL,
     lease_expires = NULL, exceptions = exceptions + ?
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
@@ -246,7 +257,8 @@ RETURNING queue, name, available_at;
 
 -- name: settle_cancelled
 UPDATE jobs
-SET state = 'cancelled', error = ?, finished_at = ?, owner = NULL, lease_expires = NULL
+SET state = 'cancelled', error = ?, finished_at = ?, owner = NULL, lease_expires = NULL,
+    unique_held = NULL
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
 -- name: cancel_retried
@@ -254,7 +266,7 @@ WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 -- rescue) before its supervisor saw the request: cancelled instead.
 -- ? is a JSON list of [job id, when it was put back].
 UPDATE jobs
-SET state = 'cancelled',
+SET state = 'cancelled', unique_held = NULL,
     finished_at = (SELECT json_extract(value, '$[1]') FROM json_each(?1)
                    WHERE json_extract(value, '$[0]') = jobs.id)
 WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(?1)) AND state = 'pending'
@@ -272,7 +284,12 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
              WHERE state = 'pending' AND queue = ? AND available_at <= ?
              ORDER BY priority DESC, available_at, id
              LIMIT ?)
-RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions;
+RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions,
+          unique_at_start;
+
+-- name: free_at_start
+-- unique_until="start": the keys of jobs just claimed are free.
+UPDATE jobs SET unique_held = NULL WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: next_due
 SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;
@@ -380,6 +397,7 @@ SELECT id FROM jobs INDEXED BY jobs_failed WHERE state = 'failed';
 -- OR IGNORE: a failed job whose unique key is held by a live job stays failed.
 UPDATE OR IGNORE jobs
 SET state = 'pending', attempts = 0, available_at = ?, owner = NULL, lease_expires = NULL,
+    unique_held = unique_key,
     finished_at = NULL, cancel_requested = NULL
 WHERE id = ? AND state = 'failed'
 RETURNING queue, name, available_at;
@@ -394,7 +412,7 @@ DELETE FROM jobs WHERE state = 'failed' RETURNING queue, name;
 SELECT state FROM jobs WHERE id = ?;
 
 -- name: cancel
-UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = ?
+UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = ?, unique_held = NULL
 WHERE id = ? AND state = 'pending'
 RETURNING queue, name, available_at;
 

@@ -218,3 +218,29 @@ def test_prune_uses_the_index_of_ended_jobs(tmp_path):
         assert "jobs_ended" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         store.close()
+
+
+def test_a_version_8_database_keeps_its_live_unique_keys(tmp_path):
+    """Migration 9 moves the held keys to unique_held: a key held before is held after."""
+    from runtime.storage import NewJob, sqlfile
+    from runtime.storage.sqlite_file import MIGRATIONS
+
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for _, sql in MIGRATIONS[:8]:
+        for statement in sqlfile.statements(sql):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 8")
+    for state in ("pending", "succeeded"):
+        conn.execute("INSERT INTO jobs (queue, name, payload, state, available_at, created_at, "
+                     "unique_key) VALUES ('default', 'a:x', X'5B5B5D2C7B7D5D', ?, 0, 0, ?)",
+                     (state, f"key-{state}"))
+    conn.close()
+    store = SqliteStorage(str(path))
+    try:
+        def again(key):
+            return store.enqueue([NewJob("default", "a:x", b"[[],{}]", 0.0, unique_key=key)])[0]
+        assert again("key-pending") == 1  # still held by its live job
+        assert again("key-succeeded") == 3  # its job ended: free
+    finally:
+        store.close()
