@@ -11,7 +11,6 @@ table.
 
 from __future__ import annotations
 
-import sqlite3
 
 import orjson
 import pytest
@@ -168,14 +167,9 @@ def mixed_rows(table: str, mark: str) -> tuple[str, list]:
 def old_sqlite_database(path, version: int) -> None:
     """An SQLite file at schema `version` holding mixed_rows(), written as that version's
     jobrt left it."""
-    from runtime.storage import sqlfile
-    from runtime.storage.sqlite_file import MIGRATIONS
+    from tests.contract.old_schema import sqlite_at_version
 
-    conn = sqlite3.connect(path, isolation_level=None)
-    for _, sql in MIGRATIONS[:version]:
-        for statement in sqlfile.statements(sql):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {version}")
+    conn = sqlite_at_version(path, version)
     conn.executemany(*mixed_rows("jobs", "?"))
     conn.close()
 

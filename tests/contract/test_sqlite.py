@@ -222,15 +222,11 @@ def test_prune_uses_the_index_of_ended_jobs(tmp_path):
 
 def test_a_version_8_database_keeps_its_live_unique_keys(tmp_path):
     """Migration 9 moves the held keys to unique_held: a key held before is held after."""
-    from runtime.storage import NewJob, sqlfile
-    from runtime.storage.sqlite_file import MIGRATIONS
+    from runtime.storage import NewJob
+    from tests.contract.old_schema import sqlite_at_version
 
     path = tmp_path / "jobs.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for _, sql in MIGRATIONS[:8]:
-        for statement in sqlfile.statements(sql):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 8")
+    conn = sqlite_at_version(path, 8)
     for state in ("pending", "succeeded"):
         conn.execute("INSERT INTO jobs (queue, name, payload, state, available_at, created_at, "
                      "unique_key) VALUES ('default', 'a:x', X'5B5B5D2C7B7D5D', ?, 0, 0, ?)",

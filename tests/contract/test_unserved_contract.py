@@ -5,7 +5,6 @@ name and 12-day slot), never from the jobs table."""
 
 from __future__ import annotations
 
-import sqlite3
 
 import orjson
 
@@ -67,16 +66,12 @@ def test_sqlite_reads_the_counts_alone(tmp_path):
 
 
 def test_a_version_2_sqlite_database_is_migrated_in_place(tmp_path):
-    from runtime.storage import sqlfile
     from runtime.storage.sqlite import SqliteStorage
-    from runtime.storage.sqlite_file import MIGRATIONS, SCHEMA_VERSION
+    from runtime.storage.sqlite_file import SCHEMA_VERSION
+    from tests.contract.old_schema import sqlite_at_version
 
     path = tmp_path / "jobs.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for _, sql in MIGRATIONS[:2]:
-        for statement in sqlfile.statements(sql):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
+    conn = sqlite_at_version(path, 2)
     conn.execute("INSERT INTO jobs (queue, name, payload, available_at, created_at) "
                  "VALUES ('emails', 'a:x', X'5B5D', 0, 0)")
     conn.close()
