@@ -1,4 +1,4 @@
-"""An SQLite file as an older jobrt left it, for the migration tests."""
+"""A database as an older jobrt left it, for the migration tests."""
 
 from __future__ import annotations
 
@@ -16,3 +16,13 @@ def sqlite_at_version(path, version: int) -> sqlite3.Connection:
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {version}")
     return conn
+
+
+def postgres_at_version(conn, version: int) -> None:
+    """Bring the empty PostgreSQL database of `conn` (autocommit) to schema `version`."""
+    from runtime.storage.postgres import MIGRATIONS as PG_MIGRATIONS, SQL
+
+    conn.execute(SQL["migrations_table"])
+    for number, sql in PG_MIGRATIONS[:version]:
+        conn.execute(sql)
+        conn.execute("INSERT INTO jobrt_migrations VALUES (%s, 0)", (number,))

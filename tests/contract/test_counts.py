@@ -215,13 +215,11 @@ def test_a_version_4_sqlite_database_keeps_the_counts_its_triggers_made(tmp_path
 def test_a_version_3_postgresql_schema_gets_its_counts_from_its_rows(pg_url):
     import psycopg
 
-    from runtime.storage.postgres import MIGRATIONS, SCHEMA_VERSION, SQL
+    from runtime.storage.postgres import SCHEMA_VERSION
+    from tests.contract.old_schema import postgres_at_version
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(SQL["migrations_table"])
-        for version, sql in MIGRATIONS[:3]:
-            conn.execute(sql)
-            conn.execute("INSERT INTO jobrt_migrations VALUES (%s, 0)", (version,))
+        postgres_at_version(conn, 3)
         with conn.cursor() as cursor:
             cursor.executemany(*mixed_rows("jobrt_jobs", "%s"))
     store = open_storage(pg_url)

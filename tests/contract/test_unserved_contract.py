@@ -88,13 +88,11 @@ def test_a_version_2_sqlite_database_is_migrated_in_place(tmp_path):
 def test_a_version_2_postgresql_schema_is_migrated_in_place(pg_url):
     import psycopg
 
-    from runtime.storage.postgres import MIGRATIONS, SCHEMA_VERSION, SQL
+    from runtime.storage.postgres import SCHEMA_VERSION, SQL
+    from tests.contract.old_schema import postgres_at_version
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(SQL["migrations_table"])
-        for version, sql in MIGRATIONS[:2]:
-            conn.execute(sql)
-            conn.execute("INSERT INTO jobrt_migrations VALUES (%s, 0)", (version,))
+        postgres_at_version(conn, 2)
         conn.execute("INSERT INTO jobrt_jobs (queue, name, payload, available_at, created_at) "
                      "VALUES ('emails', 'a:x', '[]', 0, 0)")
     store = open_storage(pg_url)
