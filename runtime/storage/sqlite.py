@@ -219,11 +219,11 @@ class SqliteStorage(Storage):
         return self._write("retrying failed jobs", work)
 
     def forget(self, job_id: int) -> bool:
-        return self._write("forgetting a failed job", _delete, FAILED, SQL["forget"],
+        return self._write("forgetting a failed job", _delete, SQL["forget"],
                            (job_id,)) > 0
 
     def flush_failed(self) -> int:
-        return self._write("flushing failed jobs", _delete, FAILED, SQL["flush_failed"], ())
+        return self._write("flushing failed jobs", _delete, SQL["flush_failed"], ())
 
     def cancel(self, job_id: int, now: float) -> str | None:
         def work(conn, tally):
@@ -239,32 +239,26 @@ class SqliteStorage(Storage):
         return self._write("cancelling a job", work)
 
     def clear(self, queue: str) -> int:
-        return self._write(f"clearing queue {queue!r}", _delete, PENDING, SQL["clear"], (queue,))
+        return self._write(f"clearing queue {queue!r}", _delete, SQL["clear"], (queue,))
 
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        return self._write("pruning ended jobs", _delete, None, SQL["prune"], (before, limit))
+        return self._write("pruning ended jobs", _delete, SQL["prune"], (before, limit))
 
 
 def _decode(cursor: sqlite3.Cursor, row: tuple) -> JobRecord:
     return decode_record(dict(zip([c[0] for c in cursor.description], row)))
 
 
-def _delete(conn: sqlite3.Connection, tally: Tally, state: str | None, sql: str,
-            args: tuple) -> int:
-    """Run a DELETE of jobs in `state` returning (queue, name[, available_at]) of each,
-    or, when state is None, of jobs in any state returning (state, queue, name)."""
+def _delete(conn: sqlite3.Connection, tally: Tally, sql: str, args: tuple) -> int:
+    """Run a DELETE of jobs that returns (state, queue, name, available_at if pending) of
+    each, tallying them gone; the count deleted."""
     n = 0
-    if state is None:
-        for (old, queue, name), k in Counter(conn.execute(sql, args)).items():
-            tally.add(old, queue, name, None, -k)
-            n += k
-    else:
-        for row, k in Counter(conn.execute(sql, args)).items():
-            tally.add(state, row[0], row[1], row[2] if len(row) > 2 else None, -k)
-            n += k
+    for (state, queue, name, at), k in Counter(conn.execute(sql, args)).items():
+        tally.add(state, queue, name, at, -k)
+        n += k
     return n
 
 

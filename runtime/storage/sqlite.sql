@@ -403,10 +403,12 @@ WHERE id = ? AND state = 'failed'
 RETURNING queue, name, available_at;
 
 -- name: forget
-DELETE FROM jobs WHERE id = ? AND state = 'failed' RETURNING queue, name;
+DELETE FROM jobs WHERE id = ? AND state = 'failed'
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
 
 -- name: flush_failed
-DELETE FROM jobs WHERE state = 'failed' RETURNING queue, name;
+DELETE FROM jobs WHERE state = 'failed'
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
 
 -- name: job_state
 SELECT state FROM jobs WHERE id = ?;
@@ -424,7 +426,8 @@ SELECT id, attempts FROM jobs
 WHERE owner = ? AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
-DELETE FROM jobs WHERE queue = ? AND state = 'pending' RETURNING queue, name, available_at;
+DELETE FROM jobs WHERE queue = ? AND state = 'pending'
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
 
 -- name: prune
 -- INDEXED BY: the state test must stay word for word the index's own, or
@@ -434,4 +437,4 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ended
              WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
              ORDER BY finished_at, id
              LIMIT ?)
-RETURNING state, queue, name;
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
