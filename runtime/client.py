@@ -10,6 +10,7 @@ import hashlib
 import time
 
 from runtime.config.load import load_config
+from runtime import gates
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
 from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
@@ -21,8 +22,10 @@ _UNSEEN = object()
 _NONE_GIVEN: dict = {}
 _UNIQUE_OPTIONS = frozenset(("unique_for", "unique_until"))
 _RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until", "max_exceptions"))  # stored
+_GATE_OPTIONS = frozenset(("without_overlapping", "overlap_key", "rate_limit", "rate_key"))
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until",
-            "_max_exceptions", "_unique_for", "_unique_until")
+            "_max_exceptions", "_unique_for", "_unique_until", "_without_overlapping", "_overlap_key",
+            "_rate_limit", "_rate_key")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
 
@@ -36,16 +39,19 @@ def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
     cfg = load_config(config)
     storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
     return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path,
-                 pools={name: pool.queues for name, pool in cfg.pools.items()})
+                 pools={name: pool.queues for name, pool in cfg.pools.items()},
+                 limiters=cfg.rate_limits)
 
 
 class Queue:
     """A connection for enqueueing jobs and reading their state."""
 
-    def __init__(self, storage, modules=(), module_path=(), config_path=None, pools=None):
+    def __init__(self, storage, modules=(), module_path=(), config_path=None, pools=None,
+                 limiters=None):
         """`pools` (pool name -> its queues) says the config is known: then a job is refused
         at enqueue when no pool of the config serves its queue, or when its name is not
-        registered by the config's `modules`, since no worker of that config would run it."""
+        registered by the config's `modules`, since no worker of that config would run it.
+        `limiters`: the config's [rate_limits], name -> (starts, period)."""
         self.storage = storage
         self._modules = tuple(modules)
         self._module_path = tuple(module_path)
@@ -54,6 +60,7 @@ class Queue:
         self._registry: dict[str, JobSpec] | None = None
         self._checked: dict[tuple[str, str], bytes | None] = {}  # (job, queue) served -> its options
         self._by_name: dict[str, JobSpec] = {}  # names resolved (a module is scanned once, not per job)
+        self._limiters = dict(limiters or {})
 
     def __enter__(self):
         return self
@@ -119,6 +126,8 @@ class Queue:
         new = NewJob(queue=queue, name=spec.name, payload=payload, available_at=now + given.get("delay", 0.0),
                      priority=given.get("priority", spec.priority), options=stored,
                      unique_key=self._unique(spec, unique, payload))
+        if spec.without_overlapping or spec.rate_limit or not _GATE_OPTIONS.isdisjoint(given):
+            new = self._gated(spec, new, given)
         if spec.unique_for is None and spec.unique_until is None and not _UNIQUE_OPTIONS.intersection(given):
             return new
         unique_for = given.get("unique_for", spec.unique_for)
@@ -129,6 +138,24 @@ class Queue:
                                f"or a key, or _unique=...)")
         return new._replace(unique_expires=None if unique_for is None else now + unique_for,
                             unique_at_start=unique_until == "start")
+
+    def _gated(self, spec: JobSpec, new: NewJob, given: dict) -> NewJob:
+        """The job with the keys of its gates: without_overlapping (`_overlap_key` says the
+        same per enqueue) and rate_limit, split by `_rate_key`."""
+        overlap = given.get("overlap_key", given.get("without_overlapping", spec.without_overlapping))
+        limit = given.get("rate_limit", spec.rate_limit)
+        split_by = given.get("rate_key")
+        if limit is None:
+            if split_by is not None:
+                raise PayloadError(f"job {spec.name}: _rate_key needs a rate limit (the job's "
+                                   f"rate_limit=..., or _rate_limit=...)")
+            return new._replace(overlap_key=gates.overlap_key(spec.name, overlap))
+        try:
+            key, starts, period = gates.rate_key(spec.name, limit, split_by, self._limiters)
+        except KeyError as exc:
+            raise PayloadError(f"job {spec.name}: {exc.args[0]}") from None
+        return new._replace(overlap_key=gates.overlap_key(spec.name, overlap), rate_key=key,
+                            rate_max=starts, rate_period=period)
 
     @staticmethod
     def _given(spec: JobSpec, options: dict) -> dict:
@@ -166,7 +193,9 @@ class Queue:
     def enqueue(self, job, *args, **kwargs) -> int:
         """Store one job; returns its id. Options are keywords with a leading underscore:
         _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
-        _retry_until (s after now), _max_exceptions, _unique_for (s), _unique_until ("start"). Any other keyword starting with `_` is refused: pass job
+        _retry_until (s after now), _max_exceptions, _unique_for (s), _unique_until ("start"),
+        _without_overlapping / _overlap_key (a key), _rate_limit ("10/s" or a limiter's
+        name), _rate_key (splits the limiter). Any other keyword starting with `_` is refused: pass job
         arguments with such names through enqueue_many()."""
         # Every keyword with a leading underscore is an option, so a misspelt one is refused
         # here instead of reaching the job as an argument it does not take.

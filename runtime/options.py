@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import orjson
 
 from runtime.backoff import check_backoff
+from runtime.gates import check_overlap, check_rate_key, check_rate_limit, encodable
 from runtime.numbers import INT_MAX, NumberRule, show
 
 TIMEOUT = NumberRule(minimum=0, above=True, unit="seconds")
@@ -51,7 +52,7 @@ def check_unique(value):
     """True (a key made of the job's name and arguments), False, or a key of printable text."""
     if isinstance(value, bool):
         return value
-    if not isinstance(value, str) or not value or not _encodable(value):
+    if not isinstance(value, str) or not value or not encodable(value):
         raise ValueError(f"must be True, False or a non-empty text key, got {show(value)}")
     return value
 
@@ -84,6 +85,10 @@ RULES = {
     "unique": check_unique,
     "unique_for": TIMEOUT.check,  # seconds > 0
     "unique_until": check_unique_until,
+    "without_overlapping": check_overlap,
+    "overlap_key": check_overlap,  # enqueue's name for it: _overlap_key="event-17"
+    "rate_limit": check_rate_limit,
+    "rate_key": check_rate_key,
 }
 
 
@@ -118,11 +123,3 @@ class JobOptions:
 
 NO_OPTIONS = JobOptions()
 _FIELDS = ("timeout", "tries", "backoff", "retry_until", "max_exceptions", "on_failure")
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -39,6 +39,8 @@ class JobSpec:
     unique_for: float | None = None  # seconds the unique key is held at most
     unique_until: str | None = None  # "start": the key is freed when the job starts
     on_failure: str | None = None  # the job name of its failure hook (`@fn.on_failure`)
+    without_overlapping: bool | str = False  # True: one run at a time per job name; a text: per key
+    rate_limit: str | None = None  # "10/s", or the name of a [rate_limits] limiter
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -50,13 +52,15 @@ def job(func: Callable | None = None, *, name: str | None = None, queue: str = "
         timeout: float | None = None, tries: int | None = None, backoff=None, priority: int = 0,
         retry_until: float | None = None, unique: bool = False,
         max_exceptions: int | None = None, unique_for: float | None = None,
-        unique_until: str | None = None):
+        unique_until: str | None = None, without_overlapping: bool | str = False,
+        rate_limit: str | None = None):
     """Register a function as a jobrt job. Usable bare (`@job`) or with options, checked
     here by the rules enqueue overrides and pool defaults share: a bad one fails the import
     of the job's module, naming the option."""
     given = {"queue": queue, "timeout": timeout, "tries": tries, "backoff": backoff, "priority": priority,
              "retry_until": retry_until, "unique": unique, "max_exceptions": max_exceptions,
-             "unique_for": unique_for, "unique_until": unique_until}
+             "unique_for": unique_for, "unique_until": unique_until,
+             "without_overlapping": without_overlapping, "rate_limit": rate_limit}
     checked = {}
     for option, value in given.items():
         try:

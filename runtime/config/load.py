@@ -14,11 +14,12 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.config.settings import DEFAULT_POOL, POOL, Invalid, Setting, settings_of
 from runtime.errors import ConfigError
+from runtime.gates import check_limiter_name, check_rate_spec
 from runtime.numbers import show as _show
 
 MAX_FILE_BYTES = 1 << 20
@@ -78,6 +79,7 @@ class Config:
     health: HealthConfig
     metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint, "" = none
     metrics_allow_remote: bool = False
+    rate_limits: dict = field(default_factory=dict)  # [rate_limits]: name -> (starts, period)
 
 
 # -- loading ------------------------------------------------------------------
@@ -122,7 +124,8 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     path = os.fsdecode(path) if path is not None else None
     if not isinstance(data, dict):
         raise ConfigError(f"must be a TOML document (a table), got {_show(data)}", path)
-    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics"), path, (), "section")
+    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics", "rate_limits"), path, (),
+                    "section")
     top = {}
     for section in ("storage", "jobs", "metrics"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
@@ -146,8 +149,23 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
         base_dir=base_dir,
         pools=pools,
         health=health,
+        rate_limits=_rate_limits(data.get("rate_limits", {}), path),
         **top,
     )
+
+
+def _rate_limits(table, path) -> dict:
+    """[rate_limits]: limiter name = "60/m", for `@job(rate_limit="name")`."""
+    if not isinstance(table, dict):
+        raise ConfigError(f'must be a table of limiters such as exports = "60/m", got {_show(table)}',
+                          path, "rate_limits")
+    limits = {}
+    for name, spec in table.items():
+        try:
+            limits[check_limiter_name(name)] = check_rate_spec(spec)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path, _key("rate_limits", name)) from None
+    return limits
 
 
 def check_pool(values: dict, where: str) -> PoolConfig:

@@ -40,6 +40,10 @@ class NewJob(NamedTuple):
     batch_id: str | None = None
     unique_expires: float | None = None  # unique_for: the key is free from then on
     unique_at_start: bool = False  # unique_until="start": the key is free once it starts
+    overlap_key: str | None = None  # without_overlapping: one job with the key runs at a time
+    rate_key: str | None = None  # rate_limit: its limiter's key (see runtime.gates)
+    rate_max: int = 0  # ... which lets rate_max jobs start in any rate_period seconds
+    rate_period: float = 0.0
 
 
 class ClaimedJob(NamedTuple):
@@ -53,6 +57,8 @@ class ClaimedJob(NamedTuple):
     attempt: int
     options: bytes | None
     exceptions: int = 0
+    overlap_key: str | None = None  # its keys, which its outcome carries back to `settle`
+    rate_key: str | None = None
 
 
 class Outcome(NamedTuple):
@@ -69,7 +75,9 @@ class Outcome(NamedTuple):
     that did not succeed ended (runtime.workers.retry_rules: error, timeout, signal, crash); the
     embedded Pool reports it, storage does not keep it. `exception`: the run raised, so the
     job's count of exceptions (max_exceptions) grows by one. `queue` and `name` are the
-    job's, as claimed: with them the SQLite backend counts a settle without reading its row.
+    job's, as claimed: with them the SQLite backend counts a settle without reading its row;
+    `overlap_key` and `rate_key` too: with them a settle frees the job's gates without
+    reading its row, and a job without them costs nothing there.
     """
 
     job_id: int
@@ -85,6 +93,8 @@ class Outcome(NamedTuple):
     exception: bool = False
     queue: str | None = None
     name: str | None = None
+    overlap_key: str | None = None
+    rate_key: str | None = None
 
 
 @dataclass
@@ -112,6 +122,8 @@ class JobRecord:
     unique_key: str | None = None
     batch_id: str | None = None
     exceptions: int = 0  # runs that raised
+    overlap_key: str | None = None
+    rate_key: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -136,6 +148,8 @@ class JobRecord:
             "traceback": self.traceback,
             "unique_key": self.unique_key,
             "batch_id": self.batch_id,
+            "overlap_key": self.overlap_key,
+            "rate_key": self.rate_key,
         }
 
 
@@ -163,7 +177,8 @@ def decode_record(row: dict) -> JobRecord:
         started_at=row.get("started_at"), finished_at=row.get("finished_at"),
         error=row.get("error"), traceback=row.get("traceback"), result=result,
         unique_key=row.get("unique_key"), batch_id=row.get("batch_id"),
-        exceptions=row.get("exceptions") or 0,
+        exceptions=row.get("exceptions") or 0, overlap_key=row.get("overlap_key"),
+        rate_key=row.get("rate_key"),
     )
 
 
@@ -236,6 +251,15 @@ class Storage:
         `lease_expires`, with its attempt counter incremented.
         Settling is fenced: an outcome whose (job_id, attempt, owner) no longer
         matches a running job is ignored.
+
+        Gates hold some pending jobs back (they use no attempt meanwhile):
+        - a job with an `overlap_key` only while no job with that key runs, and only
+          the first, by (available_at, id), of the pending jobs with that key;
+        - a job with a `rate_key` only if the overlap rule lets it through, it is the
+          first, by (available_at, id), of the pending jobs of its key that the overlap
+          rule lets through, fewer than its `rate_max` jobs of the key started in
+          (now - rate_period, now], and this call claimed no other job of the key.
+        Jobs held back are out of the claim order's index: they cost a claim nothing.
         """
         raise NotImplementedError
 
@@ -247,7 +271,10 @@ class Storage:
         return self.exchange(owner, (), queues, limit, lease_expires, now)
 
     def next_due(self, queues: list[str]) -> float | None:
-        """The earliest available_at of a pending job in `queues`, or None."""
+        """The earliest time a claim could take a job of `queues` that it cannot take now:
+        the least available_at of their pending jobs that no gate holds back, or the
+        time a rate limiter of any queue has a free slot again, whichever is first;
+        None when there is neither."""
         raise NotImplementedError
 
     def oldest_pending(self, now: float) -> float | None:

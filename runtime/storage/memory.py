@@ -32,6 +32,7 @@ class MemoryStorage(Storage):
         self.jobs: dict[int, dict] = {}
         self.sups: dict[str, SupervisorRow] = {}
         self.last_id = 0
+        self.starts: dict[str, list[float]] = {}  # rate key -> when its jobs started
         self.key = f"memory:{os.getpid()}:{id(self)}"
 
     def close(self) -> None:
@@ -64,7 +65,8 @@ class MemoryStorage(Storage):
             started_at=None, finished_at=None, error=None, traceback=None, result=None,
             unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
             unique_expires=job.unique_expires, unique_at_start=bool(job.unique_at_start),
-            cancel_requested=None)
+            cancel_requested=None, overlap_key=job.overlap_key, rate_key=job.rate_key,
+            rate_max=job.rate_max, rate_period=job.rate_period)
         return self.last_id
 
     def _expire_key(self, key: str | None, now: float) -> None:
@@ -119,22 +121,62 @@ class MemoryStorage(Storage):
         for job_id, at in sorted(failed):  # the hooks' ids in the order of their jobs'
             self._failure_hook(self.jobs[job_id], at)
         claimed: list[ClaimedJob] = []
+        rate_keys: set[str] = set()  # one job per rate key and claim
         for queue in queues if limit > 0 else ():
             due = sorted((j for j in self.jobs.values() if j["state"] == PENDING
                           and j["queue"] == queue and j["available_at"] <= now),
                          key=lambda j: (-j["priority"], j["available_at"], j["id"]))
-            for job in due[:limit - len(claimed)]:
+            for job in due:
+                if len(claimed) >= limit:
+                    break
+                if not self._overlap_turn(job) or job["rate_key"] in rate_keys \
+                        or not self._rate_turn(job, now):
+                    continue
                 job.update(state=RUNNING, owner=owner, lease_expires=lease_expires,
                            attempts=job["attempts"] + 1, started_at=now)
                 if job["unique_at_start"]:
                     job["unique_key"] = None
+                if job["rate_key"] is not None:
+                    rate_keys.add(job["rate_key"])
+                    self.starts.setdefault(job["rate_key"], []).append(now)
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
-                                          job["attempts"], job["options"], job["exceptions"]))
+                                          job["attempts"], job["options"], job["exceptions"],
+                                          job["overlap_key"], job["rate_key"]))
         return claimed
 
+    def _overlap_turn(self, job: dict) -> bool:
+        """No job with its overlap key runs, and it is the first pending one with it."""
+        key = job["overlap_key"]
+        if key is None:
+            return True
+        if any(j["state"] == RUNNING and j["overlap_key"] == key for j in self.jobs.values()):
+            return False
+        return job is _first(j for j in self.jobs.values()
+                             if j["state"] == PENDING and j["overlap_key"] == key)
+
+    def _rate_turn(self, job: dict, now: float | None) -> bool:
+        """It is the first pending job of its rate key that the overlap rule lets through,
+        and (unless `now` is None) its limiter has a free slot at `now`."""
+        key = job["rate_key"]
+        if key is None:
+            return True
+        first = _first(j for j in self.jobs.values() if j["state"] == PENDING
+                       and j["rate_key"] == key and self._overlap_turn(j))
+        return job is first and (now is None or self._rate_opens(job) <= now)
+
+    def _rate_opens(self, job: dict) -> float:
+        """When its limiter next has a free slot: a window of rate_period that ends then holds
+        fewer than rate_max starts."""
+        starts = sorted(self.starts.get(job["rate_key"], ()))
+        if len(starts) < job["rate_max"]:
+            return float("-inf")
+        return starts[-job["rate_max"]] + job["rate_period"]
+
     def next_due(self, queues: list[str]) -> float | None:
-        due = [j["available_at"] for j in self.jobs.values()
-               if j["state"] == PENDING and j["queue"] in queues]
+        due = [max(j["available_at"], self._rate_opens(j)) if j["rate_key"] else j["available_at"]
+               for j in self.jobs.values()
+               if j["state"] == PENDING and j["queue"] in queues and self._overlap_turn(j)
+               and self._rate_turn(j, None)]
         return min(due) if due else None
 
     def oldest_pending(self, now: float) -> float | None:
@@ -280,3 +322,8 @@ class MemoryStorage(Storage):
         for job in old[:limit]:
             del self.jobs[job["id"]]
         return len(old[:limit])
+
+
+def _first(jobs) -> dict | None:
+    """The job a gate lets through first: by (available_at, id)."""
+    return min(jobs, key=lambda j: (j["available_at"], j["id"]), default=None)

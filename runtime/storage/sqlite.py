@@ -20,7 +20,7 @@ from urllib.parse import quote
 import orjson
 
 from runtime.errors import StorageError
-from runtime.storage import wakeup
+from runtime.storage import sqlite_gates, sqlite_insert, wakeup
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
     SupervisorRow, assemble_counts, decode_record,
@@ -88,13 +88,18 @@ class SqliteStorage(Storage):
     # -- clients ---------------------------------------------------------
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
         now = time.time()
-        rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
+        if any(j.unique_key is not None or j.overlap_key is not None or j.rate_key is not None
+               for j in jobs):
+            return self._write("enqueueing", sqlite_insert.insert_each, [
+                (j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
                  j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
-                 j.unique_key) for j in jobs]
+                 j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period)
+                for j in jobs])
+        rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
+                 None, j.batch_id, None, 0, None) for j in jobs]
         if not rows:
             return []
-        unique = any(j.unique_key is not None for j in jobs)
-        return self._write("enqueueing", _insert_unique if unique else _insert_bulk, rows)
+        return self._write("enqueueing", sqlite_insert.insert_bulk, rows)
 
     def notify(self) -> None:
         wakeup.wake(self.key)
@@ -108,6 +113,7 @@ class SqliteStorage(Storage):
         succeeded, failed, pending, cancelled = [], [], [], []
         moved: tuple[list, ...] = ([], [], [], [])  # (queue, name, available_at) of each
         put_back = []  # (job id, when) of the pending ones
+        outcomes = outcomes if isinstance(outcomes, (list, tuple)) else list(outcomes)
         for o in outcomes:
             state = o.state
             if state == SUCCEEDED:
@@ -132,8 +138,10 @@ class SqliteStorage(Storage):
         settles = (succeeded, failed, pending, cancelled)
         if not any(settles) and limit <= 0:
             return []
+        gated = [(o.overlap_key, o.rate_key) for o in outcomes
+                 if o.overlap_key is not None or o.rate_key is not None]
         return self._write("claiming and settling jobs", _exchange, settles, moved, put_back,
-                           owner, queues, limit, lease_expires, now)
+                           gated, owner, queues, limit, lease_expires, now)
 
     def next_due(self, queues: list[str]) -> float | None:
         due = [row[0] for queue in queues
@@ -172,8 +180,9 @@ class SqliteStorage(Storage):
             sql, args = SQL["rescue_owner"], (owner,)
         def work(conn, tally):
             jobs = conn.execute(sql, args).fetchall()
-            tally.move(RUNNING, PENDING, [job[1:] for job in jobs])
-            _cancel_retried(conn, tally, [(job[0], now) for job in jobs])
+            tally.move(RUNNING, PENDING, [job[1:4] for job in jobs])
+            _cancel_retried(conn, tally, [(job[0], now) for job in jobs], now)
+            _regate(conn, [job[4:] for job in jobs], now)
             return len(jobs)
         return self._write("rescuing jobs", work)
 
@@ -214,7 +223,8 @@ class SqliteStorage(Storage):
             # a unique key comes back is defined (the older one).
             sql = SQL["retry_failed"]
             jobs = [job for i in ids for job in conn.execute(sql, (now, i)).fetchall()]
-            tally.move(FAILED, PENDING, jobs)  # (queue, name, the new available_at) of each
+            tally.move(FAILED, PENDING, [job[:3] for job in jobs])  # queue, name, available_at
+            _regate(conn, [job[3:] for job in jobs], now)
             return len(jobs)
         return self._write("retrying failed jobs", work)
 
@@ -232,14 +242,21 @@ class SqliteStorage(Storage):
                 return None
             if found[0] == PENDING:
                 jobs = conn.execute(SQL["cancel"], (now, now, job_id)).fetchall()
-                tally.move(PENDING, CANCELLED, jobs)
+                tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
+                _regate(conn, [job[3:] for job in jobs], now)
             elif found[0] == RUNNING:
                 conn.execute(SQL["request_cancel"], (now, job_id))
             return found[0]
         return self._write("cancelling a job", work)
 
     def clear(self, queue: str) -> int:
-        return self._write(f"clearing queue {queue!r}", _delete, SQL["clear"], (queue,))
+        def work(conn, tally):
+            jobs = conn.execute(SQL["clear"], (queue,)).fetchall()
+            for job in jobs:
+                tally.add(PENDING, job[1], job[2], job[3], -1)
+            _regate(conn, [job[4:] for job in jobs], time.time())
+            return len(jobs)
+        return self._write(f"clearing queue {queue!r}", work)
 
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
@@ -262,32 +279,6 @@ def _delete(conn: sqlite3.Connection, tally: Tally, sql: str, args: tuple) -> in
     return n
 
 
-def _insert_bulk(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
-    # Inside BEGIN IMMEDIATE nobody else inserts, and AUTOINCREMENT ids only
-    # grow, so the rows above the old maximum are ours, in insertion order.
-    before = conn.execute(SQL["max_id"]).fetchone()[0]
-    conn.executemany(SQL["insert_job"], rows)
-    ids = [row[0] for row in conn.execute(SQL["ids_after"], (before,))]
-    assert len(ids) == len(rows), "concurrent insert inside a write transaction"
-    tally.add_all(PENDING, [(row[0], row[1], row[5]) for row in rows], 1)
-    return ids
-
-
-def _insert_unique(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
-    ids = []
-    for row in rows:
-        key = row[7]
-        if key is not None:
-            conn.execute(SQL["expire_unique"], (key, row[6]))  # row[6]: now
-            hit = conn.execute(SQL["find_unique"], (key,)).fetchone()
-            if hit:
-                ids.append(hit[0])
-                continue
-        ids.append(conn.execute(SQL["insert_job"], row).lastrowid)
-        tally.add(PENDING, row[0], row[1], row[5], 1)
-    return ids
-
-
 def _claim_order(row: tuple):
     return (-row[6], row[7], row[0])
 
@@ -296,12 +287,22 @@ _SETTLES = ((SUCCEEDED, SQL["settle_succeeded"]), (FAILED, SQL["settle_failed"])
             (PENDING, SQL["settle_pending"]), (CANCELLED, SQL["settle_cancelled"]))
 
 
-def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple]) -> None:
+def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple],
+                    now: float) -> None:
     """Of the jobs just put back to pending, (id, when) each, those asked to cancel while
     they ran are cancelled then."""
     if put_back:
-        tally.move(PENDING, CANCELLED,
-                   conn.execute(SQL["cancel_retried"], (orjson.dumps(put_back),)).fetchall())
+        jobs = conn.execute(SQL["cancel_retried"], (orjson.dumps(put_back),)).fetchall()
+        tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
+        _regate(conn, [job[3:] for job in jobs], now)
+
+
+def _regate(conn: sqlite3.Connection, keys: list[tuple], now: float) -> None:
+    """Jobs that came to or left the pending ones, (overlap key, rate key) each: let
+    through whichever job's turn it now is at their gates."""
+    keys = [pair for pair in keys if pair[0] is not None or pair[1] is not None]
+    if keys:
+        sqlite_gates.recompute(conn, [pair[0] for pair in keys], [pair[1] for pair in keys], now)
 
 
 def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
@@ -349,15 +350,19 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
     return failed
 
 
-def _exchange(conn, tally, settles, moved, put_back, owner, queues, limit, lease_expires, now):
+def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit, lease_expires,
+              now):
     if any(settles):
         failed = _settle(conn, tally, owner, settles, moved)
-        _cancel_retried(conn, tally, put_back)
+        _cancel_retried(conn, tally, put_back, now)
         if failed:
             hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))
             tally.add_all(PENDING, hooks.fetchall(), 1)
+        _regate(conn, gated, now)  # a stale outcome's keys too: the turns are right either way
     claimed: list[ClaimedJob] = []
     if limit > 0:
+        sqlite_gates.reopen(conn, now)
+        rated = []  # (rate key, period) of the jobs claimed
         claim = SQL["claim"]
         for queue in queues:
             wanted = limit - len(claimed)
@@ -366,9 +371,13 @@ def _exchange(conn, tally, settles, moved, put_back, owner, queues, limit, lease
             rows = conn.execute(claim, (owner, lease_expires, now, queue, now, wanted)).fetchall()
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
-            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows])
+            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[10], r[11])
+                            for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
             starts = [r[0] for r in rows if r[9]]
             if starts:
                 conn.execute(SQL["free_at_start"], (orjson.dumps(starts),))
+            rated += [(r[11], r[12]) for r in rows if r[11] is not None]
+        if rated:  # after every queue's claim: one job per rate key and claim
+            sqlite_gates.started(conn, rated, now)
     return claimed

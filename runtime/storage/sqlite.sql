@@ -180,6 +180,44 @@ WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
 DROP INDEX jobs_unique;
 CREATE UNIQUE INDEX jobs_unique_held ON jobs (unique_held) WHERE unique_held IS NOT NULL;
 
+-- name: migration_10
+-- Gates (runtime.gates): without_overlapping and rate_limit. `blocked` holds a pending job
+-- back: bit 1 while it waits for its overlap key (another job with it runs, or comes
+-- first), bit 2 while it waits for its turn at its rate limiter. Each key lets one job
+-- through at a time (the unique indexes say so), and the claim indexes hold only jobs
+-- nothing holds back, so a claim never walks past the jobs waiting at a gate.
+ALTER TABLE jobs ADD COLUMN overlap_key TEXT;
+ALTER TABLE jobs ADD COLUMN rate_key TEXT;
+ALTER TABLE jobs ADD COLUMN rate_max INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN rate_period REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (queue, priority DESC, available_at, id)
+    WHERE state = 'pending' AND blocked = 0;
+DROP INDEX jobs_due;
+CREATE INDEX jobs_due ON jobs (queue, available_at) WHERE state = 'pending' AND blocked = 0;
+-- counts(): the held-back jobs among the delayed ones of now's 16 s slot.
+CREATE INDEX jobs_blocked ON jobs (queue, available_at) WHERE state = 'pending' AND blocked <> 0;
+-- The pending jobs of an overlap key, the first first; the one the key lets through.
+CREATE INDEX jobs_overlap ON jobs (overlap_key, available_at, id)
+    WHERE state = 'pending' AND overlap_key IS NOT NULL;
+CREATE UNIQUE INDEX jobs_overlap_turn ON jobs (overlap_key)
+    WHERE overlap_key IS NOT NULL AND state IN ('pending', 'running') AND blocked & 1 = 0;
+-- The pending jobs of a rate key the overlap rule lets through, the first first; the one
+-- whose turn it is at the limiter.
+CREATE INDEX jobs_rate ON jobs (rate_key, available_at, id)
+    WHERE state = 'pending' AND rate_key IS NOT NULL AND blocked & 1 = 0;
+CREATE UNIQUE INDEX jobs_rate_turn ON jobs (rate_key)
+    WHERE state = 'pending' AND rate_key IS NOT NULL AND blocked & 2 = 0;
+-- The starts of each rate key within its period (older ones are deleted as it starts more).
+CREATE TABLE rate_starts (key TEXT NOT NULL, started_at REAL NOT NULL);
+CREATE INDEX rate_starts_key ON rate_starts (key, started_at);
+-- Rate keys whose limiter is full, with the queue of the job waiting first: when a slot opens.
+CREATE TABLE rate_parked (key TEXT PRIMARY KEY, queue TEXT NOT NULL, opens_at REAL NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX rate_parked_opens ON rate_parked (opens_at);
+CREATE INDEX rate_parked_queue ON rate_parked (queue, opens_at);
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -193,6 +231,14 @@ SELECT (SELECT user_version FROM pragma_user_version),
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at,
                   unique_key, batch_id, unique_expires, unique_at_start, unique_held)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_gated
+-- A job behind gates starts held back; gates.recompute then lets it through if its turn.
+INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at,
+                  unique_key, batch_id, unique_expires, unique_at_start, unique_held,
+                  overlap_key, rate_key, rate_max, rate_period, blocked)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        (?13 IS NOT NULL) + 2 * (?14 IS NOT NULL));
 
 -- name: max_id
 SELECT coalesce(max(id), 0) FROM jobs;
@@ -231,7 +277,8 @@ WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 -- name: settle_pending
 UPDATE jobs
 SET state = 'pending', available_at = ?, error = ?, traceback = ?, owner = NULL,
-    lease_expires = NULL, attempts = attempts - ?, exceptions = exceptions + ?
+    lease_expires = NULL, attempts = attempts - ?, exceptions = exceptions + ?,
+    blocked = (overlap_key IS NOT NULL) + 2 * (rate_key IS NOT NULL)
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
 -- name: failure_hooks
@@ -271,7 +318,7 @@ SET state = 'cancelled', unique_held = NULL,
                    WHERE json_extract(value, '$[0]') = jobs.id)
 WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(?1)) AND state = 'pending'
   AND cancel_requested IS NOT NULL
-RETURNING queue, name, available_at;
+RETURNING queue, name, available_at, overlap_key, rate_key;
 
 -- name: claim
 -- INDEXED BY: left to itself the planner may pick jobs_due and sort every
@@ -281,25 +328,29 @@ UPDATE jobs
 SET state = 'running', owner = ?, lease_expires = ?, attempts = attempts + 1, started_at = ?,
     unique_key = CASE WHEN unique_at_start THEN NULL ELSE unique_key END
 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
-             WHERE state = 'pending' AND queue = ? AND available_at <= ?
+             WHERE state = 'pending' AND blocked = 0 AND queue = ? AND available_at <= ?
              ORDER BY priority DESC, available_at, id
              LIMIT ?)
 RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions,
-          unique_at_start;
+          unique_at_start, overlap_key, rate_key, rate_period;
 
 -- name: free_at_start
 -- unique_until="start": the keys of jobs just claimed are free.
 UPDATE jobs SET unique_held = NULL WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: next_due
-SELECT min(available_at) FROM jobs WHERE state = 'pending' AND queue = ?;
+SELECT min(at) FROM (
+    SELECT min(available_at) AS at FROM jobs INDEXED BY jobs_due
+    WHERE state = 'pending' AND blocked = 0 AND queue = ?1
+    UNION ALL
+    SELECT min(opens_at) FROM rate_parked WHERE queue = ?1);
 
 -- name: oldest_pending
 -- The first available_at of each queue that has pending jobs (one seek each in
 -- jobs_due), the least of those, if it is due.
 SELECT min(first) FROM (
     SELECT (SELECT min(available_at) FROM jobs INDEXED BY jobs_due
-            WHERE state = 'pending' AND queue = q.queue) AS first
+            WHERE state = 'pending' AND blocked = 0 AND queue = q.queue) AS first
     FROM (SELECT queue FROM job_counts WHERE level = 2
           GROUP BY queue HAVING sum(n) > 0) AS q)
 WHERE first <= ?;
@@ -333,17 +384,19 @@ DELETE FROM supervisors WHERE owner = ?;
 -- name: rescue_owner
 UPDATE jobs
 SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
-    error = 'its supervisor ' || owner || ' died; returned to the queue'
+    error = 'its supervisor ' || owner || ' died; returned to the queue',
+    blocked = (overlap_key IS NOT NULL) + 2 * (rate_key IS NOT NULL)
 WHERE owner = ? AND state = 'running'
-RETURNING id, queue, name, available_at;
+RETURNING id, queue, name, available_at, overlap_key, rate_key;
 
 -- name: rescue_expired
 UPDATE jobs
 SET state = 'pending', owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'lease expired: its supervisor ' || owner
-            || ' stopped renewing it; returned to the queue'
+            || ' stopped renewing it; returned to the queue',
+    blocked = (overlap_key IS NOT NULL) + 2 * (rate_key IS NOT NULL)
 WHERE lease_expires < ? AND state = 'running'
-RETURNING id, queue, name, available_at;
+RETURNING id, queue, name, available_at, overlap_key, rate_key;
 
 -- name: get
 SELECT * FROM jobs WHERE id = ?;
@@ -376,8 +429,11 @@ WHERE c.level = 2 AND c.slot > b.s2
 UNION ALL
 SELECT q.queue, 'delayed',
        (SELECT count(*) FROM jobs INDEXED BY jobs_due
-        WHERE state = 'pending' AND queue = q.queue
+        WHERE state = 'pending' AND blocked = 0 AND queue = q.queue
           AND available_at > b.now AND available_at < (b.s0 + 1) * 16.0)
+       + (SELECT count(*) FROM jobs INDEXED BY jobs_blocked
+          WHERE state = 'pending' AND blocked <> 0 AND queue = q.queue
+            AND available_at > b.now AND available_at < (b.s0 + 1) * 16.0)
 FROM pending AS q, b WHERE q.n > 0;
 
 -- name: forget_zero_counts
@@ -398,9 +454,10 @@ SELECT id FROM jobs INDEXED BY jobs_failed WHERE state = 'failed';
 UPDATE OR IGNORE jobs
 SET state = 'pending', attempts = 0, available_at = ?, owner = NULL, lease_expires = NULL,
     unique_held = unique_key,
-    finished_at = NULL, cancel_requested = NULL
+    finished_at = NULL, cancel_requested = NULL,
+    blocked = (overlap_key IS NOT NULL) + 2 * (rate_key IS NOT NULL)
 WHERE id = ? AND state = 'failed'
-RETURNING queue, name, available_at;
+RETURNING queue, name, available_at, overlap_key, rate_key;
 
 -- name: forget
 DELETE FROM jobs WHERE id = ? AND state = 'failed'
@@ -416,7 +473,7 @@ SELECT state FROM jobs WHERE id = ?;
 -- name: cancel
 UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = ?, unique_held = NULL
 WHERE id = ? AND state = 'pending'
-RETURNING queue, name, available_at;
+RETURNING queue, name, available_at, overlap_key, rate_key;
 
 -- name: request_cancel
 UPDATE jobs SET cancel_requested = ? WHERE id = ? AND state = 'running';
@@ -427,7 +484,62 @@ WHERE owner = ? AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
 DELETE FROM jobs WHERE queue = ? AND state = 'pending'
-RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END,
+          overlap_key, rate_key;
+
+-- name: overlap_holder
+-- The job its overlap key lets through: running, or the next to run.
+SELECT id, state, rate_key FROM jobs INDEXED BY jobs_overlap_turn
+WHERE overlap_key = ? AND overlap_key IS NOT NULL AND state IN ('pending', 'running')
+  AND blocked & 1 = 0;
+
+-- name: overlap_first
+SELECT id, rate_key FROM jobs INDEXED BY jobs_overlap
+WHERE overlap_key = ? AND state = 'pending' AND overlap_key IS NOT NULL
+ORDER BY available_at, id LIMIT 1;
+
+-- name: overlap_wait
+UPDATE jobs SET blocked = blocked | 1 WHERE id = ?;
+
+-- name: overlap_go
+UPDATE jobs SET blocked = blocked & ~1 WHERE id = ?;
+
+-- name: rate_head
+SELECT id FROM jobs INDEXED BY jobs_rate_turn
+WHERE rate_key = ? AND state = 'pending' AND rate_key IS NOT NULL AND blocked & 2 = 0;
+
+-- name: rate_first
+SELECT id, queue, rate_max, rate_period FROM jobs INDEXED BY jobs_rate
+WHERE rate_key = ? AND state = 'pending' AND rate_key IS NOT NULL AND blocked & 1 = 0
+ORDER BY available_at, id LIMIT 1;
+
+-- name: rate_wait
+UPDATE jobs SET blocked = blocked | 2 WHERE id = ?;
+
+-- name: rate_go
+UPDATE jobs SET blocked = blocked & ~2 WHERE id = ?;
+
+-- name: rate_full_since
+-- The rate_max-th latest start within the period (?2: its start), if there are that many:
+-- a slot is free again one period after it.
+SELECT started_at FROM rate_starts WHERE key = ?1 AND started_at > ?2
+ORDER BY started_at DESC LIMIT 1 OFFSET ?3 - 1;
+
+-- name: rate_park
+INSERT INTO rate_parked (key, queue, opens_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET queue = excluded.queue, opens_at = excluded.opens_at;
+
+-- name: rate_unpark
+DELETE FROM rate_parked WHERE key = ?;
+
+-- name: rate_reopen
+SELECT key FROM rate_parked INDEXED BY rate_parked_opens WHERE opens_at <= ? ORDER BY key;
+
+-- name: rate_start
+INSERT INTO rate_starts (key, started_at) VALUES (?, ?);
+
+-- name: rate_forget
+DELETE FROM rate_starts WHERE key = ? AND started_at <= ?;
 
 -- name: prune
 -- INDEXED BY: the state test must stay word for word the index's own, or

@@ -89,8 +89,10 @@ class WorkerPool(RunEnding):
         if not self._outcomes:
             return ()  # every turn asks: no new list when there is nothing
         outcomes, self._outcomes = self._outcomes, []
-        if any(o.state == FAILED for o in outcomes):
-            self.maybe_more = True  # storage may have enqueued a failure hook: claim it soon
+        if any(o.state == FAILED or o.overlap_key is not None for o in outcomes):
+            # Its settle may enqueue a failure hook, or let the next job with its overlap
+            # key through: claim soon.
+            self.maybe_more = True
         return outcomes
 
     def resize(self, delta: int) -> None:

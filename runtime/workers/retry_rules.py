@@ -57,7 +57,8 @@ def lost(run, pool, status: int, how: str, crash_code: int, at: float) -> Outcom
 
 
 def _outcome(job: ClaimedJob, state: str, at: float, **details) -> Outcome:
-    return Outcome(job.id, job.attempt, state, at, queue=job.queue, name=job.name, **details)
+    return Outcome(job.id, job.attempt, state, at, queue=job.queue, name=job.name,
+                   overlap_key=job.overlap_key, rate_key=job.rate_key, **details)
 
 
 def succeeded(job: ClaimedJob, result: bytes, at: float) -> Outcome:
