@@ -17,7 +17,9 @@ def insert_bulk(conn, sql, jobs, now, channel, where):
         "priority": [int(j.priority) for j in jobs],
         "options": [as_bytes(j.options) for j in jobs],
         "available_at": [float(j.available_at) for j in jobs],
-        "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs]})
+        "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs],
+        **_gate_columns(jobs)})
+    _regate(conn, sql, jobs, now, channel)
     wake = conn.execute(sql["wake"], {"channel": channel})
 
     def ids() -> list[int]:
@@ -36,8 +38,9 @@ def insert_unique(conn, sql, jobs, now, channel, where):
     if any(j.unique_expires is not None and j.unique_expires <= now for j in jobs):
         # A key out of date as it is made (unique_for is > 0, so only by hand): one job
         # at a time, so a later job of the batch with its key finds it free.
-        wake = conn.execute(sql["wake"], {"channel": channel})
         ids = [_insert_one(conn, sql, j, now, where) for j in jobs]
+        _regate(conn, sql, jobs, now, channel)
+        wake = conn.execute(sql["wake"], {"channel": channel})
         return lambda: (wake.fetchall(), ids)[1]
     keys = list({j.unique_key for j in jobs if j.unique_key is not None})
     conn.execute(sql["expire_unique_keys"], {"keys": keys, "now": now})
@@ -57,7 +60,8 @@ def insert_unique(conn, sql, jobs, now, channel, where):
             "available_at": [float(j.available_at) for j in new],
             "unique_expires": [None if j.unique_expires is None else float(j.unique_expires)
                                for j in new],
-            "unique_at_start": [bool(j.unique_at_start) for j in new]}).fetchall():
+            "unique_at_start": [bool(j.unique_at_start) for j in new],
+            **_gate_columns(new)}).fetchall():
             if key is None:
                 fresh.append(job_id)
             else:
@@ -71,6 +75,7 @@ def insert_unique(conn, sql, jobs, now, channel, where):
             if j.unique_key not in held:
                 held[j.unique_key] = _insert_one(conn, sql, j, now, where)
             ids.append(held[j.unique_key])
+    _regate(conn, sql, jobs, now, channel)
     wake = conn.execute(sql["wake"], {"channel": channel})
     return lambda: (wake.fetchall(), ids)[1]
 
@@ -82,7 +87,8 @@ def _insert_one(conn, sql, j: NewJob, now: float, where: str) -> int:
            "priority": int(j.priority), "available_at": float(j.available_at),
            "options": as_bytes(j.options), "unique_key": j.unique_key, "batch_id": j.batch_id,
            "unique_expires": None if j.unique_expires is None else float(j.unique_expires),
-           "unique_at_start": bool(j.unique_at_start)}
+           "unique_at_start": bool(j.unique_at_start), "overlap_key": j.overlap_key,
+           "rate_key": j.rate_key, "rate_max": int(j.rate_max), "rate_period": float(j.rate_period)}
     if j.unique_key is not None:
         conn.execute(sql["expire_unique"], {"key": j.unique_key, "now": now})
     for _ in range(3):  # a racing client may insert the key, then finish it
@@ -92,3 +98,18 @@ def _insert_one(conn, sql, j: NewJob, now: float, where: str) -> int:
             return hit[0]
     raise StorageError(f"{where}: unique key {j.unique_key!r} kept "
                        f"changing hands while enqueueing; try again")
+
+
+def _gate_columns(jobs) -> dict:
+    return {"overlap_key": [j.overlap_key for j in jobs], "rate_key": [j.rate_key for j in jobs],
+            "rate_max": [int(j.rate_max) for j in jobs],
+            "rate_period": [float(j.rate_period) for j in jobs]}
+
+
+def _regate(conn, sql, jobs, now, channel) -> None:
+    """Jobs with gates went in held back: let through those whose turn it is."""
+    gated = [j for j in jobs if j.overlap_key is not None or j.rate_key is not None]
+    if gated:
+        conn.execute(sql["regate"], {"overlap_keys": [j.overlap_key for j in gated],
+                                     "rate_keys": [j.rate_key for j in gated],
+                                     "now": now, "channel": channel})

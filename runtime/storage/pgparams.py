@@ -22,9 +22,9 @@ def check_jobs(jobs: list[NewJob], where: str) -> None:
     should use no ids (as in SQLite)."""
     for n, j in enumerate(jobs):
         bad = None
-        for field in ("queue", "name", "unique_key", "batch_id"):
+        for field in ("queue", "name", "unique_key", "batch_id", "overlap_key", "rate_key"):
             value = getattr(j, field)
-            if value is None and field in ("unique_key", "batch_id"):
+            if value is None and field not in ("queue", "name"):
                 continue
             if not _is_text(value):
                 bad = field

@@ -228,13 +228,18 @@ class PostgresStorage(Storage):
     # -- the supervisor's hot path -----------------------------------------
     def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
                  limit: int, lease_expires: float, now: float) -> list[ClaimedJob]:
+        outcomes = outcomes if isinstance(outcomes, (list, tuple)) else list(outcomes)
         settles = settle_params(owner, outcomes)
         queues = list(dict.fromkeys(queues))  # a queue named twice is still one queue
         if not settles and (limit <= 0 or not queues):
             return []
-        return self._write("claiming and settling jobs", _exchange, settles, {
+        gated = [o for o in outcomes if o.overlap_key is not None or o.rate_key is not None]
+        regate = None if not gated else {
+            "overlap_keys": [o.overlap_key for o in gated], "rate_keys": [o.rate_key for o in gated],
+            "now": now, "channel": self.channel}
+        return self._write("claiming and settling jobs", _exchange, settles, regate, {
             "owner": owner, "queues": queues, "limit": limit,
-            "lease_expires": lease_expires, "now": now})
+            "lease_expires": lease_expires, "now": now, "channel": self.channel})
 
     def next_due(self, queues: list[str]) -> float | None:
         if not queues:
@@ -280,12 +285,23 @@ class PostgresStorage(Storage):
 
     def rescue(self, now: float, owner: str | None = None) -> int:
         if owner is None:
-            return self._change("rescuing jobs", "rescue_expired", {"now": now})
-        return self._change("rescuing jobs", "rescue_owner", {"owner": owner, "now": now})
+            return self._gated_change("rescuing jobs", "rescue_expired", {"now": now}, now)
+        return self._gated_change("rescuing jobs", "rescue_owner", {"owner": owner, "now": now}, now)
 
     def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
         return [tuple(row) for row in self._read("reading cancel requests", SQL["cancel_requests"],
                                                  {"owner": owner})]
+
+    def _gated_change(self, doing: str, name: str, params: dict, now: float) -> int:
+        """One statement that returns the (overlap key, rate key) of the jobs it moved to or
+        from pending, then the turns at their gates; both after the gates' lock (which a
+        claim takes after its rows: so this never waits for a row while holding it)."""
+        def work(conn):
+            conn.execute(SQL["gate_lock"])
+            rows = conn.execute(SQL[name], params).fetchall()  # waits for the result
+            _regate(conn, rows, now, self.channel)
+            return lambda: len(rows)
+        return self._write(doing, work)
 
     def _change(self, doing: str, name: str, params: dict) -> int:
         """One statement in its own transaction; returns the rows it touched."""
@@ -313,8 +329,8 @@ class PostgresStorage(Storage):
 
     def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
         ids = [] if job_ids is None else sorted({int(i) for i in job_ids})
-        return self._change("retrying failed jobs", "retry_failed",
-                            {"now": now, "all": job_ids is None, "ids": ids})
+        return self._gated_change("retrying failed jobs", "retry_failed",
+                                  {"now": now, "all": job_ids is None, "ids": ids}, now)
 
     def forget(self, job_id: int) -> bool:
         return self._change("forgetting a failed job", "forget", {"id": job_id}) > 0
@@ -324,18 +340,31 @@ class PostgresStorage(Storage):
 
     def cancel(self, job_id: int, now: float) -> str | None:
         def work(conn):
-            cursor = conn.execute(SQL["cancel"], {"id": job_id, "now": now})
-            return lambda: next((row[0] for row in cursor.fetchall()), None)
+            conn.execute(SQL["gate_lock"])
+            rows = conn.execute(SQL["cancel"], {"id": job_id, "now": now}).fetchall()
+            _regate(conn, [row[1:] for row in rows], now, self.channel)
+            return lambda: rows[0][0] if rows else None
         return self._write("cancelling a job", work)
 
     def clear(self, queue: str) -> int:
-        return self._change(f"clearing queue {queue!r}", "clear", {"queue": queue})
+        return self._gated_change(f"clearing queue {queue!r}", "clear", {"queue": queue},
+                                  time.time())
 
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
         return self._change("pruning ended jobs", "prune", {"before": before, "limit": limit})
+
+
+def _regate(conn, keys: list, now: float, channel: str) -> None:
+    """The turns at the gates of jobs that came to or left the pending ones, (overlap key,
+    rate key) each; nothing when none had gates."""
+    keys = [pair for pair in keys if pair[0] is not None or pair[1] is not None]
+    if keys:
+        conn.execute(SQL["regate"], {"overlap_keys": [pair[0] for pair in keys],
+                                     "rate_keys": [pair[1] for pair in keys],
+                                     "now": now, "channel": channel})
 
 
 def _fold(conn):
@@ -346,15 +375,19 @@ def _fold(conn):
     return lambda: cursor.fetchone()[0]
 
 
-def _exchange(conn, settles, claim):
+def _exchange(conn, settles, regate, claim):
     for name, params in settles:
         conn.execute(SQL[name], params)
+    if regate is not None:  # the settled jobs had gates: the next job's turn
+        conn.execute(SQL["regate"], regate)
     if claim["limit"] <= 0 or not claim["queues"]:
         return list
+    conn.execute(SQL["reopen"], claim)
     cursor = conn.execute(SQL["claim"], claim)
+    conn.execute(SQL["started"], claim)
 
     def claimed() -> list[ClaimedJob]:
         rows = cursor.fetchall()
         rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
-        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9]) for r in rows]
+        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11]) for r in rows]
     return claimed

@@ -191,6 +191,183 @@ ALTER TABLE jobrt_jobs ADD COLUMN cancel_requested double precision;
 ALTER TABLE jobrt_jobs ADD COLUMN unique_expires double precision;
 ALTER TABLE jobrt_jobs ADD COLUMN unique_at_start boolean NOT NULL DEFAULT false;
 
+-- name: migration_8
+-- Gates (runtime.gates): without_overlapping and rate_limit, as in the SQLite backend
+-- (its migration 10 and sqlite_gates.py say how). `blocked` holds a pending job back: bit
+-- 1 while it waits for its overlap key, bit 2 while it waits for its turn at its rate
+-- limiter. The claim indexes hold only jobs nothing holds back.
+ALTER TABLE jobrt_jobs ADD COLUMN overlap_key text, ADD COLUMN rate_key text,
+    ADD COLUMN rate_max integer NOT NULL DEFAULT 0,
+    ADD COLUMN rate_period double precision NOT NULL DEFAULT 0,
+    ADD COLUMN blocked smallint NOT NULL DEFAULT 0;
+DROP INDEX jobrt_jobs_claim;
+CREATE INDEX jobrt_jobs_claim ON jobrt_jobs (queue, priority DESC, available_at, id)
+    WHERE state = 'pending' AND blocked = 0;
+DROP INDEX jobrt_jobs_due;
+CREATE INDEX jobrt_jobs_due ON jobrt_jobs (queue, available_at)
+    WHERE state = 'pending' AND blocked = 0;
+CREATE INDEX jobrt_jobs_blocked ON jobrt_jobs (queue, available_at)
+    WHERE state = 'pending' AND blocked <> 0;
+CREATE INDEX jobrt_jobs_overlap ON jobrt_jobs (overlap_key, available_at, id)
+    WHERE state = 'pending' AND overlap_key IS NOT NULL;
+CREATE UNIQUE INDEX jobrt_jobs_overlap_turn ON jobrt_jobs (overlap_key)
+    WHERE overlap_key IS NOT NULL AND state IN ('pending', 'running') AND blocked & 1 = 0;
+CREATE INDEX jobrt_jobs_rate ON jobrt_jobs (rate_key, available_at, id)
+    WHERE state = 'pending' AND rate_key IS NOT NULL AND blocked & 1 = 0;
+CREATE UNIQUE INDEX jobrt_jobs_rate_turn ON jobrt_jobs (rate_key)
+    WHERE state = 'pending' AND rate_key IS NOT NULL AND blocked & 2 = 0;
+CREATE TABLE jobrt_rate_starts (key text NOT NULL, started_at double precision NOT NULL);
+CREATE INDEX jobrt_rate_starts_key ON jobrt_rate_starts (key, started_at);
+CREATE TABLE jobrt_rate_parked (
+    key      text PRIMARY KEY,
+    queue    text NOT NULL,
+    opens_at double precision NOT NULL
+);
+CREATE INDEX jobrt_rate_parked_opens ON jobrt_rate_parked (opens_at);
+CREATE INDEX jobrt_rate_parked_queue ON jobrt_rate_parked (queue, opens_at);
+
+-- Let the first pending job with overlap key k through, unless one with it runs; returns
+-- the rate keys of the jobs whose overlap bit changed. A job that came first meanwhile
+-- takes the turn of the one let through before, unless that one is being claimed right
+-- now (locked): then it runs first, which is as good.
+CREATE FUNCTION jobrt_gate_overlap(k text) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    holder_id bigint;
+    holder_state text;
+    holder_rate text;
+    next_id bigint;
+    next_rate text;
+BEGIN
+    SELECT id, state, rate_key INTO holder_id, holder_state, holder_rate FROM jobrt_jobs
+    WHERE overlap_key = k AND state IN ('pending', 'running') AND blocked & 1 = 0;
+    IF holder_state = 'running' THEN
+        RETURN '{}';
+    END IF;
+    SELECT id, rate_key INTO next_id, next_rate FROM jobrt_jobs
+    WHERE overlap_key = k AND state = 'pending' ORDER BY available_at, id LIMIT 1;
+    IF next_id IS NULL OR next_id = holder_id THEN
+        RETURN '{}';
+    END IF;
+    IF holder_id IS NOT NULL THEN
+        UPDATE jobrt_jobs SET blocked = blocked | 1
+        WHERE id = (SELECT id FROM jobrt_jobs WHERE id = holder_id FOR UPDATE SKIP LOCKED);
+        IF NOT FOUND THEN
+            RETURN '{}';
+        END IF;
+    END IF;
+    UPDATE jobrt_jobs SET blocked = blocked & ~1 WHERE id = next_id;
+    RETURN array_remove(ARRAY[next_rate, holder_rate], NULL);
+END $$;
+
+-- Let the first pending job of rate key k that its overlap key lets through go, if its
+-- limiter has a free slot at `now` (returns true); else park k until one opens.
+CREATE FUNCTION jobrt_gate_rate(k text, now double precision) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_id bigint;
+    next_id bigint;
+    next_queue text;
+    most integer;
+    period double precision;
+    full_since double precision;
+BEGIN
+    SELECT id INTO head_id FROM jobrt_jobs
+    WHERE rate_key = k AND state = 'pending' AND rate_key IS NOT NULL AND blocked & 2 = 0;
+    SELECT id, queue, rate_max, rate_period INTO next_id, next_queue, most, period FROM jobrt_jobs
+    WHERE rate_key = k AND state = 'pending' AND rate_key IS NOT NULL AND blocked & 1 = 0
+    ORDER BY available_at, id LIMIT 1;
+    IF next_id IS NULL THEN
+        DELETE FROM jobrt_rate_parked WHERE key = k;
+        RETURN false;
+    END IF;
+    IF head_id IS NOT NULL THEN
+        IF head_id = next_id THEN
+            RETURN false;
+        END IF;
+        UPDATE jobrt_jobs SET blocked = blocked | 2
+        WHERE id = (SELECT id FROM jobrt_jobs WHERE id = head_id FOR UPDATE SKIP LOCKED);
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
+    SELECT started_at INTO full_since FROM jobrt_rate_starts
+    WHERE key = k AND started_at > now - period
+    ORDER BY started_at DESC OFFSET most - 1 LIMIT 1;
+    IF full_since IS NULL THEN
+        UPDATE jobrt_jobs SET blocked = blocked & ~2 WHERE id = next_id;
+        DELETE FROM jobrt_rate_parked WHERE key = k;
+        RETURN true;
+    END IF;
+    INSERT INTO jobrt_rate_parked (key, queue, opens_at) VALUES (k, next_queue, full_since + period)
+    ON CONFLICT (key) DO UPDATE SET queue = excluded.queue, opens_at = excluded.opens_at;
+    RETURN false;
+END $$;
+
+-- The turns at these keys, under one lock all gate changes take (held to the end of the
+-- transaction, so the next one sees this one's changes): overlap keys first, their
+-- rate keys after. Wakes the supervisors when it let a job through. Returns how many.
+CREATE FUNCTION jobrt_regate(okeys text[], rkeys text[], now double precision, channel text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    rates text[] := coalesce(rkeys, '{}');
+    changed text[];
+    went integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7670369553237075827);  -- 'jobrtgat'
+    FOR k IN SELECT DISTINCT x FROM unnest(okeys) AS x WHERE x IS NOT NULL ORDER BY 1 LOOP
+        changed := jobrt_gate_overlap(k);
+        rates := rates || changed;
+        IF cardinality(changed) > 0 THEN
+            went := went + 1;
+        END IF;
+    END LOOP;
+    FOR k IN SELECT DISTINCT x FROM unnest(rates) AS x WHERE x IS NOT NULL ORDER BY 1 LOOP
+        IF jobrt_gate_rate(k, now) THEN
+            went := went + 1;
+        END IF;
+    END LOOP;
+    IF went > 0 AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, '');
+    END IF;
+    RETURN went;
+END $$;
+
+-- Before a claim: the rate keys whose limiter has had a free slot since `now` or earlier.
+CREATE FUNCTION jobrt_reopen(now double precision, channel text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    keys text[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM jobrt_rate_parked WHERE opens_at <= now) THEN
+        RETURN 0;  -- nearly always: no lock taken
+    END IF;
+    PERFORM pg_advisory_xact_lock(7670369553237075827);
+    WITH opened AS (DELETE FROM jobrt_rate_parked WHERE opens_at <= now RETURNING key)
+    SELECT array_agg(key) INTO keys FROM opened;
+    RETURN jobrt_regate('{}', keys, now, channel);
+END $$;
+
+-- After a claim: the jobs of rate keys `who` claimed at `now` started; count them, forget
+-- the starts that fell out of their period, and let the next job of each key through.
+CREATE FUNCTION jobrt_started(who text, now double precision, channel text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    keys text[];
+BEGIN
+    SELECT array_agg(rate_key) INTO keys FROM jobrt_jobs
+    WHERE owner = who AND state = 'running' AND started_at = now AND rate_key IS NOT NULL;
+    IF keys IS NULL THEN
+        RETURN 0;  -- nearly always: no lock taken
+    END IF;
+    PERFORM pg_advisory_xact_lock(7670369553237075827);
+    INSERT INTO jobrt_rate_starts (key, started_at) SELECT unnest(keys), now;
+    DELETE FROM jobrt_rate_starts AS s USING jobrt_jobs AS j
+    WHERE j.owner = who AND j.state = 'running' AND j.started_at = now AND j.rate_key = s.key
+      AND s.started_at <= now - j.rate_period;
+    RETURN jobrt_regate('{}', keys, now, channel);
+END $$;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -213,14 +390,20 @@ SELECT current_database(), coalesce(current_schema(), '');
 
 -- name: insert_jobs
 -- Rows are inserted in batch order, so identity values rise in batch order.
+-- A job behind gates goes in held back (`blocked`); jobrt_regate then lets it through if
+-- it is its turn.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
-                        unique_key, batch_id)
-SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id
+                        unique_key, batch_id, overlap_key, rate_key, rate_max, rate_period,
+                        blocked)
+SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id,
+       overlap_key, rate_key, rate_max, rate_period,
+       (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
 FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
             %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
-            %(batch_id)s::text[])
+            %(batch_id)s::text[], %(overlap_key)s::text[], %(rate_key)s::text[],
+            %(rate_max)s::integer[], %(rate_period)s::float8[])
      WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
-                             batch_id, ord)
+                             batch_id, overlap_key, rate_key, rate_max, rate_period, ord)
 ORDER BY ord
 RETURNING id;
 
@@ -228,9 +411,12 @@ RETURNING id;
 -- DO NOTHING covers a race with another client inserting the same key; the
 -- caller then looks the winner up.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
-                        unique_key, batch_id, unique_expires, unique_at_start)
+                        unique_key, batch_id, unique_expires, unique_at_start, overlap_key,
+                        rate_key, rate_max, rate_period, blocked)
 VALUES (%(queue)s, %(name)s, %(payload)s, %(priority)s, %(options)s, %(available_at)s, %(now)s,
-        %(unique_key)s, %(batch_id)s, %(unique_expires)s, %(unique_at_start)s)
+        %(unique_key)s, %(batch_id)s, %(unique_expires)s, %(unique_at_start)s,
+        %(overlap_key)s, %(rate_key)s, %(rate_max)s, %(rate_period)s,
+        (%(overlap_key)s::text IS NOT NULL)::int + 2 * (%(rate_key)s::text IS NOT NULL)::int)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
@@ -253,14 +439,19 @@ WHERE unique_key = ANY(%(keys)s) AND state IN ('pending', 'running');
 -- order: DO NOTHING covers a race with another client inserting one of the keys, whose
 -- winner the caller then looks up.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
-                        unique_key, batch_id, unique_expires, unique_at_start)
+                        unique_key, batch_id, unique_expires, unique_at_start, overlap_key,
+                        rate_key, rate_max, rate_period, blocked)
 SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id,
-       unique_expires, unique_at_start
+       unique_expires, unique_at_start, overlap_key, rate_key, rate_max, rate_period,
+       (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
 FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
             %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
-            %(batch_id)s::text[], %(unique_expires)s::float8[], %(unique_at_start)s::boolean[])
+            %(batch_id)s::text[], %(unique_expires)s::float8[], %(unique_at_start)s::boolean[],
+            %(overlap_key)s::text[], %(rate_key)s::text[], %(rate_max)s::integer[],
+            %(rate_period)s::float8[])
      WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
-                             batch_id, unique_expires, unique_at_start, ord)
+                             batch_id, unique_expires, unique_at_start, overlap_key, rate_key,
+                             rate_max, rate_period, ord)
 ORDER BY ord
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
@@ -269,6 +460,20 @@ RETURNING unique_key, id;
 -- name: find_unique
 SELECT id FROM jobrt_jobs
 WHERE unique_key = %(key)s AND unique_key IS NOT NULL AND state IN ('pending', 'running');
+
+-- name: regate
+SELECT jobrt_regate(%(overlap_keys)s::text[], %(rate_keys)s::text[], %(now)s, %(channel)s);
+
+-- name: reopen
+SELECT jobrt_reopen(%(now)s, %(channel)s);
+
+-- name: started
+SELECT jobrt_started(%(owner)s, %(now)s, %(channel)s);
+
+-- name: gate_lock
+-- Admin verbs that move gated jobs take the gates' lock before any job row (a claim
+-- takes rows first, then the lock; the gates skip a row being claimed, never wait).
+SELECT pg_advisory_xact_lock(7670369553237075827);
 
 -- name: wake
 -- Delivered to every LISTENing supervisor when the enqueue commits, never before.
@@ -319,7 +524,8 @@ SET state = CASE WHEN j.cancel_requested IS NULL THEN 'pending' ELSE 'cancelled'
     finished_at = CASE WHEN j.cancel_requested IS NULL THEN NULL ELSE o.at END,
     available_at = o.available_at, error = o.error, traceback = o.traceback,
     owner = NULL, lease_expires = NULL, attempts = j.attempts - o.undo,
-    exceptions = j.exceptions + o.exception
+    exceptions = j.exceptions + o.exception,
+    blocked = (j.overlap_key IS NOT NULL)::int + 2 * (j.rate_key IS NOT NULL)::int
 FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(available_at)s::float8[],
             %(error)s::text[], %(traceback)s::text[], %(undo)s::integer[],
             %(exception)s::integer[], %(at)s::float8[])
@@ -345,7 +551,7 @@ WITH picked AS MATERIALIZED (
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q (name, ord)
     CROSS JOIN LATERAL (
         SELECT id FROM jobrt_jobs
-        WHERE state = 'pending' AND queue = q.name AND available_at <= %(now)s
+        WHERE state = 'pending' AND blocked = 0 AND queue = q.name AND available_at <= %(now)s
         ORDER BY priority DESC, available_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -359,13 +565,15 @@ SET state = 'running', owner = %(owner)s, lease_expires = %(lease_expires)s,
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,
-          picked.ord, j.priority, j.available_at, j.exceptions;
+          picked.ord, j.priority, j.available_at, j.exceptions, j.overlap_key, j.rate_key;
 
 -- name: next_due
 SELECT min(due.at)
 FROM unnest(%(queues)s::text[]) AS q (name)
-CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
-                    WHERE state = 'pending' AND queue = q.name) AS due;
+CROSS JOIN LATERAL (SELECT least((SELECT min(available_at) FROM jobrt_jobs
+                                   WHERE state = 'pending' AND blocked = 0 AND queue = q.name),
+                                  (SELECT min(opens_at) FROM jobrt_rate_parked
+                                   WHERE queue = q.name)) AS at) AS due;
 
 -- name: oldest_pending
 -- The first available_at of each queue that has pending jobs (one probe each in
@@ -374,7 +582,7 @@ SELECT min(first.at)
 FROM (SELECT queue FROM jobrt_count_rows WHERE level = 2
       GROUP BY queue HAVING sum(n) > 0) AS q
 CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
-                    WHERE state = 'pending' AND queue = q.queue) AS first
+                    WHERE state = 'pending' AND blocked = 0 AND queue = q.queue) AS first
 WHERE first.at <= %(now)s;
 
 -- name: pending_by_queue_and_name
@@ -410,8 +618,10 @@ UPDATE jobrt_jobs
 SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
     owner = NULL, lease_expires = NULL, traceback = NULL,
-    error = 'its supervisor ' || owner || ' died; returned to the queue'
-WHERE owner = %(owner)s AND state = 'running';
+    error = 'its supervisor ' || owner || ' died; returned to the queue',
+    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
+WHERE owner = %(owner)s AND state = 'running'
+RETURNING overlap_key, rate_key;
 
 -- name: rescue_expired
 UPDATE jobrt_jobs
@@ -419,8 +629,10 @@ SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' E
     finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
     owner = NULL, lease_expires = NULL, traceback = NULL,
     error = 'lease expired: its supervisor ' || owner
-            || ' stopped renewing it; returned to the queue'
-WHERE lease_expires < %(now)s AND state = 'running';
+            || ' stopped renewing it; returned to the queue',
+    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
+WHERE lease_expires < %(now)s AND state = 'running'
+RETURNING overlap_key, rate_key;
 
 -- name: get
 SELECT * FROM jobrt_jobs WHERE id = %(id)s;
@@ -452,8 +664,11 @@ WHERE c.level = 2 AND c.slot > b.s2
 UNION ALL
 SELECT q.queue, 'delayed',
        (SELECT count(*) FROM jobrt_jobs
-        WHERE state = 'pending' AND queue = q.queue
+        WHERE state = 'pending' AND blocked = 0 AND queue = q.queue
           AND available_at > b.now AND available_at < (b.s0 + 1) * 16)
+       + (SELECT count(*) FROM jobrt_jobs
+          WHERE state = 'pending' AND blocked <> 0 AND queue = q.queue
+            AND available_at > b.now AND available_at < (b.s0 + 1) * 16)
 FROM pending AS q, b WHERE q.n > 0;
 
 -- name: fold_counts
@@ -493,7 +708,8 @@ LIMIT %(limit)s;
 -- failed jobs sharing a key, the oldest (lowest id) comes back.
 UPDATE jobrt_jobs
 SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
-    lease_expires = NULL, finished_at = NULL, cancel_requested = NULL
+    lease_expires = NULL, finished_at = NULL, cancel_requested = NULL,
+    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
 WHERE id IN (
     SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id
     FROM jobrt_jobs AS f
@@ -502,7 +718,8 @@ WHERE id IN (
                       WHERE live.unique_key = f.unique_key
                         AND live.state IN ('pending', 'running'))
     ORDER BY f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END, f.id
-);
+)
+RETURNING overlap_key, rate_key;
 
 -- name: forget
 DELETE FROM jobrt_jobs WHERE id = %(id)s AND state = 'failed';
@@ -520,15 +737,18 @@ changed AS (
         finished_at = CASE WHEN found.state = 'pending' THEN %(now)s ELSE j.finished_at END,
         cancel_requested = %(now)s
     FROM found WHERE j.id = found.id AND found.state IN ('pending', 'running')
+    RETURNING j.overlap_key, j.rate_key
 )
-SELECT state FROM found;
+SELECT found.state, changed.overlap_key, changed.rate_key
+FROM found LEFT JOIN changed ON found.state = 'pending';
 
 -- name: cancel_requests
 SELECT id, attempts FROM jobrt_jobs
 WHERE owner = %(owner)s AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
-DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending';
+DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending'
+RETURNING overlap_key, rate_key;
 
 -- name: prune
 -- SKIP LOCKED: a row that `failed retry` is bringing back right now is left for
