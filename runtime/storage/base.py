@@ -76,8 +76,9 @@ class Outcome(NamedTuple):
     embedded Pool reports it, storage does not keep it. `exception`: the run raised, so the
     job's count of exceptions (max_exceptions) grows by one. `queue` and `name` are the
     job's, as claimed: with them the SQLite backend counts a settle without reading its row;
-    `overlap_key` and `rate_key` too: with them a settle frees the job's gates without
-    reading its row, and a job without them costs nothing there.
+    `overlap_key` and `rate_key` are the job's, as claimed, and required (a settle lets
+    the next job of its keys through without reading its row, and a job without them
+    costs nothing there).
     """
 
     job_id: int

@@ -581,8 +581,12 @@ CROSS JOIN LATERAL (SELECT least((SELECT min(available_at) FROM jobrt_jobs
 SELECT min(first.at)
 FROM (SELECT queue FROM jobrt_count_rows WHERE level = 2
       GROUP BY queue HAVING sum(n) > 0) AS q
-CROSS JOIN LATERAL (SELECT min(available_at) AS at FROM jobrt_jobs
-                    WHERE state = 'pending' AND blocked = 0 AND queue = q.queue) AS first
+CROSS JOIN LATERAL (SELECT least((SELECT min(available_at) FROM jobrt_jobs
+                                   WHERE state = 'pending' AND blocked = 0 AND queue = q.queue),
+                                  -- jobs waiting at a gate wait too
+                                  (SELECT min(available_at) FROM jobrt_jobs
+                                   WHERE state = 'pending' AND blocked <> 0
+                                     AND queue = q.queue)) AS at) AS first
 WHERE first.at <= %(now)s;
 
 -- name: pending_by_queue_and_name

@@ -347,10 +347,15 @@ SELECT min(at) FROM (
 
 -- name: oldest_pending
 -- The first available_at of each queue that has pending jobs (one seek each in
--- jobs_due), the least of those, if it is due.
+-- jobs_due and jobs_blocked), the least of those, if it is due.
 SELECT min(first) FROM (
-    SELECT (SELECT min(available_at) FROM jobs INDEXED BY jobs_due
-            WHERE state = 'pending' AND blocked = 0 AND queue = q.queue) AS first
+    SELECT nullif(min(coalesce((SELECT min(available_at) FROM jobs INDEXED BY jobs_due
+                                WHERE state = 'pending' AND blocked = 0 AND queue = q.queue),
+                               9e999),
+                      -- jobs waiting at a gate wait too
+                      coalesce((SELECT min(available_at) FROM jobs INDEXED BY jobs_blocked
+                                WHERE state = 'pending' AND blocked <> 0 AND queue = q.queue),
+                               9e999)), 9e999) AS first
     FROM (SELECT queue FROM job_counts WHERE level = 2
           GROUP BY queue HAVING sum(n) > 0) AS q)
 WHERE first <= ?;

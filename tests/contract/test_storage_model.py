@@ -35,14 +35,16 @@ START = 1048576.0 * 1700 - 20.0  # 20 s before a boundary of 16, 4096 and 104857
 LATER = [0.5, 16.0, 4096.0, 1048576.0 + 1.0]
 
 HOOKED = b'{"on_failure":"jobs.examples:fail_with_hook_failed","timeout":5}'  # has a failure hook
-# (queue, priority, delay, unique key, argument, unique_expires, unique_at_start, options);
+# (queue, priority, delay, unique key, argument, unique_expires, unique_at_start, options,
+#  overlap key);
 # keys expire long ago or never, so both stores (each reading the clock) see the same.
 new_jobs = st.lists(st.tuples(
     st.sampled_from(QUEUES), st.integers(-1, 2),
     st.sampled_from([0.0, 0.0, 3.0, 12.0, 20.0, 4100.0, 1048576.0 + 30.0]),
     st.sampled_from([None, None, None, "k1", "k2"]), st.integers(0, 9),
     st.sampled_from([None, None, 1.0, 1e12]), st.booleans(),
-    st.sampled_from([None, None, HOOKED])), min_size=1, max_size=3)
+    st.sampled_from([None, None, HOOKED]),
+    st.sampled_from([None, None, None, "o1", "o2"])), min_size=1, max_size=3)
 
 # "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
 outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo", "cancelled"])
@@ -93,8 +95,8 @@ class StorageModel(RuleBasedStateMachine):
     def add_jobs(self, specs):
         jobs = [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
                        priority=priority, unique_key=key, unique_expires=expires,
-                       unique_at_start=at_start, options=options)
-                for queue, priority, delay, key, n, expires, at_start, options in specs]
+                       unique_at_start=at_start, options=options, overlap_key=overlap)
+                for queue, priority, delay, key, n, expires, at_start, options, overlap in specs]
         self.ids.update(self.both("enqueue", jobs))
 
     @initialize(specs=new_jobs)
@@ -113,7 +115,7 @@ class StorageModel(RuleBasedStateMachine):
 
     def record_claims(self, owner, claimed):
         self.claims.extend((owner, job.id, job.attempt) for job in claimed)
-        self.claimed_as.update((job.id, (job.queue, job.name)) for job in claimed)
+        self.claimed_as.update((job.id, (job.queue, job.name, job.overlap_key)) for job in claimed)
 
     @precondition(lambda self: self.claims)
     @rule(queues=queue_orders, limit=st.integers(0, 2), data=st.data())
@@ -133,13 +135,16 @@ class StorageModel(RuleBasedStateMachine):
         for _owner, job_id, attempt in picked:
             kind = data.draw(outcome_kinds)
             delay = data.draw(st.sampled_from([None, 0.0, 5.0]))
-            queue, name = self.claimed_as[job_id] if named else (None, None)
+            queue, name, overlap = self.claimed_as[job_id]
+            if not named:
+                queue = name = None
+            # A settle always names the job's gates: the contract asks it of every caller.
             outcomes.append(Outcome(
                 job_id, attempt, kind.split("-")[0], self.now, result=b'{"n":1}',
                 error=data.draw(st.sampled_from([None, "boom"])), traceback="tb",
                 available_at=None if delay is None else self.now + delay,
                 undo_attempt=kind == "pending-undo", exception=data.draw(st.booleans()),
-                queue=queue, name=name))
+                queue=queue, name=name, overlap_key=overlap))
         owner = picked[0][0] if picked else data.draw(st.sampled_from(OWNERS))
         claimed = self.both("exchange", owner, outcomes, queues, limit, self.now + LEASE, self.now)
         self.record_claims(owner, claimed)
