@@ -349,3 +349,40 @@ def fail_with_hook(path: str, seconds: float = 0.0) -> None:
 def fail_with_hook_failed(record: dict) -> None:
     with open(record["args"][0], "a") as out:
         out.write(json.dumps(record) + "\n")
+
+
+@job
+def span(path: str, pause: float = 0.05) -> None:
+    """Appends `started ended job_id attempt` (wall-clock seconds) to `path` once it has run
+    for `pause` seconds: tests check which runs overlapped."""
+    started = time.time()
+    time.sleep(pause)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{started!r} {time.time()!r} {runtime.job_id()} {runtime.attempt()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@job(tries=1, without_overlapping=lambda event_id, *args, **kwargs: f"event-{event_id}")
+def process_event_data(event_id: int, path: str, pause: float = 0.05) -> None:
+    """Meet2Be's ProcessEventData: `WithoutOverlapping($this->event->id)` becomes a key made
+    from the job's arguments, so two runs for one event never overlap; other events' do."""
+    span(path, pause)
+
+
+@job(tries=1, without_overlapping=True)
+def hold_key(pid_path: str, release_path: str) -> int:
+    """Holds its overlap key (its job name) until `release_path` exists; writes its
+    worker's pid to `pid_path` first, so a test can kill the worker holding the key."""
+    with open(pid_path + ".tmp", "w") as out:
+        out.write(str(os.getpid()))
+    os.rename(pid_path + ".tmp", pid_path)
+    return wait_for_file(release_path)
+
+
+@job(rate_limit="api-calls")
+def call_api(path: str) -> None:
+    """Limited by the config's `[rate_limits] api-calls` (the seeds' RateLimited('api-calls',
+    30, 60)): every run appends its line, as append_line does."""
+    append_line(path, "call")

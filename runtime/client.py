@@ -127,7 +127,7 @@ class Queue:
                      priority=given.get("priority", spec.priority), options=stored,
                      unique_key=self._unique(spec, unique, payload))
         if spec.without_overlapping or spec.rate_limit or not _GATE_OPTIONS.isdisjoint(given):
-            new = self._gated(spec, new, given)
+            new = self._gated(spec, new, given, args, kwargs)
         if spec.unique_for is None and spec.unique_until is None and not _UNIQUE_OPTIONS.intersection(given):
             return new
         unique_for = given.get("unique_for", spec.unique_for)
@@ -139,10 +139,12 @@ class Queue:
         return new._replace(unique_expires=None if unique_for is None else now + unique_for,
                             unique_at_start=unique_until == "start")
 
-    def _gated(self, spec: JobSpec, new: NewJob, given: dict) -> NewJob:
+    def _gated(self, spec: JobSpec, new: NewJob, given: dict, args, kwargs) -> NewJob:
         """The job with the keys of its gates: without_overlapping (`_overlap_key` says the
         same per enqueue) and rate_limit, split by `_rate_key`."""
         overlap = given.get("overlap_key", given.get("without_overlapping", spec.without_overlapping))
+        if callable(overlap):
+            overlap = self._key_of(spec, overlap, args, kwargs)
         limit = given.get("rate_limit", spec.rate_limit)
         split_by = given.get("rate_key")
         if limit is None:
@@ -156,6 +158,23 @@ class Queue:
             raise PayloadError(f"job {spec.name}: {exc.args[0]}") from None
         return new._replace(overlap_key=gates.overlap_key(spec.name, overlap), rate_key=key,
                             rate_max=starts, rate_period=period)
+
+    @staticmethod
+    def _key_of(spec: JobSpec, make_key, args, kwargs) -> str:
+        """The overlap key a job's function of its arguments makes for this enqueue."""
+        try:
+            key = make_key(*args, **kwargs)
+        except Exception as exc:
+            raise PayloadError(f"job {spec.name}: its without_overlapping key function raised "
+                               f"{type(exc).__name__}: {exc} for these arguments") from None
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        try:
+            return gates.check_overlap(key) if isinstance(key, str) else gates.check_overlap(None)
+        except ValueError:
+            raise PayloadError(f"job {spec.name}: its without_overlapping key function must "
+                               f"return a non-empty printable text or an integer, got "
+                               f"{key!r:.60}") from None
 
     @staticmethod
     def _given(spec: JobSpec, options: dict) -> dict:

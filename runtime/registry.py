@@ -39,7 +39,9 @@ class JobSpec:
     unique_for: float | None = None  # seconds the unique key is held at most
     unique_until: str | None = None  # "start": the key is freed when the job starts
     on_failure: str | None = None  # the job name of its failure hook (`@fn.on_failure`)
-    without_overlapping: bool | str = False  # True: one run at a time per job name; a text: per key
+    # True: one run at a time per job name; a text: per key; a function of the job's
+    # arguments: per the key it returns for each enqueue (Laravel's WithoutOverlapping($id))
+    without_overlapping: object = False
     rate_limit: str | None = None  # "10/s", or the name of a [rate_limits] limiter
 
     def invoke(self, payload: bytes) -> bytes:
@@ -63,6 +65,9 @@ def job(func: Callable | None = None, *, name: str | None = None, queue: str = "
              "without_overlapping": without_overlapping, "rate_limit": rate_limit}
     checked = {}
     for option, value in given.items():
+        if option == "without_overlapping" and callable(value):
+            checked[option] = value  # the key, made from each enqueue's arguments
+            continue
         try:
             checked[option] = None if value is None else check_option(option, value)
         except ValueError as exc:
