@@ -233,12 +233,29 @@ INSERT INTO jobs (queue, name, payload, priority, options, available_at, created
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_gated
--- A job behind gates starts held back; gates.recompute then lets it through if its turn.
+-- A job behind gates: let through at once where nothing else is at its gate (no job with
+-- its overlap key lives; its rate key has no job let through, is not parked and has a free
+-- slot), else held back, and sqlite_gates.recompute sorts the turns out. (No RETURNING:
+-- it costs an insert as much again; job_blocked reads the row by its rowid.)
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at,
                   unique_key, batch_id, unique_expires, unique_at_start, unique_held,
                   overlap_key, rate_key, rate_max, rate_period, blocked)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-        (?13 IS NOT NULL) + 2 * (?14 IS NOT NULL));
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?13, ?14, ?15, ?16,
+        (?13 IS NOT NULL
+         AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_overlap_turn
+                     WHERE overlap_key = ?13 AND overlap_key IS NOT NULL
+                       AND state IN ('pending', 'running') AND blocked & 1 = 0))
+        + 2 * (?14 IS NOT NULL
+               AND (?13 IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_rate_turn
+                               WHERE rate_key = ?14 AND state = 'pending'
+                                 AND rate_key IS NOT NULL AND blocked & 2 = 0)
+                    OR EXISTS (SELECT 1 FROM rate_parked WHERE key = ?14)
+                    OR (SELECT count(*) FROM rate_starts
+                        WHERE key = ?14 AND started_at > ?7 - ?16) >= ?15)));
+
+-- name: job_blocked
+SELECT blocked FROM jobs WHERE id = ?;
 
 -- name: max_id
 SELECT coalesce(max(id), 0) FROM jobs;

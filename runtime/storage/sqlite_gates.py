@@ -30,9 +30,8 @@ def recompute(conn: sqlite3.Connection, overlap_keys: Iterable, rate_keys: Itera
 def started(conn: sqlite3.Connection, claimed: list[tuple[str, float]], now: float) -> None:
     """Jobs of rate keys just claimed, (rate key, period) each: count their starts, forget
     those that fell out of the period, and let the next job of each key through."""
-    for key, period in claimed:
-        conn.execute(SQL["rate_start"], (key, now))
-        conn.execute(SQL["rate_forget"], (key, now - period))
+    conn.executemany(SQL["rate_start"], [(key, now) for key, _ in claimed])
+    conn.executemany(SQL["rate_forget"], [(key, now - period) for key, period in claimed])
     recompute(conn, (), [key for key, _ in claimed], now)
 
 

@@ -24,7 +24,8 @@ def insert_bulk(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> li
 
 def insert_each(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
     """Rows of insert_gated: a job whose unique key a live job holds is that job; a job
-    with gates goes in held back, then through them if it is its turn."""
+    with gates goes in through them when nothing else is there, else held back until
+    recompute finds whose turn it is."""
     ids = []
     for row in rows:
         key = row[7]
@@ -34,8 +35,13 @@ def insert_each(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> li
             if hit:
                 ids.append(hit[0])
                 continue
-        ids.append(conn.execute(SQL["insert_gated"], row).lastrowid)
         tally.add(PENDING, row[0], row[1], row[5], 1)
-        if row[12] is not None or row[13] is not None:
+        if row[12] is None and row[13] is None:
+            ids.append(conn.execute(SQL["insert_job"], row[:12]).lastrowid)
+            continue
+        job_id = conn.execute(SQL["insert_gated"], row).lastrowid
+        ids.append(job_id)
+        if conn.execute(SQL["job_blocked"], (job_id,)).fetchone()[0]:
+            # another job is at one of its gates: whose turn is it?
             sqlite_gates.recompute(conn, (row[12],), (row[13],), row[6])
     return ids
