@@ -293,14 +293,18 @@ class PostgresStorage(Storage):
                                                  {"owner": owner})]
 
     def _gated_change(self, doing: str, name: str, params: dict, now: float) -> int:
-        """One statement that returns the (overlap key, rate key) of the jobs it moved to or
-        from pending, then the turns at their gates; both after the gates' lock (which a
-        claim takes after its rows: so this never waits for a row while holding it)."""
+        """One statement that moves jobs to or from pending and returns how many, with the
+        overlap and rate keys among them; then the turns at those gates. Both after the
+        gates' lock (which a claim takes after its rows: so this never waits for a row
+        while holding it)."""
         def work(conn):
             conn.execute(SQL["gate_lock"])
-            rows = conn.execute(SQL[name], params).fetchall()  # waits for the result
-            _regate(conn, rows, now, self.channel)
-            return lambda: len(rows)
+            moved, overlap_keys, rate_keys = conn.execute(SQL[name], params).fetchone()  # waits
+            if overlap_keys or rate_keys:
+                conn.execute(SQL["regate"], {"overlap_keys": overlap_keys or [],
+                                             "rate_keys": rate_keys or [], "now": now,
+                                             "channel": self.channel})
+            return lambda: moved
         return self._write(doing, work)
 
     def _change(self, doing: str, name: str, params: dict) -> int:

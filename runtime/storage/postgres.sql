@@ -618,25 +618,37 @@ DELETE FROM jobrt_supervisors WHERE owner = %(owner)s;
 -- name: rescue_owner
 -- A job asked to cancel while it ran is cancelled instead of put back (and in
 -- rescue_expired and settle_pending).
-UPDATE jobrt_jobs
-SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
-    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
-    owner = NULL, lease_expires = NULL, traceback = NULL,
-    error = 'its supervisor ' || owner || ' died; returned to the queue',
-    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
-WHERE owner = %(owner)s AND state = 'running'
-RETURNING overlap_key, rate_key;
+-- Returns how many jobs it moved and the gate keys among them.
+WITH moved AS (
+    UPDATE jobrt_jobs
+    SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
+        finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
+        owner = NULL, lease_expires = NULL, traceback = NULL,
+        error = 'its supervisor ' || owner || ' died; returned to the queue',
+        blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
+    WHERE owner = %(owner)s AND state = 'running'
+    RETURNING overlap_key, rate_key
+)
+SELECT count(*), array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NOT NULL),
+       array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL)
+FROM moved;
 
 -- name: rescue_expired
-UPDATE jobrt_jobs
-SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
-    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
-    owner = NULL, lease_expires = NULL, traceback = NULL,
-    error = 'lease expired: its supervisor ' || owner
-            || ' stopped renewing it; returned to the queue',
-    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
-WHERE lease_expires < %(now)s AND state = 'running'
-RETURNING overlap_key, rate_key;
+-- Returns how many jobs it moved and the gate keys among them.
+WITH moved AS (
+    UPDATE jobrt_jobs
+    SET state = CASE WHEN cancel_requested IS NULL THEN 'pending' ELSE 'cancelled' END,
+        finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE %(now)s END,
+        owner = NULL, lease_expires = NULL, traceback = NULL,
+        error = 'lease expired: its supervisor ' || owner
+                || ' stopped renewing it; returned to the queue',
+        blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
+    WHERE lease_expires < %(now)s AND state = 'running'
+    RETURNING overlap_key, rate_key
+)
+SELECT count(*), array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NOT NULL),
+       array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL)
+FROM moved;
 
 -- name: get
 SELECT * FROM jobrt_jobs WHERE id = %(id)s;
@@ -710,20 +722,26 @@ LIMIT %(limit)s;
 -- name: retry_failed
 -- A failed job whose unique key a live job holds stays failed; of several
 -- failed jobs sharing a key, the oldest (lowest id) comes back.
-UPDATE jobrt_jobs
-SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
-    lease_expires = NULL, finished_at = NULL, cancel_requested = NULL,
-    blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
-WHERE id IN (
-    SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id
-    FROM jobrt_jobs AS f
-    WHERE f.state = 'failed' AND (%(all)s OR f.id = ANY(%(ids)s::bigint[]))
-      AND NOT EXISTS (SELECT 1 FROM jobrt_jobs AS live
-                      WHERE live.unique_key = f.unique_key
-                        AND live.state IN ('pending', 'running'))
-    ORDER BY f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END, f.id
+-- Returns how many jobs it moved and the gate keys among them.
+WITH moved AS (
+    UPDATE jobrt_jobs
+    SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
+        lease_expires = NULL, finished_at = NULL, cancel_requested = NULL,
+        blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
+    WHERE id IN (
+        SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id
+        FROM jobrt_jobs AS f
+        WHERE f.state = 'failed' AND (%(all)s OR f.id = ANY(%(ids)s::bigint[]))
+          AND NOT EXISTS (SELECT 1 FROM jobrt_jobs AS live
+                          WHERE live.unique_key = f.unique_key
+                            AND live.state IN ('pending', 'running'))
+        ORDER BY f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END, f.id
+    )
+    RETURNING overlap_key, rate_key
 )
-RETURNING overlap_key, rate_key;
+SELECT count(*), array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NOT NULL),
+       array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL)
+FROM moved;
 
 -- name: forget
 DELETE FROM jobrt_jobs WHERE id = %(id)s AND state = 'failed';
@@ -751,8 +769,14 @@ SELECT id, attempts FROM jobrt_jobs
 WHERE owner = %(owner)s AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
-DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending'
-RETURNING overlap_key, rate_key;
+-- Returns how many jobs it moved and the gate keys among them.
+WITH moved AS (
+    DELETE FROM jobrt_jobs WHERE queue = %(queue)s AND state = 'pending'
+    RETURNING overlap_key, rate_key
+)
+SELECT count(*), array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NOT NULL),
+       array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL)
+FROM moved;
 
 -- name: prune
 -- SKIP LOCKED: a row that `failed retry` is bringing back right now is left for
