@@ -66,6 +66,10 @@ def default_config_text(modules=(EXAMPLE_MODULE,),
             if (section, setting.name) == ("jobs", "modules") and value == [EXAMPLE_MODULE]:
                 lines.append(f"# ({EXAMPLE_MODULE}.py beside this file holds an example job)")
             lines.append(_assignment(setting.name, value))
+    lines += ["", *_comment('Rate limiters that jobs share by name: @job(rate_limit="api-calls") '
+                            'starts at most 30 such jobs in any minute, across every supervisor. '
+                            'A job may also give a rate of its own: @job(rate_limit="10/s").'),
+              "[rate_limits]", '# api-calls = "30/m"']
     return "\n".join(lines) + "\n"
 
 
