@@ -249,10 +249,10 @@ def print_record(record, full: bool) -> None:
         shown.insert(5, "exceptions")
     shown += [key for key in ("unique_key", "overlap_key", "rate_key") if data[key] is not None]
     for key in shown:
-        print(f"{key:>11}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
+        print(f"{key:>12}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
     for key in ("created_at", "started_at", "finished_at", "available_at"):
         if data[key]:
-            print(f"{key:>11}: {_when(data[key])}")
+            print(f"{key:>12}: {_when(data[key])}")
     if full and record.traceback:
         print(record.traceback.rstrip())
 
