@@ -1,5 +1,6 @@
 """Enqueueing on PostgreSQL: the statements of an enqueue's transaction, for a batch
-without unique keys (one insert) and one with them (a few statements whatever its size).
+without unique keys (one insert, and with gates the turns where another job is at one)
+and one with them (a few statements whatever its size).
 Each function queues them on a pipelined connection and returns what builds the ids."""
 
 from __future__ import annotations
@@ -11,21 +12,46 @@ from runtime.storage.pgparams import as_bytes
 
 def insert_bulk(conn, sql, jobs, now, channel, where):
     """A batch without unique keys, in one insert."""
+    if any(j.overlap_key is not None or j.rate_key is not None for j in jobs):
+        return _insert_gated(conn, sql, jobs, now, channel)
     cursor = conn.execute(sql["insert_jobs"], {
         "now": now, "queue": [j.queue for j in jobs], "name": [j.name for j in jobs],
         "payload": [bytes(j.payload) for j in jobs],
         "priority": [int(j.priority) for j in jobs],
         "options": [as_bytes(j.options) for j in jobs],
         "available_at": [float(j.available_at) for j in jobs],
-        "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs],
-        **_gate_columns(jobs)})
-    _regate(conn, sql, jobs, now, channel)
+        "unique_key": [None] * len(jobs), "batch_id": [j.batch_id for j in jobs]})
     wake = conn.execute(sql["wake"], {"channel": channel})
 
     def ids() -> list[int]:
         wake.fetchall()
         # Identity values rise in insertion order, which is batch order.
         return sorted(row[0] for row in cursor.fetchall())
+    return ids
+
+
+def _insert_gated(conn, sql, jobs, now, channel):
+    """A batch with gates, in one insert that lets each job through where nothing else is at
+    its gate; then, before COMMIT (the enqueue confirms first), the turns at the gates where
+    something was."""
+    conn.execute(sql["gate_lock"])
+    cursor = conn.execute(sql["insert_gated_jobs"], {
+        "now": now, "queue": [j.queue for j in jobs], "name": [j.name for j in jobs],
+        "payload": [bytes(j.payload) for j in jobs], "priority": [int(j.priority) for j in jobs],
+        "options": [as_bytes(j.options) for j in jobs],
+        "available_at": [float(j.available_at) for j in jobs],
+        "batch_id": [j.batch_id for j in jobs], **_gate_columns(jobs)})
+    wake = conn.execute(sql["wake"], {"channel": channel})
+
+    def ids() -> list[int]:
+        wake.fetchall()
+        rows = cursor.fetchall()
+        held = [row for row in rows if row[1]]
+        if held:
+            conn.execute(sql["regate"], {"overlap_keys": [row[2] for row in held],
+                                         "rate_keys": [row[3] for row in held],
+                                         "now": now, "channel": channel}).fetchall()
+        return sorted(row[0] for row in rows)  # identity values rise in batch order
     return ids
 
 

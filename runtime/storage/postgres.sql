@@ -390,22 +390,55 @@ SELECT current_database(), coalesce(current_schema(), '');
 
 -- name: insert_jobs
 -- Rows are inserted in batch order, so identity values rise in batch order.
--- A job behind gates goes in held back (`blocked`); jobrt_regate then lets it through if
--- it is its turn.
+INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                        unique_key, batch_id)
+SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id
+FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
+            %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
+            %(batch_id)s::text[])
+     WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
+                             batch_id, ord)
+ORDER BY ord
+RETURNING id;
+
+-- name: insert_gated_jobs
+-- A batch with gates and no unique keys, after gate_lock (so what it reads is settled): a
+-- job is let through at once where nothing else is at its gate (no live job with its
+-- overlap key, and it is the batch's first with that key; its rate key has no job let
+-- through, is not parked, has a free slot, and it is the batch's first with that key),
+-- else held back, and the caller has jobrt_regate sort out the turns of those.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
                         unique_key, batch_id, overlap_key, rate_key, rate_max, rate_period,
                         blocked)
-SELECT queue, name, payload, priority, options, available_at, %(now)s, unique_key, batch_id,
+SELECT queue, name, payload, priority, options, available_at, %(now)s, NULL, batch_id,
        overlap_key, rate_key, rate_max, rate_period,
-       (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
-FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[], %(priority)s::bigint[],
-            %(options)s::bytea[], %(available_at)s::float8[], %(unique_key)s::text[],
-            %(batch_id)s::text[], %(overlap_key)s::text[], %(rate_key)s::text[],
-            %(rate_max)s::integer[], %(rate_period)s::float8[])
-     WITH ORDINALITY AS new (queue, name, payload, priority, options, available_at, unique_key,
-                             batch_id, overlap_key, rate_key, rate_max, rate_period, ord)
+       (overlap_key IS NOT NULL
+        AND (first_overlap > 1
+             OR EXISTS (SELECT 1 FROM jobrt_jobs AS j
+                        WHERE j.overlap_key = new.overlap_key
+                          AND j.state IN ('pending', 'running') AND j.blocked & 1 = 0)))::int
+       + 2 * (rate_key IS NOT NULL
+              AND (overlap_key IS NOT NULL OR first_rate > 1
+                   OR EXISTS (SELECT 1 FROM jobrt_jobs AS j
+                              WHERE j.rate_key = new.rate_key AND j.state = 'pending'
+                                AND j.rate_key IS NOT NULL AND j.blocked & 2 = 0)
+                   OR EXISTS (SELECT 1 FROM jobrt_rate_parked AS p WHERE p.key = new.rate_key)
+                   OR (SELECT count(*) FROM jobrt_rate_starts AS s
+                       WHERE s.key = new.rate_key
+                         AND s.started_at > %(now)s - new.rate_period) >= new.rate_max))::int
+FROM (SELECT given.*,
+             row_number() OVER (PARTITION BY overlap_key ORDER BY available_at, ord)
+                 AS first_overlap,
+             row_number() OVER (PARTITION BY rate_key ORDER BY available_at, ord) AS first_rate
+      FROM unnest(%(queue)s::text[], %(name)s::text[], %(payload)s::bytea[],
+                  %(priority)s::bigint[], %(options)s::bytea[], %(available_at)s::float8[],
+                  %(batch_id)s::text[], %(overlap_key)s::text[], %(rate_key)s::text[],
+                  %(rate_max)s::integer[], %(rate_period)s::float8[])
+           WITH ORDINALITY AS given (queue, name, payload, priority, options, available_at,
+                                     batch_id, overlap_key, rate_key, rate_max, rate_period,
+                                     ord)) AS new
 ORDER BY ord
-RETURNING id;
+RETURNING id, blocked, overlap_key, rate_key;
 
 -- name: insert_unique
 -- DO NOTHING covers a race with another client inserting the same key; the
