@@ -59,6 +59,7 @@ class ClaimedJob(NamedTuple):
     exceptions: int = 0
     overlap_key: str | None = None  # its keys, which its outcome carries back to `settle`
     rate_key: str | None = None
+    retried_at: float | None = None  # an operator retried it (failed retry) then: its first run since
 
 
 class Outcome(NamedTuple):
@@ -332,7 +333,8 @@ class Storage:
         raise NotImplementedError
 
     def retry_failed(self, job_ids: list[int] | None, now: float) -> int:
-        """Put failed jobs (all when job_ids is None) back to pending with attempts 0."""
+        """Put failed jobs (all when job_ids is None) back to pending with attempts 0; the
+        next claim of each says `retried_at` (now), for the events of that run."""
         raise NotImplementedError
 
     def forget(self, job_id: int) -> bool:

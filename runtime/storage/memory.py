@@ -66,7 +66,7 @@ class MemoryStorage(Storage):
             unique_key=job.unique_key, batch_id=job.batch_id, exceptions=0,
             unique_expires=job.unique_expires, unique_at_start=bool(job.unique_at_start),
             cancel_requested=None, overlap_key=job.overlap_key, rate_key=job.rate_key,
-            rate_max=job.rate_max, rate_period=job.rate_period)
+            rate_max=job.rate_max, rate_period=job.rate_period, retried_at=None)
         return self.last_id
 
     def _expire_key(self, key: str | None, now: float) -> None:
@@ -141,7 +141,8 @@ class MemoryStorage(Storage):
                     self.starts.setdefault(job["rate_key"], []).append(now)
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
                                           job["attempts"], job["options"], job["exceptions"],
-                                          job["overlap_key"], job["rate_key"]))
+                                          job["overlap_key"], job["rate_key"], job["retried_at"]))
+                job["retried_at"] = None
         return claimed
 
     def _overlap_turn(self, job: dict) -> bool:
@@ -279,7 +280,8 @@ class MemoryStorage(Storage):
             if not job or job["state"] != FAILED or self._live_with_key(job["unique_key"]):
                 continue  # a failed job whose unique key a live job holds stays failed
             job.update(state=PENDING, attempts=0, available_at=now, owner=None,
-                       lease_expires=None, finished_at=None, cancel_requested=None)
+                       lease_expires=None, finished_at=None, cancel_requested=None,
+                       retried_at=now)
             count += 1
         return count
 

@@ -393,5 +393,6 @@ def _exchange(conn, settles, regate, claim):
     def claimed() -> list[ClaimedJob]:
         rows = cursor.fetchall()
         rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
-        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11]) for r in rows]
+        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11], r[12])
+                for r in rows]
     return claimed

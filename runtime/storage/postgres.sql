@@ -368,6 +368,11 @@ BEGIN
     RETURN jobrt_regate('{}', keys, now, channel);
 END $$;
 
+-- name: migration_9
+-- `jobrt failed retry`: when an operator retried the job, until its next claim, which
+-- hands it on for the events of that run.
+ALTER TABLE jobrt_jobs ADD COLUMN retried_at double precision;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -594,11 +599,13 @@ WITH picked AS MATERIALIZED (
 UPDATE jobrt_jobs AS j
 SET state = 'running', owner = %(owner)s, lease_expires = %(lease_expires)s,
     attempts = j.attempts + 1, started_at = %(now)s,
-    unique_key = CASE WHEN j.unique_at_start THEN NULL ELSE j.unique_key END
-FROM picked
-WHERE j.id = picked.id
+    unique_key = CASE WHEN j.unique_at_start THEN NULL ELSE j.unique_key END,
+    retried_at = NULL
+FROM picked, jobrt_jobs AS before  -- before: the row as it was, for its retried_at
+WHERE j.id = picked.id AND before.id = picked.id
 RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,
-          picked.ord, j.priority, j.available_at, j.exceptions, j.overlap_key, j.rate_key;
+          picked.ord, j.priority, j.available_at, j.exceptions, j.overlap_key, j.rate_key,
+          before.retried_at;
 
 -- name: next_due
 SELECT min(due.at)
@@ -760,6 +767,7 @@ WITH moved AS (
     UPDATE jobrt_jobs
     SET state = 'pending', attempts = 0, available_at = %(now)s, owner = NULL,
         lease_expires = NULL, finished_at = NULL, cancel_requested = NULL,
+        retried_at = %(now)s,
         blocked = (overlap_key IS NOT NULL)::int + 2 * (rate_key IS NOT NULL)::int
     WHERE id IN (
         SELECT DISTINCT ON (f.unique_key, CASE WHEN f.unique_key IS NULL THEN f.id END) f.id

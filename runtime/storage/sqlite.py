@@ -371,13 +371,16 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
             rows = conn.execute(claim, (owner, lease_expires, now, queue, now, wanted)).fetchall()
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
-            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[10], r[11])
-                            for r in rows])
+            claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[10], r[11],
+                                       r[13]) for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
             starts = [r[0] for r in rows if r[9]]
             if starts:
                 conn.execute(SQL["free_at_start"], (orjson.dumps(starts),))
             rated += [(r[11], r[12]) for r in rows if r[11] is not None]
+            retried = [r[0] for r in rows if r[13] is not None]
+            if retried:
+                conn.execute(SQL["retried_seen"], (orjson.dumps(retried),))
         if rated:  # after every queue's claim: one job per rate key and claim
             sqlite_gates.started(conn, rated, now)
     return claimed

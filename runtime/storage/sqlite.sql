@@ -218,6 +218,11 @@ CREATE TABLE rate_parked (key TEXT PRIMARY KEY, queue TEXT NOT NULL, opens_at RE
 CREATE INDEX rate_parked_opens ON rate_parked (opens_at);
 CREATE INDEX rate_parked_queue ON rate_parked (queue, opens_at);
 
+-- name: migration_11
+-- `jobrt failed retry`: when an operator retried the job, until its next claim, which
+-- hands it on for the events of that run.
+ALTER TABLE jobs ADD COLUMN retried_at REAL;
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;
@@ -349,7 +354,11 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
              ORDER BY priority DESC, available_at, id
              LIMIT ?)
 RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions,
-          unique_at_start, overlap_key, rate_key, rate_period;
+          unique_at_start, overlap_key, rate_key, rate_period, retried_at;
+
+-- name: retried_seen
+-- The first run since an operator's retry was claimed: the next ones are plain runs.
+UPDATE jobs SET retried_at = NULL WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: free_at_start
 -- unique_until="start": the keys of jobs just claimed are free.
@@ -474,11 +483,11 @@ SELECT id FROM jobs INDEXED BY jobs_failed WHERE state = 'failed';
 -- name: retry_failed
 -- OR IGNORE: a failed job whose unique key is held by a live job stays failed.
 UPDATE OR IGNORE jobs
-SET state = 'pending', attempts = 0, available_at = ?, owner = NULL, lease_expires = NULL,
+SET state = 'pending', attempts = 0, available_at = ?1, owner = NULL, lease_expires = NULL,
     unique_held = unique_key,
-    finished_at = NULL, cancel_requested = NULL,
+    finished_at = NULL, cancel_requested = NULL, retried_at = ?1,
     blocked = (overlap_key IS NOT NULL) + 2 * (rate_key IS NOT NULL)
-WHERE id = ? AND state = 'failed'
+WHERE id = ?2 AND state = 'failed'
 RETURNING queue, name, available_at, overlap_key, rate_key;
 
 -- name: forget

@@ -386,7 +386,14 @@ def test_retry_failed_by_id_and_all(store):
     assert store.retry_failed(None, 300.0) == 2
     assert [store.get(i).state for i in ids] == ["pending"] * 3
     assert store.failed() == [] and store.retry_failed(None, 300.0) == 0
-    assert [j.attempt for j in claim(store, now=300.0)] == [1, 1, 1]
+    claimed = claim(store, now=300.0)
+    assert [j.attempt for j in claimed] == [1, 1, 1]
+    # The first run since an operator's retry says so (for its events); a later one not.
+    assert [j.retried_at for j in claimed] == [200.0, 300.0, 300.0]
+    store.settle("s1", [Outcome(j.id, j.attempt, "pending", 301.0, available_at=301.0)
+                        for j in claimed])
+    assert [j.retried_at for j in claim(store, now=302.0)] == [None, None, None]
+    assert claim(store, now=303.0) == []
 
 
 def test_retry_failed_keeps_unique_keys_unique(store):
