@@ -45,6 +45,8 @@ class BatchJob(NamedTuple):
     options: JobOptions  # the timeout of the whole batch
     calls: int  # how many calls it carries: what it counts for max_jobs
     queue: str = "pool"
+    overlap_key: None = None  # no gates: what retry_rules reads of every job
+    rate_key: None = None
 
 
 class Batch:
