@@ -300,6 +300,7 @@ def test_the_template_is_tomli_w_toml_holding_exactly_the_defaults():
     expected = {section: {s.name: s.default for s in settings_of(section)} for section in SECTIONS}
     expected["jobs"]["modules"] = ["myjobs"]
     expected["pools"] = {"default": expected.pop(POOL)}
+    expected["rate_limits"] = {}  # its example is commented out
     assert document == expected
     assert "backoff = [\n    10,\n    60,\n    300,\n]" in default_config_text()  # tomli-w's layout
 
