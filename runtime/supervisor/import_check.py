@@ -1,6 +1,7 @@
 """Importing a reload's job modules in a forked child before any worker is replaced.
 
-    supervisor --fork--> checker: reimport(modules) --> the job names on its pipe, exit 0
+    supervisor --fork--> checker: reimport(modules) --> the job names on its pipe, and
+                                                        whether they register event hooks, exit 0
                                                     --> or the error on its pipe, exit 1
 
 SIGHUP deploys new job code: the new workers import the job modules anew from
@@ -20,6 +21,7 @@ import orjson
 
 from runtime.registry import reimport
 from runtime.workers import process, protocol
+from runtime.workers.event_relay import hooks_registered
 
 CHECK_TIMEOUT = 60.0  # seconds the job modules may take to import before the reload is rejected
 
@@ -35,20 +37,21 @@ class ImportCheck:
     def pid(self) -> int:
         return self.child.pid
 
-    def verdict(self) -> tuple[str | None, list[str]]:
-        """Once the child has exited: (None, the job names) when the modules imported,
-        else (why not, [])."""
+    def verdict(self) -> tuple[str | None, list[str], bool]:
+        """Once the child has exited: (None, the job names, whether the modules register
+        runtime.events hooks) when the modules imported, else (why not, [], False)."""
         while (data := process.read_ready(self.child.from_child, 1 << 20)):
             self.said += data
         status = self.child.reap()
         self.child.close()
         if status == 0:
             try:
-                return None, orjson.loads(self.said)
-            except orjson.JSONDecodeError:
-                return "the import check sent no job names (did a module write to its pipe?)", []
+                names, events = orjson.loads(self.said)
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                return "the import check sent no job names (did a module write to its pipe?)", [], False
+            return None, names, events is True
         text = self.said[:protocol.MAX_TRACEBACK].decode(errors="replace").strip()
-        return text or f"the import check {process.describe_exit(status or 0)}", []
+        return text or f"the import check {process.describe_exit(status or 0)}", [], False
 
     def abandon(self) -> str:
         self.child.kill()
@@ -69,5 +72,5 @@ def _check(write_fd: int, modules, module_path, config_path) -> None:
         text = protocol.clean_text(str(exc) or type(exc).__name__, protocol.MAX_ERROR)
         process.write_all(write_fd, text.encode())
         os._exit(1)
-    process.write_all(write_fd, orjson.dumps(names))
+    process.write_all(write_fd, orjson.dumps([names, hooks_registered()]))
     os._exit(0)

@@ -35,6 +35,7 @@ from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process
+from runtime.workers.event_relay import hooks_registered
 from runtime.workers.pool import WorkerPool
 from runtime.workers.selector import EventLoop
 from runtime.workers.stats import Stats
@@ -65,7 +66,8 @@ class Supervisor(Reloading, EventLoop):
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
         self.exchange = Exchange(self.owner, config.lease, self.stats)
-        self.pools = [WorkerPool(pool, registry, self, self.stats, config.path, self.owner)
+        self.pools = [WorkerPool(pool, registry, self, self.stats, config.path, self.owner,
+                                 events=hooks_registered())  # what the preloaded modules registered
                       for pool in config.pools.values()]
         self.storage = None
         self.listener = None

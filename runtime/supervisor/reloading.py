@@ -50,14 +50,15 @@ class Reloading:
         return check
 
     def _import_checked(self, config) -> None:
-        error, names = self._take_import_check().verdict()
+        error, names, events = self._take_import_check().verdict()
         if error is not None:
             self._reject_reload(f"its job modules do not import: {error}")
             return
         self.job_names = names
         try:
+            # the new workers import the modules anew: their hooks are those the check found
             fresh = [WorkerPool(pool, self.registry, self, self.stats, config.path,
-                                self.owner, config.modules, config.module_path)
+                                self.owner, config.modules, config.module_path, events=events)
                      for pool in config.pools.values()]
         except ConfigError as exc:
             self._reject_reload(str(exc))

@@ -1,12 +1,13 @@
 """The worker: the body of a forked child. It runs jobs, never touches storage.
 
-    pipe in  --RUN/STOP frames-->  worker loop  --DONE/BYE frames-->  pipe out
+    pipe in  --RUN/EVENT/STOP frames-->  worker loop  --DONE/BYE frames-->  pipe out
 
 A worker runs the jobs it is sent, in order, one at a time, and reports each
 result. Before starting each job it reads whatever else has arrived, so a
 STOP sent while it was busy is seen before the next job starts: jobs not yet
-started are handed back untouched. It leaves only through os._exit, never
-returning into the supervisor's code (DESIGN invariant 4).
+started are handed back untouched, and the runtime.events hooks of EVENT frames
+run first (worker_events). It leaves only through os._exit, never returning
+into the supervisor's code (DESIGN invariant 4).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import traceback
 from collections import deque
 
 
-from runtime import job_context
+from runtime import events, job_context
 from runtime.registry import JobSpec, reimport
-from runtime.workers import protocol, sandbox
+from runtime.workers import protocol, sandbox, worker_events
 from runtime.workers.process import die_with_parent, owned_bytes, write_all
 
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
@@ -104,6 +105,8 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
 def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory: int) -> None:
     reader = protocol.FrameReader()
     queued: deque = deque()
+    notices: list = []  # EVENT frames not yet run
+    hooks = events.registered()  # after a reload's reimport: the new code's hooks
     stopping = False
     pid = os.getpid()
     os.set_blocking(read_fd, False)
@@ -120,17 +123,31 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory
                     queued.append((header, body))
                 elif kind == protocol.STOP:
                     stopping = True
+                elif kind == protocol.EVENT:
+                    notices.append((header, body))
+        if notices:
+            worker_events.notify(hooks, notices)
         if stopping:
-            for (job_id, attempt, _name), _ in queued:
+            for header, _ in queued:
                 write_all(write_fd, protocol.done_frame(
-                    protocol.Done(job_id, attempt, protocol.RETURNED, 0.0, 0, 0.0, False)))
+                    protocol.Done(header[0], header[1], protocol.RETURNED, 0.0, 0, 0.0, False)))
             write_all(write_fd, protocol.BYE_FRAME)
             return
         if not queued:
             select.select([read_fd], [], [])
             continue
-        (job_id, attempt, name), payload = queued.popleft()
-        status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
+        header, payload = queued.popleft()
+        if len(header) == 3:  # no hooks around it: the common case, kept as lean as before
+            job_id, attempt, name = header
+            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
+        else:
+            job_id, attempt, name = header[0], header[1], header[2]
+            ran = name in registry  # a job never run has no events
+            if ran:
+                worker_events.before(hooks, header, payload)
+            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
+            if ran:
+                worker_events.after(hooks, header, payload, status, body)
         owned = owned_bytes(pid, max_memory) if max_memory else 0
         write_all(write_fd, protocol.done_frame(
             protocol.Done(job_id, attempt, status, seconds, owned, delay, _printed()), body))

@@ -26,6 +26,7 @@ from runtime.options import JobOptions
 from runtime.storage.base import FAILED
 from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
+from runtime.workers.event_relay import EventRelay
 from runtime.workers.process import describe_exit, read_ready, spawn
 from runtime.workers.records import Run, Worker
 from runtime.workers.run_ending import RunEnding
@@ -42,8 +43,10 @@ class WorkerPool(RunEnding):
     them, `take_outcomes()` how the runs ended, `begin_stop()`, `kill_all()`."""
 
     def __init__(self, config, registry, loop, stats, config_path: str | None = None,
-                 owner: str = "", fresh_modules: tuple = (), module_path: tuple = (), logger=log):
+                 owner: str = "", fresh_modules: tuple = (), module_path: tuple = (), logger=log,
+                 events: bool = False):
         self.config = config
+        self.event_relay = EventRelay(config) if events else None  # events: the modules register hooks
         self.log = logger
         self.setup = sandbox.resolve(config, config_path)._replace(
             owner=owner, fresh_modules=fresh_modules, module_path=module_path)
@@ -70,10 +73,12 @@ class WorkerPool(RunEnding):
     def give(self, jobs) -> None:
         """Jobs for this pool's workers, in the order they should start: claimed ones (their
         options as stored) or the embedded Pool's batches (JobOptions, and a count of calls)."""
-        timeout = self.config.timeout
+        timeout, buffer, given = self.config.timeout, self.buffer, len(self.buffer)
         for job in jobs:
             options = job.options if isinstance(job.options, JobOptions) else JobOptions.decode(job.options)
-            self.buffer.append(Run(job, options, options.timeout or timeout, getattr(job, "calls", 1)))
+            buffer.append(Run(job, options, options.timeout or timeout, getattr(job, "calls", 1)))
+        if self.event_relay is not None:  # now is when they were claimed
+            self.event_relay.tell(list(buffer)[given:], time.time())
 
     def no_more(self, due_at: float | None) -> None:
         """Storage has no more jobs for this pool now; the next is due at `due_at` (monotonic)."""
@@ -188,8 +193,8 @@ class WorkerPool(RunEnding):
         self.loop.unwatch_reader(worker)
         if worker.runs and not worker.killed:
             run = worker.runs.popleft()
-            self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None, time.time(),
-                                                retry_rules.CRASH))
+            self._unreported(run, retry_rules.errored(run.job, run.options, self.config, error, None,
+                                                      time.time(), retry_rules.CRASH))
             self.stats.finished(run.job.queue, "crashed", now - run.started)
         self.kill(worker, "crash")
         self._requeue(worker)
@@ -226,6 +231,8 @@ class WorkerPool(RunEnding):
                 error = tb = None
             outcome, counted = retry_rules.reported(run, self.config, status, body, error, tb, delay, wall)
             self._outcomes.append(outcome)
+            if run.told is not None:
+                self.event_relay.ended(run, outcome, status)
             self.stats.finished(job.queue, counted, seconds)
             self.failed_boots = 0
         if worker.runs:
@@ -271,7 +278,7 @@ class WorkerPool(RunEnding):
             self.stats.restarted(self.config.name, "signal" if os.WIFSIGNALED(status) else "crash")
             if worker.runs:
                 run = worker.runs.popleft()
-                self._outcomes.append(retry_rules.lost(run, self.config, status, how, EXIT_CRASH, time.time()))
+                self._unreported(run, retry_rules.lost(run, self.config, status, how, EXIT_CRASH, time.time()))
                 self.stats.finished(run.job.queue, "crashed", now - run.started)
                 self.log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)
@@ -305,7 +312,8 @@ class WorkerPool(RunEnding):
             worker.runs.append(run)
             job = run.job
             frames.setdefault(worker, []).append(
-                protocol.run_frame(job.id, job.attempt, job.name, job.payload))
+                protocol.run_frame(job.id, job.attempt, job.name, job.payload) if run.told is None
+                else self.event_relay.run_frame(run))
         for worker, sent in frames.items():
             self.send(worker, sent[0] if len(sent) == 1 else b"".join(sent))
 
@@ -326,9 +334,14 @@ class WorkerPool(RunEnding):
             self.due_at = at
 
     def manage(self, now: float) -> None:
-        """Recycle workers past max_time, keep the pool at its target size."""
-        if self.stopping:
-            return
+        """Recycle workers past max_time, keep the pool at its target size; hand the events
+        of runs that ended without their worker to a worker."""
+        if not self.stopping:
+            self._keep_size(now)
+        if self.event_relay is not None and self.event_relay.waiting:
+            self.event_relay.deliver(self.workers.values(), self)
+
+    def _keep_size(self, now: float) -> None:
         active = 0
         for worker in list(self.workers.values()):
             if worker.active:

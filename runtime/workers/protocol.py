@@ -2,6 +2,10 @@
 
     supervisor                                   worker
         | -- RUN  [job_id, attempt, name] + payload -->|   (several may be queued)
+        | -- RUN  [job_id, attempt, name, queue, error_end, release_end, retried_at] + payload -->|
+        |         the same, when runtime.events hooks are on: what the run's end would mean
+        | -- EVENT [event, job_id, attempt, name, queue, error] + payload -->|
+        |         runtime.events hooks for a run that ended without its worker; run before the next job
         | -- STOP -------------------------------------> |   run nothing more, hand back the rest
         | <-- DONE [job_id, attempt, status, secs, owned, delay, printed] + body
         | <-- BYE ---------------------------------------|   planned exit follows
@@ -24,6 +28,7 @@ from runtime.errors import JobrtError
 
 RUN = 82  # b"R"
 STOP = 83  # b"S"
+EVENT = 69  # b"E": supervisor to worker only
 DONE = 68  # b"D"
 BYE = 66  # b"B"
 BOOT = 88  # b"X": the worker failed before it could run anything; its error follows
@@ -56,6 +61,24 @@ def frame(kind: int, header: object = None, body: bytes = b"") -> bytes:
 
 def run_frame(job_id: int, attempt: int, name: str, payload: bytes) -> bytes:
     return frame(RUN, (job_id, attempt, name), payload)
+
+
+def run_frame_with_events(job_id: int, attempt: int, name: str, payload: bytes, queue: str,
+                          error_end: str | None, release_end: str | None,
+                          retried_at: float | None = None) -> bytes:
+    """A RUN frame for a worker that runs runtime.events hooks. `error_end`: None when the
+    job would be retried if this run raised, else what the supervisor would add to the error
+    as it fails the job (" (attempt 3 of 3)"); `release_end`: None when a release would be
+    retried, else the job's error if it released itself. The supervisor decides both by the
+    rules it applies to the run's end (retry_rules), which the worker does not know.
+    `retried_at`: when an operator retried the failed job, if this is its first run since."""
+    return frame(RUN, (job_id, attempt, name, queue, error_end, release_end, retried_at), payload)
+
+
+def event_frame(event: str, job_id: int, attempt: int, name: str, queue: str, error: str | None,
+                payload: bytes) -> bytes:
+    """An EVENT frame: a worker runs the hooks of `event` for a run that ended without one."""
+    return frame(EVENT, (event, job_id, attempt, name, queue, error), payload)
 
 
 class Done(NamedTuple):

@@ -17,7 +17,7 @@ from runtime.workers.process import Child
 class Run:
     """One job for one worker: its options decoded once, when the pool was given it."""
 
-    __slots__ = ("job", "options", "timeout", "calls", "started", "deadline")
+    __slots__ = ("job", "options", "timeout", "calls", "started", "deadline", "told")
 
     def __init__(self, job, options, timeout: float, calls: int = 1):
         self.job = job
@@ -26,6 +26,7 @@ class Run:
         self.calls = calls  # what it counts for max_jobs: the embedded Pool sends batches of calls
         self.started = None
         self.deadline = None
+        self.told = None  # with runtime.events hooks: what its end would mean (event_relay)
 
     def start(self, now: float) -> None:
         self.started = now

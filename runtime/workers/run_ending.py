@@ -81,11 +81,18 @@ class RunEnding:
             return
         self.kill(worker, why)
         worker.runs.popleft()
-        self._outcomes.append(retry_rules.errored(run.job, run.options, self.config, error, None,
-                                            time.time(), reason))
+        self._unreported(run, retry_rules.errored(run.job, run.options, self.config, error, None,
+                                                  time.time(), reason))
         self.stats.finished(run.job.queue, reason, now - run.started)
         self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
         self._requeue(worker)
+
+    def _unreported(self, run: Run, outcome) -> None:
+        """How a run its worker never reported ended (killed, died, broke its pipes); when
+        that fails the job for good, another worker runs its after_failure event hooks."""
+        self._outcomes.append(outcome)
+        if run.told is not None:
+            self.event_relay.ended(run, outcome)
 
     def cancel(self, wanted: set, now: float) -> None:
         """Stop the runs asked to cancel, (job id, attempt) each: a claimed one not yet sent

@@ -48,7 +48,8 @@ headers = one_bad_field().map(as_text) | done_like().map(as_text) | st.text(max_
     | st.sampled_from(["NaN", "[1e999]", "", "[", "{}"])
 bodies = st.sampled_from(["", "null", "{}", '{"error": 3}', '{"error": "x", "traceback": 5}',
                           '{"error": "forged", "traceback": null}', "\udcff", "[1,2]"]) | st.text(max_size=30)
-kinds = st.sampled_from([protocol.DONE, protocol.BYE, protocol.BOOT, protocol.RUN, protocol.STOP, 0, 255])
+kinds = st.sampled_from([protocol.DONE, protocol.BYE, protocol.BOOT, protocol.RUN, protocol.STOP, protocol.EVENT,
+                        0, 255])
 
 
 @pytest.fixture(scope="module")
