@@ -155,6 +155,82 @@ class JobRecord:
         }
 
 
+class NewBatch(NamedTuple):
+    """A batch to create with its members: the job names of its callbacks (None: none),
+    which storage enqueues on `queue`, each with the batch's record as its one argument."""
+
+    queue: str
+    name: str | None = None
+    then: str | None = None  # all members succeeded
+    catch: str | None = None  # the first member failed for good
+    finally_: str | None = None  # no member is pending or running any more
+    allow_failures: bool = False  # else the first failure cancels the pending members
+
+
+@dataclass
+class BatchRecord:
+    """A batch's counts and times, read from its own row (never by scanning members) plus
+    its running members (at most the workers' count, from an index)."""
+
+    id: int
+    name: str | None
+    queue: str
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    created_at: float
+    finished_at: float | None
+    cancelled_at: float | None
+    failed_job_ids: list
+    allow_failures: bool
+    then: str | None = None
+    catch: str | None = None
+    finally_: str | None = None
+
+    @property
+    def progress(self) -> int:
+        """Members ended, in percent of all (100 for an empty batch), rounded down."""
+        ended = self.succeeded + self.failed + self.cancelled
+        return 100 if self.total == 0 else ended * 100 // self.total
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "queue": self.queue, "total": self.total,
+                "pending": self.pending, "running": self.running, "succeeded": self.succeeded,
+                "failed": self.failed, "cancelled": self.cancelled, "progress": self.progress,
+                "created_at": self.created_at, "finished_at": self.finished_at,
+                "cancelled_at": self.cancelled_at, "failed_job_ids": self.failed_job_ids,
+                "allow_failures": self.allow_failures, "then": self.then, "catch": self.catch,
+                "finally": self.finally_}
+
+
+def batch_record(row: dict, running: int) -> BatchRecord:
+    """A BatchRecord from a batches row (and how many members run)."""
+    ended = row["succeeded"] + row["failed"] + row["cancelled"]
+    failed_ids = row["failed_ids"]
+    return BatchRecord(
+        id=row["id"], name=row["name"], queue=row["queue"], total=row["total"],
+        pending=row["total"] - ended - running, running=running, succeeded=row["succeeded"],
+        failed=row["failed"], cancelled=row["cancelled"], created_at=row["created_at"],
+        finished_at=row["finished_at"], cancelled_at=row["cancelled_at"],
+        failed_job_ids=sorted(orjson.loads(failed_ids) if isinstance(failed_ids, (str, bytes))
+                              else failed_ids),
+        allow_failures=bool(row["allow_failures"]), then=row["then_job"],
+        catch=row["catch_job"], finally_=row["finally_job"])
+
+
+def batch_time(outcomes, now: float) -> float:
+    """The time of an exchange's batch work: its `now`, or when it only settles (now 0),
+    when its last outcome ended."""
+    return max([now] + [o.at for o in outcomes])
+
+
+# The bits of a batch's `fired`: which callbacks storage has enqueued (each at most once).
+THEN_FIRED, CATCH_FIRED, FINALLY_FIRED = 1, 2, 4
+
+
 class SupervisorRow(NamedTuple):
     """A supervisor's heartbeat: who it is and what its workers are doing."""
 
@@ -358,6 +434,36 @@ class Storage:
 
     def clear(self, queue: str) -> int:
         """Delete the pending jobs of `queue` (running ones finish). Returns the count."""
+        raise NotImplementedError
+
+    # -- batches ----------------------------------------------------------------
+    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float) -> tuple[int, list[int]]:
+        """Create a batch and its members (jobs with batch_id None: storage sets it) in one
+        transaction; returns (batch id, member ids). An empty batch finishes at once.
+
+        A batch's counts follow its members in the transaction of every change of their
+        state. Its callbacks are jobs storage enqueues once each, in the transaction that
+        makes them due, by whichever supervisor or client that is: `catch` when a member
+        first fails for good (then, unless allow_failures, its pending members are
+        cancelled), `then` when every member succeeded, `finally_` when no member is
+        pending or running any more (after `then`). Each gets the batch's record
+        (BatchRecord.to_dict()) as its one argument, on the batch's queue."""
+        raise NotImplementedError
+
+    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float) -> list[int] | None:
+        """Add members to a batch that has not finished; None if there is none such."""
+        raise NotImplementedError
+
+    def batch(self, batch_id: int) -> BatchRecord | None:
+        raise NotImplementedError
+
+    def batches(self, limit: int = 100) -> list[BatchRecord]:
+        """Newest first."""
+        raise NotImplementedError
+
+    def batch_cancel(self, batch_id: int, now: float) -> bool | None:
+        """Cancel the pending members (running ones finish); None: no such batch, False:
+        it had finished already."""
         raise NotImplementedError
 
     # -- retention ------------------------------------------------------------

@@ -15,15 +15,16 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import wakeup
+from runtime.storage.memory_batches import MemoryBatches
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
-    Storage, SupervisorRow, decode_record,
+    Storage, SupervisorRow, batch_time, decode_record,
 )
 
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryBatches, Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"
@@ -34,6 +35,7 @@ class MemoryStorage(Storage):
         self.last_id = 0
         self.starts: dict[str, list[float]] = {}  # rate key -> when its jobs started
         self.key = f"memory:{os.getpid()}:{id(self)}"
+        self._batches_init()
 
     def close(self) -> None:
         pass
@@ -104,6 +106,7 @@ class MemoryStorage(Storage):
                         or job["attempts"] != o.attempt or job["owner"] != owner:
                     continue  # fenced: a stale run or another owner's
                 job.update(state=kind, owner=None, lease_expires=None)
+                self._member_moved(job, RUNNING, kind)
                 if kind == SUCCEEDED:
                     job.update(result=o.result, finished_at=o.at, error=None, traceback=None)
                 elif kind == FAILED:
@@ -120,6 +123,7 @@ class MemoryStorage(Storage):
                     self._cancel_retried(job, o.at)
         for job_id, at in sorted(failed):  # the hooks' ids in the order of their jobs'
             self._failure_hook(self.jobs[job_id], at)
+        self._batches_due(batch_time(outcomes, now))
         claimed: list[ClaimedJob] = []
         rate_keys: set[str] = set()  # one job per rate key and claim
         for queue in queues if limit > 0 else ():
@@ -218,6 +222,7 @@ class MemoryStorage(Storage):
             job.update(state=PENDING, owner=None, lease_expires=None, error=error, traceback=None)
             self._cancel_retried(job, now)
             count += 1
+        self._batches_due(now)
         return count
 
     def _failure_hook(self, job: dict, at: float) -> None:
@@ -233,11 +238,11 @@ class MemoryStorage(Storage):
                             options=orjson.dumps({"tries": 1, "timeout": options.get("timeout")})),
                      at)
 
-    @staticmethod
-    def _cancel_retried(job: dict, now: float) -> None:
+    def _cancel_retried(self, job: dict, now: float) -> None:
         """A job asked to cancel while it ran, put back to wait: cancelled instead."""
         if job["cancel_requested"] is not None:
             job.update(state=CANCELLED, finished_at=now)
+            self._member_moved(job, PENDING, CANCELLED)
 
     def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
         return [(i, j["attempts"]) for i, j in self.jobs.items() if j["state"] == RUNNING
@@ -282,7 +287,9 @@ class MemoryStorage(Storage):
             job.update(state=PENDING, attempts=0, available_at=now, owner=None,
                        lease_expires=None, finished_at=None, cancel_requested=None,
                        retried_at=now)
+            self._member_moved(job, FAILED, PENDING)
             count += 1
+        self._batches_due(now)
         return count
 
     def forget(self, job_id: int) -> bool:
@@ -304,6 +311,8 @@ class MemoryStorage(Storage):
         before = job["state"]
         if before == PENDING:
             job.update(state=CANCELLED, finished_at=now, cancel_requested=now)
+            self._member_moved(job, PENDING, CANCELLED)
+            self._batches_due(now)
         elif before == RUNNING:
             job["cancel_requested"] = now
         return before
@@ -311,7 +320,8 @@ class MemoryStorage(Storage):
     def clear(self, queue: str) -> int:
         doomed = [i for i, j in self.jobs.items() if j["queue"] == queue and j["state"] == PENDING]
         for job_id in doomed:
-            del self.jobs[job_id]
+            self._member_moved(self.jobs.pop(job_id), PENDING, None)
+        self._batches_due(time.time())
         return len(doomed)
 
     # -- retention ------------------------------------------------------------
@@ -323,6 +333,11 @@ class MemoryStorage(Storage):
                      key=lambda j: (j["finished_at"], j["id"]))
         for job in old[:limit]:
             del self.jobs[job["id"]]
+        finished = sorted((b for b in self.batch_rows.values()
+                           if b["finished_at"] is not None and b["finished_at"] < before),
+                          key=lambda b: (b["finished_at"], b["id"]))
+        for batch in finished[:limit]:
+            del self.batch_rows[batch["id"]]
         return len(old[:limit])
 
 

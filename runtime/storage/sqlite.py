@@ -20,10 +20,10 @@ from urllib.parse import quote
 import orjson
 
 from runtime.errors import StorageError
-from runtime.storage import sqlite_gates, sqlite_insert, wakeup
+from runtime.storage import sqlite_batches, sqlite_gates, sqlite_insert, wakeup
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
-    SupervisorRow, assemble_counts, decode_record,
+    SupervisorRow, assemble_counts, batch_time, decode_record,
 )
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import (
@@ -33,7 +33,7 @@ from runtime.storage.sqlite_file import (
 TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(sqlite_batches.SqliteBatchVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     def __init__(self, path: str, role: str = "client", create: bool = True):
@@ -80,8 +80,11 @@ class SqliteStorage(Storage):
             raise explain(self.path, exc, doing) from exc
 
     def _read(self, doing: str, sql: str, args: tuple = ()) -> list:
+        return self._cursor(doing, sql, args).fetchall()
+
+    def _cursor(self, doing: str, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         try:
-            return self.conn.execute(sql, args).fetchall()
+            return self.conn.execute(sql, args)
         except sqlite3.Error as exc:
             raise explain(self.path, exc, doing) from exc
 
@@ -141,7 +144,8 @@ class SqliteStorage(Storage):
         gated = [(o.overlap_key, o.rate_key) for o in outcomes
                  if o.overlap_key is not None or o.rate_key is not None]
         return self._write("claiming and settling jobs", _exchange, settles, moved, put_back,
-                           gated, owner, queues, limit, lease_expires, now)
+                           gated, owner, queues, limit, lease_expires, now,
+                           batch_time(outcomes, now))
 
     def next_due(self, queues: list[str]) -> float | None:
         due = [row[0] for queue in queues
@@ -183,6 +187,7 @@ class SqliteStorage(Storage):
             tally.move(RUNNING, PENDING, [job[1:4] for job in jobs])
             _cancel_retried(conn, tally, [(job[0], now) for job in jobs], now)
             _regate(conn, [job[4:] for job in jobs], now)
+            sqlite_batches.work_due(conn, tally, now)
             return len(jobs)
         return self._write("rescuing jobs", work)
 
@@ -225,6 +230,7 @@ class SqliteStorage(Storage):
             jobs = [job for i in ids for job in conn.execute(sql, (now, i)).fetchall()]
             tally.move(FAILED, PENDING, [job[:3] for job in jobs])  # queue, name, available_at
             _regate(conn, [job[3:] for job in jobs], now)
+            sqlite_batches.work_due(conn, tally, now)
             return len(jobs)
         return self._write("retrying failed jobs", work)
 
@@ -244,6 +250,7 @@ class SqliteStorage(Storage):
                 jobs = conn.execute(SQL["cancel"], (now, now, job_id)).fetchall()
                 tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
                 _regate(conn, [job[3:] for job in jobs], now)
+                sqlite_batches.work_due(conn, tally, now)
             elif found[0] == RUNNING:
                 conn.execute(SQL["request_cancel"], (now, job_id))
             return found[0]
@@ -254,7 +261,9 @@ class SqliteStorage(Storage):
             jobs = conn.execute(SQL["clear"], (queue,)).fetchall()
             for job in jobs:
                 tally.add(PENDING, job[1], job[2], job[3], -1)
-            _regate(conn, [job[4:] for job in jobs], time.time())
+            now = time.time()
+            _regate(conn, [job[4:] for job in jobs], now)
+            sqlite_batches.work_due(conn, tally, now)
             return len(jobs)
         return self._write(f"clearing queue {queue!r}", work)
 
@@ -262,7 +271,10 @@ class SqliteStorage(Storage):
     def prune(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        return self._write("pruning ended jobs", _delete, SQL["prune"], (before, limit))
+        def work(conn, tally):
+            conn.execute(SQL["prune_batches"], (before, limit))
+            return _delete(conn, tally, SQL["prune"], (before, limit))
+        return self._write("pruning ended jobs", work)
 
 
 def _decode(cursor: sqlite3.Cursor, row: tuple) -> JobRecord:
@@ -351,7 +363,7 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
 
 
 def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit, lease_expires,
-              now):
+              now, settled_at):
     if any(settles):
         failed = _settle(conn, tally, owner, settles, moved)
         _cancel_retried(conn, tally, put_back, now)
@@ -359,6 +371,7 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
             hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))
             tally.add_all(PENDING, hooks.fetchall(), 1)
         _regate(conn, gated, now)  # a stale outcome's keys too: the turns are right either way
+        sqlite_batches.work_due(conn, tally, settled_at)
     claimed: list[ClaimedJob] = []
     if limit > 0:
         sqlite_gates.reopen(conn, now)

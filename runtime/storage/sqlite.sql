@@ -223,6 +223,102 @@ CREATE INDEX rate_parked_queue ON rate_parked (queue, opens_at);
 -- hands it on for the events of that run.
 ALTER TABLE jobs ADD COLUMN retried_at REAL;
 
+-- name: migration_12
+-- Batches: counts kept in step with the members' states by the triggers below (in the
+-- same transaction as each change), `due` when a member ended or came back, for the
+-- backend to enqueue the callbacks then due (sqlite_batches, batch_rules). `fired`: bits of
+-- the callbacks enqueued (1 then, 2 catch, 4 finally).
+CREATE TABLE batches (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    name           TEXT,
+    queue          TEXT    NOT NULL,
+    then_job       TEXT,
+    catch_job      TEXT,
+    finally_job    TEXT,
+    allow_failures INTEGER NOT NULL DEFAULT 0,
+    total          INTEGER NOT NULL DEFAULT 0,
+    succeeded      INTEGER NOT NULL DEFAULT 0,
+    failed         INTEGER NOT NULL DEFAULT 0,
+    cancelled      INTEGER NOT NULL DEFAULT 0,
+    failed_ids     TEXT    NOT NULL DEFAULT '[]',
+    created_at     REAL    NOT NULL,
+    finished_at    REAL,
+    cancelled_at   REAL,
+    fired          INTEGER NOT NULL DEFAULT 0,
+    due            INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX batches_due ON batches (id) WHERE due <> 0;
+CREATE INDEX batches_finished ON batches (finished_at) WHERE finished_at IS NOT NULL;
+-- batch(): its running members, at most the workers' count, never all of them.
+CREATE INDEX jobs_batch_running ON jobs (batch_id) WHERE state = 'running' AND batch_id IS NOT NULL;
+CREATE INDEX jobs_batch_pending ON jobs (batch_id) WHERE state = 'pending' AND batch_id IS NOT NULL;
+-- Pending <-> running moves no count: a claim of a member writes nothing here.
+CREATE TRIGGER jobs_batch_moved AFTER UPDATE OF state ON jobs
+WHEN new.batch_id IS NOT NULL AND old.state <> new.state
+     AND (old.state IN ('succeeded', 'failed', 'cancelled')
+          OR new.state IN ('succeeded', 'failed', 'cancelled'))
+BEGIN
+    UPDATE batches
+    SET succeeded = succeeded + (new.state = 'succeeded') - (old.state = 'succeeded'),
+        failed = failed + (new.state = 'failed') - (old.state = 'failed'),
+        cancelled = cancelled + (new.state = 'cancelled') - (old.state = 'cancelled'),
+        failed_ids = CASE WHEN new.state = 'failed' THEN json_insert(failed_ids, '$[#]', new.id)
+                          WHEN old.state = 'failed'
+                          THEN (SELECT json_group_array(value) FROM json_each(failed_ids)
+                                WHERE value <> old.id)
+                          ELSE failed_ids END,
+        due = 1
+    WHERE id = CAST(new.batch_id AS INTEGER);
+END;
+CREATE TRIGGER jobs_batch_gone AFTER DELETE ON jobs
+WHEN old.batch_id IS NOT NULL AND old.state IN ('pending', 'running')
+BEGIN
+    UPDATE batches SET total = total - 1, due = 1 WHERE id = CAST(old.batch_id AS INTEGER);
+END;
+
+-- name: insert_batch
+INSERT INTO batches (name, queue, then_job, catch_job, finally_job, allow_failures, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: batch_grew
+UPDATE batches SET total = total + ?, due = 1 WHERE id = ?;
+
+-- name: batch_open
+SELECT 1 FROM batches WHERE id = ? AND finished_at IS NULL;
+
+-- name: batch_row
+SELECT * FROM batches WHERE id = ?;
+
+-- name: batch_rows
+SELECT * FROM batches ORDER BY id DESC LIMIT ?;
+
+-- name: batch_running
+SELECT count(*) FROM jobs INDEXED BY jobs_batch_running
+WHERE batch_id = ? AND state = 'running' AND batch_id IS NOT NULL;
+
+-- name: batches_due
+SELECT * FROM batches INDEXED BY batches_due WHERE due <> 0 ORDER BY id;
+
+-- name: batch_stepped
+UPDATE batches SET fired = ?, finished_at = ?, cancelled_at = ?, due = 0 WHERE id = ?;
+
+-- name: batch_cancel_members
+UPDATE jobs SET state = 'cancelled', finished_at = ?
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
+             WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL)
+RETURNING queue, name, available_at, overlap_key, rate_key;
+
+-- name: batch_cancelled
+UPDATE batches SET cancelled_at = coalesce(cancelled_at, ?), due = 1 WHERE id = ?;
+
+-- name: insert_callback
+INSERT INTO jobs (queue, name, payload, available_at, created_at) VALUES (?, ?, ?, ?, ?);
+
+-- name: prune_batches
+DELETE FROM batches
+WHERE id IN (SELECT id FROM batches INDEXED BY batches_finished
+             WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at, id LIMIT ?);
+
 -- name: count_jobs
 INSERT INTO job_counts (level, slot, state, queue, name, n) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET n = n + excluded.n;

@@ -1,0 +1,122 @@
+"""Batches in the SQLite backend, inside its write transactions: creating one with its
+members, adding members, cancelling, and enqueueing the callbacks of the batches that the
+triggers of migration 12 marked due (by runtime.storage.batch_rules)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from runtime.storage import batch_rules, sqlite_gates, sqlite_insert
+from runtime.storage.base import CANCELLED, PENDING, NewBatch, NewJob, batch_record
+from runtime.storage.sqlite_counts import Tally
+from runtime.storage.sqlite_file import SQL
+
+
+def create(conn: sqlite3.Connection, tally: Tally, batch: NewBatch, rows: list[tuple],
+           now: float):
+    batch_id = conn.execute(SQL["insert_batch"], (
+        batch.name, batch.queue, batch.then, batch.catch, batch.finally_,
+        1 if batch.allow_failures else 0, now)).lastrowid
+    ids = add(conn, tally, batch_id, rows, now)
+    return batch_id, ids
+
+
+def add(conn: sqlite3.Connection, tally: Tally, batch_id: int, rows: list[tuple],
+        now: float) -> list[int]:
+    """Insert members (rows for sqlite_insert.insert_each, batch_id in place) and count the
+    new ones (a job whose unique key a live job held is not made, so not a member)."""
+    before = conn.execute(SQL["max_id"]).fetchone()[0]
+    ids = sqlite_insert.insert_each(conn, tally, [row[:8] + (str(batch_id),) + row[9:]
+                                                  for row in rows])
+    conn.execute(SQL["batch_grew"], (len({i for i in ids if i > before}), batch_id))
+    work_due(conn, tally, now)
+    return ids
+
+
+def is_open(conn: sqlite3.Connection, batch_id: int) -> bool:
+    return conn.execute(SQL["batch_open"], (batch_id,)).fetchone() is not None
+
+
+def cancel(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:
+    conn.execute(SQL["batch_cancelled"], (now, batch_id))
+    _cancel_members(conn, tally, batch_id, now)
+    work_due(conn, tally, now)
+
+
+def record(conn: sqlite3.Connection, row: dict):
+    running = conn.execute(SQL["batch_running"], (str(row["id"]),)).fetchone()[0]
+    return batch_record(row, running)
+
+
+def rows(cursor: sqlite3.Cursor) -> list[dict]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
+    """Enqueue the callbacks now due of every batch marked due, in id order."""
+    for row in rows(conn.execute(SQL["batches_due"])):
+        callbacks = []
+        while True:
+            step = batch_rules.step(row, now)
+            callbacks += step.callbacks
+            conn.execute(SQL["batch_stepped"], (step.fired, step.finished_at, step.cancelled_at,
+                                                row["id"]))
+            if not step.cancel_pending:
+                break
+            _cancel_members(conn, tally, row["id"], now)
+            row = rows(conn.execute(SQL["batch_row"], (row["id"],)))[0]
+        if callbacks:
+            row = rows(conn.execute(SQL["batch_row"], (row["id"],)))[0]
+            payload = batch_rules.callback_payload(record(conn, row))
+            for name in callbacks:
+                conn.execute(SQL["insert_callback"], (row["queue"], name, payload, now, now))
+                tally.add(PENDING, row["queue"], name, now, 1)
+
+
+def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:
+    jobs = conn.execute(SQL["batch_cancel_members"], (now, str(batch_id))).fetchall()
+    tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
+    gated = [job[3:] for job in jobs if job[3] is not None or job[4] is not None]
+    if gated:
+        sqlite_gates.recompute(conn, [k[0] for k in gated], [k[1] for k in gated], now)
+
+
+def member_rows(jobs: list[NewJob], now: float) -> list[tuple]:
+    """Rows for insert_each of batch members (their batch_id set by `add`)."""
+    return [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
+             j.unique_key, None, j.unique_expires, 1 if j.unique_at_start else 0,
+             j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period) for j in jobs]
+
+
+class SqliteBatchVerbs:
+    """The batch verbs of SqliteStorage (mixed in; they use its _write and conn)."""
+
+    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float):
+        return self._write("creating a batch", create, batch, member_rows(jobs, now), now)
+
+    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float):
+        def work(conn, tally):
+            if not is_open(conn, batch_id):
+                return None
+            return add(conn, tally, batch_id, member_rows(jobs, now), now)
+        return self._write(f"adding jobs to batch {batch_id}", work)
+
+    def batch(self, batch_id: int):
+        found = rows(self._cursor(f"reading batch {batch_id}", SQL["batch_row"], (batch_id,)))
+        return record(self.conn, found[0]) if found else None
+
+    def batches(self, limit: int = 100):
+        found = rows(self._cursor("listing batches", SQL["batch_rows"], (limit,)))
+        return [record(self.conn, row) for row in found]
+
+    def batch_cancel(self, batch_id: int, now: float):
+        def work(conn, tally):
+            found = rows(conn.execute(SQL["batch_row"], (batch_id,)))
+            if not found:
+                return None
+            if found[0]["finished_at"] is not None:
+                return False
+            cancel(conn, tally, batch_id, now)
+            return True
+        return self._write(f"cancelling batch {batch_id}", work)
