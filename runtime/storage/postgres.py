@@ -24,8 +24,10 @@ from psycopg.rows import dict_row
 
 from runtime.errors import StorageError
 from runtime.storage import pginsert, sqlfile
+from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.base import (
-    ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
+    ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, batch_time,
+    decode_record,
 )
 from runtime.storage.pgconn import Listener, Target, is_broken, probe
 from runtime.storage.pgparams import check_jobs, settle_params
@@ -42,8 +44,10 @@ ROLES = ("client", "supervisor")
 IDLE = pq.TransactionStatus.IDLE
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(PostgresBatchVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
+
+    SQL = SQL
 
     def __init__(self, url: str, role: str = "client"):
         if role not in ROLES:
@@ -239,7 +243,8 @@ class PostgresStorage(Storage):
             "now": now, "channel": self.channel}
         return self._write("claiming and settling jobs", _exchange, settles, regate, {
             "owner": owner, "queues": queues, "limit": limit,
-            "lease_expires": lease_expires, "now": now, "channel": self.channel})
+            "lease_expires": lease_expires, "now": now, "channel": self.channel},
+            {"now": batch_time(outcomes, now), "channel": self.channel})
 
     def next_due(self, queues: list[str]) -> float | None:
         if not queues:
@@ -304,6 +309,7 @@ class PostgresStorage(Storage):
                 conn.execute(SQL["regate"], {"overlap_keys": overlap_keys or [],
                                              "rate_keys": rate_keys or [], "now": now,
                                              "channel": self.channel})
+            conn.execute(SQL["batch_due"], {"now": now, "channel": self.channel})
             return lambda: moved
         return self._write(doing, work)
 
@@ -347,6 +353,7 @@ class PostgresStorage(Storage):
             conn.execute(SQL["gate_lock"])
             rows = conn.execute(SQL["cancel"], {"id": job_id, "now": now}).fetchall()
             _regate(conn, [row[1:] for row in rows], now, self.channel)
+            conn.execute(SQL["batch_due"], {"now": now, "channel": self.channel})
             return lambda: rows[0][0] if rows else None
         return self._write("cancelling a job", work)
 
@@ -358,7 +365,11 @@ class PostgresStorage(Storage):
     def prune(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        return self._change("pruning ended jobs", "prune", {"before": before, "limit": limit})
+        def work(conn):
+            conn.execute(SQL["prune_batches"], {"before": before, "limit": limit})
+            cursor = conn.execute(SQL["prune"], {"before": before, "limit": limit})
+            return lambda: max(cursor.rowcount, 0)
+        return self._write("pruning ended jobs", work)
 
 
 def _regate(conn, keys: list, now: float, channel: str) -> None:
@@ -379,11 +390,13 @@ def _fold(conn):
     return lambda: cursor.fetchone()[0]
 
 
-def _exchange(conn, settles, regate, claim):
+def _exchange(conn, settles, regate, claim, batch_due):
     for name, params in settles:
         conn.execute(SQL[name], params)
     if regate is not None:  # the settled jobs had gates: the next job's turn
         conn.execute(SQL["regate"], regate)
+    if settles:  # members of batches among them: the callbacks due (an index probe if none)
+        conn.execute(SQL["batch_due"], batch_due)
     if claim["limit"] <= 0 or not claim["queues"]:
         return list
     conn.execute(SQL["reopen"], claim)

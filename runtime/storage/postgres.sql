@@ -373,6 +373,160 @@ END $$;
 -- hands it on for the events of that run.
 ALTER TABLE jobrt_jobs ADD COLUMN retried_at double precision;
 
+-- name: migration_10
+-- Batches, as in the SQLite backend (its migration 12, sqlite_batches.py, batch_rules.py):
+-- counts kept in step with the members' states by a row trigger (a claim, pending to
+-- running, fires nothing), `due` when a member ended or came back; jobrt_batch_due then
+-- enqueues the callbacks due, in the same transaction.
+CREATE TABLE jobrt_batches (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text,
+    queue          text             NOT NULL,
+    then_job       text,
+    catch_job      text,
+    finally_job    text,
+    allow_failures boolean          NOT NULL DEFAULT false,
+    total          integer          NOT NULL DEFAULT 0,
+    succeeded      integer          NOT NULL DEFAULT 0,
+    failed         integer          NOT NULL DEFAULT 0,
+    cancelled      integer          NOT NULL DEFAULT 0,
+    failed_ids     jsonb            NOT NULL DEFAULT '[]',
+    created_at     double precision NOT NULL,
+    finished_at    double precision,
+    cancelled_at   double precision,
+    fired          integer          NOT NULL DEFAULT 0,
+    due            integer          NOT NULL DEFAULT 0
+);
+CREATE INDEX jobrt_batches_due ON jobrt_batches (id) WHERE due <> 0;
+CREATE INDEX jobrt_batches_finished ON jobrt_batches (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobrt_jobs_batch_running ON jobrt_jobs (batch_id)
+    WHERE state = 'running' AND batch_id IS NOT NULL;
+CREATE INDEX jobrt_jobs_batch_pending ON jobrt_jobs (batch_id)
+    WHERE state = 'pending' AND batch_id IS NOT NULL;
+
+CREATE FUNCTION jobrt_batch_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE jobrt_batches SET total = total - 1, due = 1 WHERE id = old.batch_id::bigint;
+        RETURN NULL;
+    END IF;
+    UPDATE jobrt_batches
+    SET succeeded = succeeded + (new.state = 'succeeded')::int - (old.state = 'succeeded')::int,
+        failed = failed + (new.state = 'failed')::int - (old.state = 'failed')::int,
+        cancelled = cancelled + (new.state = 'cancelled')::int - (old.state = 'cancelled')::int,
+        failed_ids = CASE WHEN new.state = 'failed' THEN failed_ids || to_jsonb(new.id)
+                          WHEN old.state = 'failed'
+                          THEN (SELECT coalesce(jsonb_agg(v), '[]') FROM jsonb_array_elements(failed_ids) AS v
+                                WHERE v <> to_jsonb(old.id))
+                          ELSE failed_ids END,
+        due = 1
+    WHERE id = new.batch_id::bigint;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobrt_jobs_batch_moved AFTER UPDATE OF state ON jobrt_jobs FOR EACH ROW
+WHEN (new.batch_id IS NOT NULL AND old.state <> new.state
+      AND (old.state IN ('succeeded', 'failed', 'cancelled')
+           OR new.state IN ('succeeded', 'failed', 'cancelled')))
+EXECUTE FUNCTION jobrt_batch_moved();
+CREATE TRIGGER jobrt_jobs_batch_gone AFTER DELETE ON jobrt_jobs FOR EACH ROW
+WHEN (old.batch_id IS NOT NULL AND old.state IN ('pending', 'running'))
+EXECUTE FUNCTION jobrt_batch_moved();
+
+-- The callbacks due of every batch marked due, in id order (batch_rules.step in PL/pgSQL).
+-- SKIP LOCKED: a batch another transaction holds, it marked due itself, and it runs this
+-- before it commits. Wakes the supervisors when it enqueued a callback. Returns how many.
+CREATE FUNCTION jobrt_batch_due(now double precision, channel text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    b jobrt_batches%ROWTYPE;
+    callbacks text[];
+    v_fired integer;
+    v_cancel boolean;
+    v_cancelled_at double precision;
+    v_finished boolean;
+    v_running integer;
+    v_ended integer;
+    v_record jsonb;
+    v_keys record;
+    made integer := 0;
+BEGIN
+    FOR b IN SELECT * FROM jobrt_batches WHERE due <> 0 ORDER BY id FOR UPDATE SKIP LOCKED LOOP
+        callbacks := '{}';
+        LOOP
+            v_fired := b.fired;
+            v_cancel := false;
+            v_cancelled_at := b.cancelled_at;
+            IF b.failed > 0 AND v_fired & 2 = 0 THEN
+                v_fired := v_fired | 2;
+                IF b.catch_job IS NOT NULL THEN
+                    callbacks := callbacks || b.catch_job;
+                END IF;
+                IF NOT b.allow_failures AND v_cancelled_at IS NULL THEN
+                    v_cancel := true;
+                    v_cancelled_at := now;
+                END IF;
+            END IF;
+            v_finished := NOT v_cancel AND b.succeeded + b.failed + b.cancelled >= b.total;
+            IF v_finished AND b.failed = 0 AND b.cancelled = 0 AND v_fired & 1 = 0 THEN
+                v_fired := v_fired | 1;
+                IF b.then_job IS NOT NULL THEN
+                    callbacks := callbacks || b.then_job;
+                END IF;
+            END IF;
+            IF v_finished AND v_fired & 4 = 0 THEN
+                v_fired := v_fired | 4;
+                IF b.finally_job IS NOT NULL THEN
+                    callbacks := callbacks || b.finally_job;
+                END IF;
+            END IF;
+            UPDATE jobrt_batches AS u
+            SET fired = v_fired,
+                finished_at = CASE WHEN v_finished THEN coalesce(u.finished_at, now) END,
+                cancelled_at = v_cancelled_at, due = 0
+            WHERE u.id = b.id;
+            EXIT WHEN NOT v_cancel;
+            WITH gone AS (
+                UPDATE jobrt_jobs SET state = 'cancelled', finished_at = now
+                WHERE batch_id = b.id::text AND state = 'pending'
+                RETURNING overlap_key, rate_key
+            )
+            SELECT array_agg(overlap_key) AS o, array_agg(rate_key) AS r INTO v_keys FROM gone;
+            IF v_keys.o IS NOT NULL THEN
+                PERFORM jobrt_regate(v_keys.o, v_keys.r, now, channel);
+            END IF;
+            SELECT * INTO b FROM jobrt_batches WHERE id = b.id;
+        END LOOP;
+        IF cardinality(callbacks) > 0 THEN
+            SELECT * INTO b FROM jobrt_batches WHERE id = b.id;
+            SELECT count(*) INTO v_running FROM jobrt_jobs
+            WHERE batch_id = b.id::text AND state = 'running' AND batch_id IS NOT NULL;
+            v_ended := b.succeeded + b.failed + b.cancelled;
+            v_record := jsonb_build_object(
+                'id', b.id, 'name', b.name, 'queue', b.queue, 'total', b.total,
+                'pending', b.total - v_ended - v_running, 'running', v_running,
+                'succeeded', b.succeeded, 'failed', b.failed, 'cancelled', b.cancelled,
+                'progress', CASE WHEN b.total = 0 THEN 100 ELSE v_ended * 100 / b.total END,
+                'created_at', b.created_at, 'finished_at', b.finished_at,
+                'cancelled_at', b.cancelled_at,
+                'failed_job_ids', (SELECT coalesce(jsonb_agg(v ORDER BY v::bigint), '[]')
+                                   FROM jsonb_array_elements(b.failed_ids) AS v),
+                'allow_failures', b.allow_failures, 'then', b.then_job, 'catch', b.catch_job,
+                'finally', b.finally_job);
+            INSERT INTO jobrt_jobs (queue, name, payload, available_at, created_at)
+            SELECT b.queue, c.name,
+                   convert_to(jsonb_build_array(jsonb_build_array(v_record), '{}'::jsonb)::text,
+                              'UTF8'),
+                   now, now
+            FROM unnest(callbacks) WITH ORDINALITY AS c (name, ord) ORDER BY c.ord;
+            made := made + cardinality(callbacks);
+        END IF;
+    END LOOP;
+    IF made > 0 AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, '');
+    END IF;
+    RETURN made;
+END $$;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -512,6 +666,61 @@ SELECT jobrt_started(%(owner)s, %(now)s, %(channel)s);
 -- Admin verbs that move gated jobs take the gates' lock before any job row (a claim
 -- takes rows first, then the lock; the gates skip a row being claimed, never wait).
 SELECT pg_advisory_xact_lock(7670369553237075827);
+
+-- name: batch_due
+SELECT jobrt_batch_due(%(now)s, %(channel)s);
+
+-- name: insert_batch
+INSERT INTO jobrt_batches (name, queue, then_job, catch_job, finally_job, allow_failures,
+                           created_at)
+VALUES (%(name)s, %(queue)s, %(then)s, %(catch)s, %(finally)s, %(allow_failures)s, %(now)s)
+RETURNING id;
+
+-- name: batch_grew
+-- The members made (a job whose unique key a live job held is not), then the batch due.
+UPDATE jobrt_batches
+SET total = total + (SELECT count(*) FROM jobrt_jobs
+                     WHERE id = ANY(%(ids)s::bigint[]) AND batch_id = %(batch)s::text),
+    due = 1
+WHERE id = %(batch)s;
+
+-- name: batch_open
+SELECT 1 FROM jobrt_batches WHERE id = %(batch)s AND finished_at IS NULL FOR UPDATE;
+
+-- name: batch_row
+SELECT * FROM jobrt_batches WHERE id = %(batch)s;
+
+-- name: batch_rows
+SELECT * FROM jobrt_batches ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: batch_running
+SELECT count(*) FROM jobrt_jobs
+WHERE batch_id = %(batch)s::text AND state = 'running' AND batch_id IS NOT NULL;
+
+-- name: batch_cancel
+-- The state before (NULL: no batch); an open batch's pending members are cancelled and
+-- jobrt_batch_due (next) enqueues what that makes due.
+WITH found AS (SELECT id, finished_at FROM jobrt_batches WHERE id = %(batch)s FOR UPDATE),
+marked AS (
+    UPDATE jobrt_batches AS b SET cancelled_at = coalesce(b.cancelled_at, %(now)s), due = 1
+    FROM found WHERE b.id = found.id AND found.finished_at IS NULL
+)
+SELECT finished_at IS NULL FROM found;
+
+-- name: batch_cancel_members
+WITH gone AS (
+    UPDATE jobrt_jobs SET state = 'cancelled', finished_at = %(now)s
+    WHERE batch_id = %(batch)s::text AND state = 'pending'
+    RETURNING overlap_key, rate_key
+)
+SELECT jobrt_regate(array_agg(overlap_key), array_agg(rate_key), %(now)s, %(channel)s)
+FROM gone;
+
+-- name: prune_batches
+DELETE FROM jobrt_batches
+WHERE id IN (SELECT id FROM jobrt_batches
+             WHERE finished_at IS NOT NULL AND finished_at < %(before)s
+             ORDER BY finished_at, id LIMIT %(limit)s);
 
 -- name: wake
 -- Delivered to every LISTENing supervisor when the enqueue commits, never before.
