@@ -10,13 +10,13 @@ import hashlib
 import time
 
 from runtime.config.load import load_config
-from runtime import gates
+from runtime import batching, gates
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
 from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
 from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
-from runtime.storage.base import JobRecord, NewJob
+from runtime.storage.base import BatchRecord, JobRecord, NewJob
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}
@@ -226,17 +226,21 @@ class Queue:
 
         Each item is (job, args), (job, args, kwargs) or (job, args, kwargs, options)
         where options is a dict of the same underscore keywords enqueue() takes."""
-        now = time.time()
+        return self._store(self._new_jobs(items, time.time(), "enqueue_many"))
+
+    def _new_jobs(self, items, now: float, caller: str) -> list[NewJob]:
+        """enqueue_many's items as NewJobs (a batch's members are given the same way); an
+        item's error names `caller`."""
         jobs = []
         for index, item in enumerate(items):
             if not isinstance(item, (tuple, list)) or not 1 <= len(item) <= 4:
-                raise PayloadError(f"enqueue_many item {index}: expected (job, args[, kwargs[, options]]), "
+                raise PayloadError(f"{caller} item {index}: expected (job, args[, kwargs[, options]]), "
                                    f"got {item!r:.80}")
             job, args, kwargs, options = (tuple(item) + ((), {}, {}))[:4]
             if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
-                raise PayloadError(f"enqueue_many item {index}: args must be a list or tuple, got {args!r:.80}")
+                raise PayloadError(f"{caller} item {index}: args must be a list or tuple, got {args!r:.80}")
             jobs.append(self._new_job(job, tuple(args), dict(kwargs), dict(options), now))
-        return self._store(jobs)
+        return jobs
 
     def _store(self, jobs: list[NewJob]) -> list[int]:
         if not jobs:
@@ -268,3 +272,36 @@ class Queue:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.storage.counts(time.time())
+
+    # -- batches (runtime.batching) ---------------------------------------------
+    def batch(self, items, name: str | None = None, queue: str | None = None, then=None, catch=None,
+              finally_=None, allow_failures: bool = False) -> batching.BatchHandle:
+        """Store a batch of jobs (items as enqueue_many takes them) in one transaction; returns
+        a handle with its `id`. Callbacks are registered jobs (functions or names) that get the
+        batch's record (a dict) as their one argument, on `queue` (default: the first member's
+        queue, else "default"), each at most once: `then` when every member succeeded, `catch`
+        at the first member that failed for good (which, unless allow_failures, cancels the
+        pending members), `finally_` when no member is pending or running any more. An empty
+        batch runs its callbacks at once."""
+        return batching.create(self, items, name, queue, then, catch, finally_, allow_failures)
+
+    def batch_status(self, batch_id: int) -> BatchRecord:
+        """The batch's counts, progress, times and failed member ids; BatchNotFound if unknown."""
+        return batching.status(self.storage, batch_id)
+
+    def batch_add(self, batch_id: int, items) -> list[int]:
+        """Add members to a batch (also from one of its own jobs); their ids. BatchNotFound if
+        unknown, BatchFinished once all its members ended."""
+        return batching.add(self, batch_id, items)
+
+    def batch_cancel(self, batch_id: int) -> bool:
+        """Cancel the batch's pending members (running ones finish); False if it had finished."""
+        return batching.cancel(self.storage, batch_id)
+
+    def batch_retry(self, batch_id: int) -> int:
+        """Run the batch's failed members again; how many were put back."""
+        return batching.retry(self.storage, batch_id)
+
+    def batches(self, limit: int = 100) -> list[BatchRecord]:
+        """The newest batches first."""
+        return self.storage.batches(limit)

@@ -46,6 +46,14 @@ class JobNotFound(JobrtError):
     """No job with the given id exists (it may have been pruned)."""
 
 
+class BatchNotFound(JobrtError):
+    """No batch with the given id exists (it may have been pruned with its members)."""
+
+
+class BatchFinished(JobrtError):
+    """Members were added to a batch whose members had all ended: its callbacks ran."""
+
+
 class JobFailed(JobrtError):
     """A task of the embedded Pool failed for good, after its tries.
 
