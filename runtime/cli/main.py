@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from runtime.cli import admin, failed_jobs
+from runtime.cli import admin, batches, failed_jobs
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     admin.add_parsers(commands)
     failed_jobs.add_parser(commands)
+    batches.add_parser(commands)
     return parser
 
 
@@ -336,7 +337,7 @@ def cmd_enqueue(args) -> int:
 
 
 COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS,
-            **failed_jobs.COMMANDS}
+            **failed_jobs.COMMANDS, **batches.COMMANDS}
 
 
 if __name__ == "__main__":
