@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from typing import Iterable
 
 import orjson
@@ -23,7 +22,7 @@ from psycopg import pq
 from psycopg.rows import dict_row
 
 from runtime.errors import StorageError
-from runtime.storage import pginsert, sqlfile
+from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, batch_time,
@@ -32,10 +31,7 @@ from runtime.storage.base import (
 from runtime.storage.pgconn import Listener, Target, is_broken, probe
 from runtime.storage.pgparams import check_jobs, settle_params
 
-SQL = sqlfile.load(Path(__file__).with_name("postgres.sql"))
-MIGRATIONS = sqlfile.migrations(SQL)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-MIGRATION_LOCK = 0x6A6F627274  # 'jobrt': the advisory lock key migrations take
+SQL = pgschema.SQL
 FOLD_LOCK = 0x6A6F62727463  # 'jobrtc': the one heartbeat folding the count changes holds it
 FOLD_BATCH = 5_000  # count changes one fold moves (a fold of changes to scattered keys
 #                    takes ~15 us each, of changes to the same few keys ~2 us)
@@ -59,7 +55,7 @@ class PostgresStorage(PostgresBatchVerbs, Storage):
         self._woken = False  # the last enqueue committed its own wake-up
         conn = self._connection()
         try:
-            self._migrate(conn)
+            pgschema.migrate(conn, self.target.where)
             database, schema = conn.execute(SQL["whereami"]).fetchone()
         except psycopg.Error as exc:
             self.close()
@@ -99,37 +95,6 @@ class PostgresStorage(PostgresBatchVerbs, Storage):
                 conn.close()
             except psycopg.Error:
                 pass
-
-    def _migrate(self, conn: psycopg.Connection) -> None:
-        """Apply missing migrations in one transaction under an advisory lock. Of
-        two processes starting at once, the second waits for the lock, then
-        finds the schema current. A current schema needs no lock (nor rights)."""
-        if conn.execute(SQL["schema_exists"]).fetchone()[0]:
-            if self._check_version(conn) == SCHEMA_VERSION:
-                return
-        conn.execute("BEGIN")
-        try:
-            # A long migration by another process is worth waiting for.
-            conn.execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
-            conn.execute(SQL["migration_lock"], {"key": MIGRATION_LOCK})
-            conn.execute(SQL["migrations_table"])
-            version = self._check_version(conn)
-            for number, script in MIGRATIONS:
-                if number > version:
-                    conn.execute(script)
-                    conn.execute(SQL["record_migration"], {"version": number, "at": time.time()})
-            conn.execute("COMMIT")
-        except BaseException:
-            if not is_broken(conn) and conn.pgconn.transaction_status != IDLE:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _check_version(self, conn: psycopg.Connection) -> int:
-        version = conn.execute(SQL["schema_version"]).fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StorageError(f"{self.target.where} has jobrt schema version {version}, newer "
-                               f"than this jobrt knows ({SCHEMA_VERSION}): upgrade jobrt")
-        return version
 
     def _write(self, doing: str, work, *args, confirm_first: bool = False):
         """Run `work(conn, *args)` between BEGIN and COMMIT, all in one pipeline.

@@ -192,6 +192,8 @@ ALTER TABLE jobrt_jobs ADD COLUMN unique_expires double precision;
 ALTER TABLE jobrt_jobs ADD COLUMN unique_at_start boolean NOT NULL DEFAULT false;
 
 -- name: migration_8
+-- The functions below run with their owner's rights (SECURITY DEFINER), as the counts'
+-- triggers do: a role that may change jobs needs no rights on the gates' tables to cancel.
 -- Gates (runtime.gates): without_overlapping and rate_limit, as in the SQLite backend
 -- (its migration 10 and sqlite_gates.py say how). `blocked` holds a pending job back: bit
 -- 1 while it waits for its overlap key, bit 2 while it waits for its turn at its rate
@@ -230,7 +232,8 @@ CREATE INDEX jobrt_rate_parked_queue ON jobrt_rate_parked (queue, opens_at);
 -- the rate keys of the jobs whose overlap bit changed. A job that came first meanwhile
 -- takes the turn of the one let through before, unless that one is being claimed right
 -- now (locked): then it runs first, which is as good.
-CREATE FUNCTION jobrt_gate_overlap(k text) RETURNS text[] LANGUAGE plpgsql AS $$
+CREATE FUNCTION jobrt_gate_overlap(k text) RETURNS text[] LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     holder_id bigint;
     holder_state text;
@@ -262,7 +265,8 @@ END $$;
 -- Let the first pending job of rate key k that its overlap key lets through go, if its
 -- limiter has a free slot at `now` (returns true); else park k until one opens.
 CREATE FUNCTION jobrt_gate_rate(k text, now double precision) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     head_id bigint;
     next_id bigint;
@@ -307,7 +311,8 @@ END $$;
 -- transaction, so the next one sees this one's changes): overlap keys first, their
 -- rate keys after. Wakes the supervisors when it let a job through. Returns how many.
 CREATE FUNCTION jobrt_regate(okeys text[], rkeys text[], now double precision, channel text)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     k text;
     rates text[] := coalesce(rkeys, '{}');
@@ -335,7 +340,8 @@ END $$;
 
 -- Before a claim: the rate keys whose limiter has had a free slot since `now` or earlier.
 CREATE FUNCTION jobrt_reopen(now double precision, channel text) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     keys text[];
 BEGIN
@@ -351,7 +357,8 @@ END $$;
 -- After a claim: the jobs of rate keys `who` claimed at `now` started; count them, forget
 -- the starts that fell out of their period, and let the next job of each key through.
 CREATE FUNCTION jobrt_started(who text, now double precision, channel text) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     keys text[];
 BEGIN
@@ -404,7 +411,8 @@ CREATE INDEX jobrt_jobs_batch_running ON jobrt_jobs (batch_id)
 CREATE INDEX jobrt_jobs_batch_pending ON jobrt_jobs (batch_id)
     WHERE state = 'pending' AND batch_id IS NOT NULL;
 
-CREATE FUNCTION jobrt_batch_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION jobrt_batch_moved() RETURNS trigger LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         UPDATE jobrt_batches SET total = total - 1, due = 1 WHERE id = old.batch_id::bigint;
@@ -436,7 +444,8 @@ EXECUTE FUNCTION jobrt_batch_moved();
 -- SKIP LOCKED: a batch another transaction holds, it marked due itself, and it runs this
 -- before it commits. Wakes the supervisors when it enqueued a callback. Returns how many.
 CREATE FUNCTION jobrt_batch_due(now double precision, channel text) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql 
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     b jobrt_batches%ROWTYPE;
     callbacks text[];

@@ -20,7 +20,7 @@ def sqlite_at_version(path, version: int) -> sqlite3.Connection:
 
 def postgres_at_version(conn, version: int) -> None:
     """Bring the empty PostgreSQL database of `conn` (autocommit) to schema `version`."""
-    from runtime.storage.postgres import MIGRATIONS as PG_MIGRATIONS, SQL
+    from runtime.storage.pgschema import MIGRATIONS as PG_MIGRATIONS, SQL
 
     conn.execute(SQL["migrations_table"])
     for number, sql in PG_MIGRATIONS[:version]:

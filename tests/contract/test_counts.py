@@ -215,7 +215,7 @@ def test_a_version_4_sqlite_database_keeps_the_counts_its_triggers_made(tmp_path
 def test_a_version_3_postgresql_schema_gets_its_counts_from_its_rows(pg_url):
     import psycopg
 
-    from runtime.storage.postgres import SCHEMA_VERSION
+    from runtime.storage.pgschema import SCHEMA_VERSION
     from tests.contract.old_schema import postgres_at_version
 
     with psycopg.connect(pg_url, autocommit=True) as conn:

@@ -18,7 +18,7 @@ import pytest
 
 from runtime.errors import StorageError
 from runtime.storage import NewJob, Outcome, open_storage
-from runtime.storage.postgres import MIGRATION_LOCK, SCHEMA_VERSION
+from runtime.storage.pgschema import MIGRATION_LOCK, SCHEMA_VERSION
 from tests.conftest import wait_for
 
 SECRET = "s3cret"
@@ -113,7 +113,7 @@ def test_a_newer_schema_is_refused(pg_url):
 
 def test_a_version_1_schema_is_migrated_in_place(pg_url):
     """Migration 2 adds the index of ended jobs to a database written before it existed."""
-    from runtime.storage.postgres import MIGRATIONS, SQL
+    from runtime.storage.pgschema import MIGRATIONS, SQL
 
     admin(pg_url, SQL["migrations_table"])
     admin(pg_url, MIGRATIONS[0][1])

@@ -88,7 +88,7 @@ def test_a_version_2_sqlite_database_is_migrated_in_place(tmp_path):
 def test_a_version_2_postgresql_schema_is_migrated_in_place(pg_url):
     import psycopg
 
-    from runtime.storage.postgres import SCHEMA_VERSION, SQL
+    from runtime.storage.pgschema import SCHEMA_VERSION, SQL
     from tests.contract.old_schema import postgres_at_version
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
