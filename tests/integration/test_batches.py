@@ -225,3 +225,48 @@ def test_the_batch_commands(tmp_path, start_supervisor, storage):
     assert code == 1 and json.loads(out)["exit"] == 1
     code, _, err = jobrt("batch", "show", "x", "--config", config)
     assert code == 2 and "must be a batch id" in err
+
+
+@pytest.mark.postgres
+def test_the_race(tmp_path, start_supervisor, pg_url):
+    """Two supervisors on one PostgreSQL database; each batch has one member on a queue only
+    the first serves and one on a queue only the second serves, and the two meet at a barrier
+    (jobs.batch_examples:barrier), so they end within a poll of each other, on different
+    supervisors, and their settles race to be the batch's last. Whoever wins, then and
+    finally each run exactly once per batch, and the counts are exact.
+    JOBRT_RACE_BATCHES=N runs N batches (the issue's figure is 500, the default here)."""
+    batches = RACE_BATCHES or 500
+    barriers, out = tmp_path / "barriers", tmp_path / "notes"
+    barriers.mkdir()
+    out.mkdir()
+    for side in "ab":
+        (tmp_path / side).mkdir()
+        pools = {"default": {"workers": 3, "queues": ["default", f"side-{side}"]}}
+        start_supervisor(write_config(tmp_path / side, pools=pools, storage={"url": pg_url},
+                                      jobs=JOBS))
+    callbacks = dict(then=CALLBACKS["then"], finally_=CALLBACKS["finally_"], queue="default")
+    with connect(pg_url) as q:
+        made = []
+        for n in range(batches):
+            members = [("jobs.batch_examples:barrier", (str(barriers), str(n), side), {},
+                        {"_queue": f"side-{'ab'[side]}"}) for side in (0, 1)]
+            made.append(q.batch(members, name=str(out), **callbacks))
+        wait_for(lambda: len(notes(out, "finally")) >= batches, 120, "every batch's finally")
+        wait_for(lambda: idle(q), 60, "every job to end")
+        records = {b.id: q.batch_status(b.id) for b in made}
+        members = [[q.status(i) for i in b.job_ids] for b in made]
+    then_ids = sorted(record["id"] for record in notes(out, "then"))
+    finally_ids = sorted(record["id"] for record in notes(out, "finally"))
+    assert then_ids == finally_ids == sorted(records), "then or finally ran other than once per batch"
+    for record in records.values():
+        assert (record.total, record.succeeded, record.pending, record.running, record.failed,
+                record.cancelled) == (2, 2, 0, 0, 0, 0), record
+        assert record.finished_at is not None
+    for record in notes(out, "finally"):
+        assert (record["succeeded"], record["pending"], record["running"]) == (2, 0, 0), record
+    # The race happened: the two members of a batch ran on different supervisors (their
+    # queues say so: each is served by one) and ended within a few milliseconds.
+    apart = sorted(abs(pair[0].result - pair[1].result) for pair in members)
+    print(f"{batches} batches; members' ends apart: median {apart[len(apart) // 2] * 1000:.2f} ms, "
+          f"90th percentile {apart[len(apart) * 9 // 10] * 1000:.2f} ms")
+    assert apart[len(apart) // 2] < 0.05
