@@ -180,8 +180,7 @@ def test_batch_errors_are_clear(tmp_path, storage):
         with pytest.raises(BatchNotFound):
             q.batch_retry(12345)
         with pytest.raises(Exception, match="cannot take it"):
-            q.batch([(MEMBER, ())], then="jobs.examples:say" if False else "jobs.batch_examples:member",
-                    finally_="jobs.examples:whoami")
+            q.batch([(MEMBER, ())], finally_="jobs.examples:whoami")  # takes no argument
         with pytest.raises(Exception, match="served by no pool"):
             q.batch([(MEMBER, ())], queue="nowhere", then=CALLBACKS["then"])
         with pytest.raises(Exception, match="batch item 1"):
