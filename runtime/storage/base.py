@@ -432,8 +432,10 @@ class Storage:
         """(job id, attempt) of the running jobs of `owner` that were asked to cancel."""
         raise NotImplementedError
 
-    def clear(self, queue: str) -> int:
-        """Delete the pending jobs of `queue` (running ones finish). Returns the count."""
+    def clear(self, queue: str, now: float | None = None) -> int:
+        """Delete the pending jobs of `queue` (running ones finish). Returns the count.
+        `now` (default: the clock) dates what that finishes, a batch whose last members
+        they were."""
         raise NotImplementedError
 
     # -- batches ----------------------------------------------------------------

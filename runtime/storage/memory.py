@@ -317,11 +317,11 @@ class MemoryStorage(MemoryBatches, Storage):
             job["cancel_requested"] = now
         return before
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str, now: float | None = None) -> int:
         doomed = [i for i, j in self.jobs.items() if j["queue"] == queue and j["state"] == PENDING]
         for job_id in doomed:
             self._member_moved(self.jobs.pop(job_id), PENDING, None)
-        self._batches_due(time.time())
+        self._batches_due(time.time() if now is None else now)
         return len(doomed)
 
     # -- retention ------------------------------------------------------------

@@ -322,9 +322,9 @@ class PostgresStorage(PostgresBatchVerbs, Storage):
             return lambda: rows[0][0] if rows else None
         return self._write("cancelling a job", work)
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str, now: float | None = None) -> int:
         return self._gated_change(f"clearing queue {queue!r}", "clear", {"queue": queue},
-                                  time.time())
+                                  time.time() if now is None else now)
 
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:

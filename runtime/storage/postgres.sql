@@ -689,7 +689,8 @@ RETURNING id;
 -- The members made (a job whose unique key a live job held is not), then the batch due.
 UPDATE jobrt_batches
 SET total = total + (SELECT count(*) FROM jobrt_jobs
-                     WHERE id = ANY(%(ids)s::bigint[]) AND batch_id = %(batch)s::text),
+                     WHERE id = ANY(%(ids)s::bigint[]) AND batch_id = %(batch)s::text
+                       AND xmin = pg_current_xact_id()::xid),  -- made by this transaction
     due = 1
 WHERE id = %(batch)s;
 

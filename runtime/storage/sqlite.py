@@ -256,14 +256,14 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, Storage):
             return found[0]
         return self._write("cancelling a job", work)
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str, now: float | None = None) -> int:
         def work(conn, tally):
             jobs = conn.execute(SQL["clear"], (queue,)).fetchall()
             for job in jobs:
                 tally.add(PENDING, job[1], job[2], job[3], -1)
-            now = time.time()
-            _regate(conn, [job[4:] for job in jobs], now)
-            sqlite_batches.work_due(conn, tally, now)
+            at = time.time() if now is None else now
+            _regate(conn, [job[4:] for job in jobs], at)
+            sqlite_batches.work_due(conn, tally, at)
             return len(jobs)
         return self._write(f"clearing queue {queue!r}", work)
 
@@ -329,11 +329,13 @@ def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
     current runs read first, which costs a row lookup per outcome."""
     if all(job[0] is not None for jobs in moved for job in jobs):
         conn.execute("SAVEPOINT settle")
-        before = conn.total_changes
+        # The rows the settles changed: rowcount, unlike total_changes, leaves out those
+        # their triggers (a batch's counts) changed.
+        changed = 0
         for (_, sql), args in zip(_SETTLES, settles):
             if args:
-                conn.executemany(sql, args)
-        if conn.total_changes - before == sum(map(len, settles)):
+                changed += conn.executemany(sql, args).rowcount
+        if changed == sum(map(len, settles)):
             conn.execute("RELEASE settle")
             for (state, _), jobs in zip(_SETTLES, moved):
                 if jobs:

@@ -303,7 +303,7 @@ SELECT * FROM batches INDEXED BY batches_due WHERE due <> 0 ORDER BY id;
 UPDATE batches SET fired = ?, finished_at = ?, cancelled_at = ?, due = 0 WHERE id = ?;
 
 -- name: batch_cancel_members
-UPDATE jobs SET state = 'cancelled', finished_at = ?
+UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_held = NULL
 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
              WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL)
 RETURNING queue, name, available_at, overlap_key, rate_key;

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from runtime.storage import NewJob, Outcome
+from runtime.storage.base import NewBatch
 from runtime.storage.memory import MemoryStorage
 from runtime.storage.sqlite import SqliteStorage
 
@@ -93,11 +94,13 @@ class StorageModel(RuleBasedStateMachine):
         return got
 
     def add_jobs(self, specs):
-        jobs = [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
+        self.ids.update(self.both("enqueue", self.jobs_of(specs)))
+
+    def jobs_of(self, specs):
+        return [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
                        priority=priority, unique_key=key, unique_expires=expires,
                        unique_at_start=at_start, options=options, overlap_key=overlap)
                 for queue, priority, delay, key, n, expires, at_start, options, overlap in specs]
-        self.ids.update(self.both("enqueue", jobs))
 
     @initialize(specs=new_jobs)
     def start_with_jobs(self, specs):
@@ -177,12 +180,32 @@ class StorageModel(RuleBasedStateMachine):
         elif verb == "cancel":
             self.both(verb, data.draw(some_id), self.now)
         elif verb == "clear":
-            self.both(verb, data.draw(st.sampled_from(QUEUES)))
+            self.both(verb, data.draw(st.sampled_from(QUEUES)), self.now)
         elif verb == "prune":  # ties on finished_at are common: the clock moves in steps
             self.both(verb, self.now - data.draw(st.sampled_from([-1.0, 0.0, 4.0])),
                       data.draw(st.integers(0, 3)))
         else:
             self.both(verb)
+
+    @rule(data=st.data(), specs=new_jobs)
+    def batch(self, data, specs):
+        """Batches: created (maybe empty, maybe allowing failures), added to, cancelled; their
+        members end in any order through the other rules."""
+        verb = data.draw(st.sampled_from(["create", "create", "add", "cancel"]))
+        batch_ids = sorted(self.model.batch_rows) or [1]
+        if verb == "create":
+            members = self.jobs_of(specs if data.draw(st.booleans()) else [])
+            batch = NewBatch(data.draw(st.sampled_from(QUEUES)), "b", then="cb:then",
+                             catch=data.draw(st.sampled_from([None, "cb:catch"])),
+                             finally_="cb:finally", allow_failures=data.draw(st.booleans()))
+            got = self.both("create_batch", batch, members, self.now)
+            self.ids.update(got[1])
+        elif verb == "add":
+            got = self.both("batch_add", data.draw(st.sampled_from(batch_ids)),
+                            self.jobs_of(specs), self.now)
+            self.ids.update(got or [])
+        else:
+            self.both("batch_cancel", data.draw(st.sampled_from(batch_ids)), self.now)
 
     @invariant()
     def stores_agree(self):
@@ -199,6 +222,8 @@ class StorageModel(RuleBasedStateMachine):
         for owner in OWNERS:
             assert sorted(self.real.cancel_requests(owner)) == sorted(self.model.cancel_requests(owner))
         assert self.real.oldest_pending(self.now) == self.model.oldest_pending(self.now)
+        assert [b.to_dict() for b in self.real.batches()] == \
+            [b.to_dict() for b in self.model.batches()]
 
 
 StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
@@ -215,7 +240,8 @@ class PostgresModel(StorageModel):
         from runtime.storage.postgres import PostgresStorage
 
         store = PostgresStorage(self.url, role="supervisor")
-        store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors RESTART IDENTITY")
+        store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors, jobrt_batches, "
+                           "jobrt_rate_starts, jobrt_rate_parked RESTART IDENTITY")
         return store
 
 
