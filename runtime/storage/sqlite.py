@@ -20,7 +20,7 @@ from urllib.parse import quote
 import orjson
 
 from runtime.errors import StorageError
-from runtime.storage import sqlite_batches, sqlite_gates, sqlite_insert, wakeup
+from runtime.storage import sqlite_batches, sqlite_gates, sqlite_insert, sqlite_settle, wakeup
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
     SupervisorRow, assemble_counts, batch_time, decode_record,
@@ -72,6 +72,8 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, Storage):
                 out = work(conn, tally, *args)
                 tally.apply(conn, SQL["count_jobs"])
                 conn.execute("COMMIT")
+                if tally.wake:
+                    self.notify()
                 return out
             except BaseException:
                 rollback(conn)
@@ -295,10 +297,6 @@ def _claim_order(row: tuple):
     return (-row[6], row[7], row[0])
 
 
-_SETTLES = ((SUCCEEDED, SQL["settle_succeeded"]), (FAILED, SQL["settle_failed"]),
-            (PENDING, SQL["settle_pending"]), (CANCELLED, SQL["settle_cancelled"]))
-
-
 def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple],
                     now: float) -> None:
     """Of the jobs just put back to pending, (id, when) each, those asked to cancel while
@@ -317,57 +315,10 @@ def _regate(conn: sqlite3.Connection, keys: list[tuple], now: float) -> None:
         sqlite_gates.recompute(conn, [pair[0] for pair in keys], [pair[1] for pair in keys], now)
 
 
-def _settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
-            moved: tuple) -> list[int]:
-    """Settle the outcomes whose runs are still this owner's (a stale or repeated one
-    changes nothing) and tally the jobs they move; returns the ids of those it failed. `settles` holds the statements'
-    arguments per state, each ending with (id, attempt, owner); `moved` the (queue, name,
-    available_at) of each, as the outcomes say.
-
-    Nearly always every outcome is current and names its job: then the settles run as
-    they are, and the tally follows the outcomes. Otherwise they are undone and the
-    current runs read first, which costs a row lookup per outcome."""
-    if all(job[0] is not None for jobs in moved for job in jobs):
-        conn.execute("SAVEPOINT settle")
-        # The rows the settles changed: rowcount, unlike total_changes, leaves out those
-        # their triggers (a batch's counts) changed.
-        changed = 0
-        for (_, sql), args in zip(_SETTLES, settles):
-            if args:
-                changed += conn.executemany(sql, args).rowcount
-        if changed == sum(map(len, settles)):
-            conn.execute("RELEASE settle")
-            for (state, _), jobs in zip(_SETTLES, moved):
-                if jobs:
-                    tally.add_all(RUNNING, jobs, -1)
-                    tally.add_all(state, jobs, 1)
-            return [args[-3] for args in settles[1]]
-        conn.execute("ROLLBACK TO settle")
-        conn.execute("RELEASE settle")
-    ids = [args[-3] for args_of_state in settles for args in args_of_state]
-    running = {row[0]: row[1:] for row in conn.execute(SQL["running_jobs"],
-                                                       (orjson.dumps(ids), owner))}
-    failed = []
-    for (state, sql), outcomes in zip(_SETTLES, settles):
-        current = []
-        for args in outcomes:
-            run = running.get(args[-3])
-            if run is not None and run[0] == args[-2]:
-                del running[args[-3]]
-                current.append(args)
-                tally.add(RUNNING, run[1], run[2], None, -1)
-                tally.add(state, run[1], run[2], args[0] if state == PENDING else None, 1)
-        if current:
-            conn.executemany(sql, current)
-            if state == FAILED:
-                failed = [args[-3] for args in current]
-    return failed
-
-
 def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit, lease_expires,
               now, settled_at):
     if any(settles):
-        failed = _settle(conn, tally, owner, settles, moved)
+        failed = sqlite_settle.settle(conn, tally, owner, settles, moved)
         _cancel_retried(conn, tally, put_back, now)
         if failed:
             hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))

@@ -72,6 +72,7 @@ def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
             for name in callbacks:
                 conn.execute(SQL["insert_callback"], (row["queue"], name, payload, now, now))
                 tally.add(PENDING, row["queue"], name, now, 1)
+            tally.wake = True
 
 
 def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:

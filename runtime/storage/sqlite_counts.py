@@ -30,10 +30,13 @@ def slot(at: float, width: float) -> int:
 class Tally:
     """One transaction's changes to job_counts: key -> change of n."""
 
-    __slots__ = ("changes",)
+    __slots__ = ("changes", "wake")
 
     def __init__(self) -> None:
         self.changes: dict[tuple, int] = {}
+        # The transaction made jobs no supervisor waits for (a batch's callbacks, made by a
+        # settle): wake the listeners once it committed.
+        self.wake = False
 
     def add(self, state: str, queue: str, name: str, at: float | None, n: int) -> None:
         """n jobs (negative: leaving) in `state`; `at`, their available_at, counts for
