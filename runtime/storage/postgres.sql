@@ -427,7 +427,11 @@ BEGIN
                           THEN (SELECT coalesce(jsonb_agg(v), '[]') FROM jsonb_array_elements(failed_ids) AS v
                                 WHERE v <> to_jsonb(old.id))
                           ELSE failed_ids END,
-        due = 1
+        -- due when something may fire: a failure, a member back from an end (a retry),
+        -- or the last member's end; not at every member's end (the drain's hot path)
+        due = CASE WHEN new.state = 'failed'
+                        OR old.state IN ('succeeded', 'failed', 'cancelled')
+                        OR succeeded + failed + cancelled + 1 >= total THEN 1 ELSE due END
     WHERE id = new.batch_id::bigint;
     RETURN NULL;
 END $$;

@@ -262,12 +262,22 @@ BEGIN
     SET succeeded = succeeded + (new.state = 'succeeded') - (old.state = 'succeeded'),
         failed = failed + (new.state = 'failed') - (old.state = 'failed'),
         cancelled = cancelled + (new.state = 'cancelled') - (old.state = 'cancelled'),
-        failed_ids = CASE WHEN new.state = 'failed' THEN json_insert(failed_ids, '$[#]', new.id)
-                          WHEN old.state = 'failed'
-                          THEN (SELECT json_group_array(value) FROM json_each(failed_ids)
-                                WHERE value <> old.id)
-                          ELSE failed_ids END,
-        due = 1
+        -- due when something may fire: a failure, a member back from an end (a retry),
+        -- or the last member's end; not at every member's end (the drain's hot path)
+        due = CASE WHEN new.state = 'failed'
+                        OR old.state IN ('succeeded', 'failed', 'cancelled')
+                        OR succeeded + failed + cancelled + 1 >= total THEN 1 ELSE due END
+    WHERE id = CAST(new.batch_id AS INTEGER);
+END;
+-- The failed members' ids, in a trigger of their own: a success costs no JSON.
+CREATE TRIGGER jobs_batch_failed AFTER UPDATE OF state ON jobs
+WHEN new.batch_id IS NOT NULL AND old.state <> new.state
+     AND (old.state = 'failed' OR new.state = 'failed')
+BEGIN
+    UPDATE batches
+    SET failed_ids = CASE WHEN new.state = 'failed' THEN json_insert(failed_ids, '$[#]', new.id)
+                          ELSE (SELECT json_group_array(value) FROM json_each(failed_ids)
+                                WHERE value <> old.id) END
     WHERE id = CAST(new.batch_id AS INTEGER);
 END;
 CREATE TRIGGER jobs_batch_gone AFTER DELETE ON jobs
