@@ -11,13 +11,11 @@ or two supervisors, appending at once never interleave within a line).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import orjson
 
-from runtime import job, job_id
+from runtime import connect, job, job_id
 
 BARRIER_LIMIT = 20.0  # seconds a barrier member waits for its partner before it goes on alone
 
@@ -61,17 +59,10 @@ def waits_for(path: str, limit: float = 30.0) -> bool:
 @job(tries=1)
 def adds_to_batch(config: str, value) -> int:
     """Adds a member to its own batch while it runs (Laravel's $this->batch()->add()); its
-    batch is read from its job's record (the batch id is not in the worker's job context).
-    The add runs in a fresh process: a worker forked from a supervisor that has the SQLite
-    file open cannot open that file itself (SQLite answers "locking protocol"), so a job
-    that enqueues into its own SQLite database must do it from a process of its own."""
-    code = ("import sys; from runtime import connect\n"
-            "with connect(config=sys.argv[1]) as q:\n"
-            "    batch = int(q.status(int(sys.argv[2])).batch_id)\n"
-            "    print(q.batch_add(batch, [('jobs.batch_examples:member', (sys.argv[3],))])[0])\n")
-    out = subprocess.run([sys.executable, "-c", code, config, str(job_id()), str(value)],
-                         check=True, capture_output=True, text=True, timeout=60)
-    return int(out.stdout)
+    batch is read from its job's record (the batch id is not in the worker's job context)."""
+    with connect(config=config) as q:
+        batch = int(q.status(job_id()).batch_id)
+        return q.batch_add(batch, [("jobs.batch_examples:member", (value,))])[0]
 
 
 @job(tries=1, timeout=60)

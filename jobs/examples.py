@@ -386,3 +386,11 @@ def call_api(path: str) -> None:
     """Limited by the config's `[rate_limits] api-calls` (the seeds' RateLimited('api-calls',
     30, 60)): every run appends its line, as append_line does."""
     append_line(path, "call")
+
+
+@job
+def enqueue_from_job(config: str, text: str) -> int:
+    """Enqueues an echo of `text` into its own database, in its own worker process (Laravel
+    jobs dispatch jobs all the time); returns the new job's id."""
+    with runtime.connect(config=config) as q:
+        return q.enqueue(echo, text)

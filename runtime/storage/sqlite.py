@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import weakref
 from collections import Counter
 from typing import Iterable
 from urllib.parse import quote
@@ -53,11 +54,33 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, Storage):
             # mode=rw: should the file vanish meanwhile, SQLite fails instead of creating it
             target, uri = "file:" + quote(self.path) + "?mode=rw", True
         self.key = os.path.realpath(self.path)
-        self.conn = connect(self.path, target, uri, role)
+        self._target = (target, uri)
+        self._conn: sqlite3.Connection | None = connect(self.path, target, uri, role)
+        self._closed = False
+        # SQLite keeps, per process, what it knows of each open file's locks; a child forked
+        # while this connection is open inherits that, and once the child closes the fds it
+        # does not use (a worker does), opening the file there fails ("locking protocol"):
+        # a job could not enqueue into its own database. So no connection crosses a fork:
+        # it closes before and opens again on next use (a fork of a worker costs ~0.3 ms more).
+        ref = weakref.ref(self)
+        os.register_at_fork(before=lambda: (store := ref()) is not None and store._suspend())
+
+    @property
+    def conn(self) -> sqlite3.Connection | None:
+        if self._conn is None and not self._closed:
+            self._conn = connect(self.path, *self._target, self.role)
+        return self._conn
+
+    def _suspend(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.in_transaction:
+            conn.close()
+        elif conn is not None:
+            self._conn = conn  # forked inside a transaction (not by jobrt): leave it be
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
-        conn, self.conn = self.conn, None
+        conn, self._conn, self._closed = self._conn, None, True
         if conn is not None:
             conn.close()
 
