@@ -227,6 +227,26 @@ def batch_time(outcomes, now: float) -> float:
     return max([now] + [o.at for o in outcomes])
 
 
+@dataclass
+class ChainRecord:
+    """A chain's steps, run one after another: step n+1 is enqueued in the transaction that
+    records step n's success. `jobs` holds the job id of each step enqueued so far."""
+
+    id: int
+    queue: str  # where its catch callback runs
+    state: str  # running, succeeded, failed (a step failed for good), cancelled
+    steps: list  # the job name of each step
+    jobs: list  # the job id of each step enqueued so far, in order
+    created_at: float
+    finished_at: float | None
+    catch: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "queue": self.queue, "state": self.state, "steps": self.steps,
+                "jobs": self.jobs, "created_at": self.created_at,
+                "finished_at": self.finished_at, "catch": self.catch}
+
+
 # The bits of a batch's `fired`: which callbacks storage has enqueued (each at most once).
 THEN_FIRED, CATCH_FIRED, FINALLY_FIRED = 1, 2, 4
 
@@ -466,6 +486,20 @@ class Storage:
     def batch_cancel(self, batch_id: int, now: float) -> bool | None:
         """Cancel the pending members (running ones finish); None: no such batch, False:
         it had finished already."""
+        raise NotImplementedError
+
+    # -- chains -----------------------------------------------------------------
+    def create_chain(self, steps: list[NewJob], catch: str | None, queue: str,
+                     now: float) -> tuple[int, int]:
+        """Create a chain of steps (jobs without unique keys; each step's available_at is
+        its delay after the moment it is enqueued) and enqueue its first step, in one
+        transaction; returns (chain id, first step's job id). When a step succeeds, the
+        next is enqueued in the same transaction; when one fails for good the chain fails
+        and `catch` (a job name) is enqueued once, with the chain's record as its one
+        argument, on `queue`; when one is cancelled the chain is cancelled."""
+        raise NotImplementedError
+
+    def chain(self, chain_id: int) -> ChainRecord | None:
         raise NotImplementedError
 
     # -- retention ------------------------------------------------------------
