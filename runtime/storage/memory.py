@@ -16,6 +16,7 @@ import orjson
 from runtime.errors import StorageError
 from runtime.storage import wakeup
 from runtime.storage.memory_batches import MemoryBatches
+from runtime.storage.memory_chains import MemoryChains
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
     Storage, SupervisorRow, batch_time, decode_record,
@@ -24,7 +25,7 @@ from runtime.storage.base import (
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(MemoryBatches, Storage):
+class MemoryStorage(MemoryBatches, MemoryChains, Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"
@@ -36,6 +37,7 @@ class MemoryStorage(MemoryBatches, Storage):
         self.starts: dict[str, list[float]] = {}  # rate key -> when its jobs started
         self.key = f"memory:{os.getpid()}:{id(self)}"
         self._batches_init()
+        self._chains_init()
 
     def close(self) -> None:
         pass
@@ -106,7 +108,7 @@ class MemoryStorage(MemoryBatches, Storage):
                         or job["attempts"] != o.attempt or job["owner"] != owner:
                     continue  # fenced: a stale run or another owner's
                 job.update(state=kind, owner=None, lease_expires=None)
-                self._member_moved(job, RUNNING, kind)
+                self._moved(job, RUNNING, kind)
                 if kind == SUCCEEDED:
                     job.update(result=o.result, finished_at=o.at, error=None, traceback=None)
                 elif kind == FAILED:
@@ -123,7 +125,7 @@ class MemoryStorage(MemoryBatches, Storage):
                     self._cancel_retried(job, o.at)
         for job_id, at in sorted(failed):  # the hooks' ids in the order of their jobs'
             self._failure_hook(self.jobs[job_id], at)
-        self._batches_due(batch_time(outcomes, now))
+        self._workflows_due(batch_time(outcomes, now))
         claimed: list[ClaimedJob] = []
         rate_keys: set[str] = set()  # one job per rate key and claim
         for queue in queues if limit > 0 else ():
@@ -222,8 +224,19 @@ class MemoryStorage(MemoryBatches, Storage):
             job.update(state=PENDING, owner=None, lease_expires=None, error=error, traceback=None)
             self._cancel_retried(job, now)
             count += 1
-        self._batches_due(now)
+        self._workflows_due(now)
         return count
+
+    def _moved(self, job: dict, before: str, after: str | None) -> None:
+        """A job changed state (`after` None: deleted): its batch and chain follow."""
+        self._member_moved(job, before, after)
+        self._chain_moved(job, after)
+
+    def _workflows_due(self, now: float) -> None:
+        """What the batches and then the chains marked due enqueue, as every backend
+        orders it."""
+        self._batches_due(now)
+        self._chains_due(now)
 
     def _failure_hook(self, job: dict, at: float) -> None:
         """A job failed for good whose options name a failure hook: the hook's job, now."""
@@ -242,7 +255,7 @@ class MemoryStorage(MemoryBatches, Storage):
         """A job asked to cancel while it ran, put back to wait: cancelled instead."""
         if job["cancel_requested"] is not None:
             job.update(state=CANCELLED, finished_at=now)
-            self._member_moved(job, PENDING, CANCELLED)
+            self._moved(job, PENDING, CANCELLED)
 
     def cancel_requests(self, owner: str) -> list[tuple[int, int]]:
         return [(i, j["attempts"]) for i, j in self.jobs.items() if j["state"] == RUNNING
@@ -287,9 +300,9 @@ class MemoryStorage(MemoryBatches, Storage):
             job.update(state=PENDING, attempts=0, available_at=now, owner=None,
                        lease_expires=None, finished_at=None, cancel_requested=None,
                        retried_at=now)
-            self._member_moved(job, FAILED, PENDING)
+            self._moved(job, FAILED, PENDING)
             count += 1
-        self._batches_due(now)
+        self._workflows_due(now)
         return count
 
     def forget(self, job_id: int) -> bool:
@@ -311,8 +324,8 @@ class MemoryStorage(MemoryBatches, Storage):
         before = job["state"]
         if before == PENDING:
             job.update(state=CANCELLED, finished_at=now, cancel_requested=now)
-            self._member_moved(job, PENDING, CANCELLED)
-            self._batches_due(now)
+            self._moved(job, PENDING, CANCELLED)
+            self._workflows_due(now)
         elif before == RUNNING:
             job["cancel_requested"] = now
         return before
@@ -320,8 +333,8 @@ class MemoryStorage(MemoryBatches, Storage):
     def clear(self, queue: str, now: float | None = None) -> int:
         doomed = [i for i, j in self.jobs.items() if j["queue"] == queue and j["state"] == PENDING]
         for job_id in doomed:
-            self._member_moved(self.jobs.pop(job_id), PENDING, None)
-        self._batches_due(time.time() if now is None else now)
+            self._moved(self.jobs.pop(job_id), PENDING, None)
+        self._workflows_due(time.time() if now is None else now)
         return len(doomed)
 
     # -- retention ------------------------------------------------------------

@@ -26,7 +26,7 @@ class MemoryBatches:
             failed_ids=[], created_at=now, finished_at=None, cancelled_at=None, fired=0,
             due=True)
         ids = self._add_members(self.last_batch, jobs, now)
-        self._batches_due(now)
+        self._workflows_due(now)
         return self.last_batch, ids
 
     def batch_add(self, batch_id: int, jobs: list[NewJob], now: float):
@@ -34,7 +34,7 @@ class MemoryBatches:
         if row is None or row["finished_at"] is not None:
             return None
         ids = self._add_members(batch_id, jobs, now)
-        self._batches_due(now)
+        self._workflows_due(now)
         return ids
 
     def _add_members(self, batch_id: int, jobs: list[NewJob], now: float) -> list[int]:
@@ -60,7 +60,7 @@ class MemoryBatches:
             return False
         row["cancelled_at"] = row["cancelled_at"] or now
         self._cancel_members(batch_id, now)
-        self._batches_due(now)
+        self._workflows_due(now)
         return True
 
     # -- what the storage verbs call ------------------------------------------------
@@ -106,7 +106,7 @@ class MemoryBatches:
         for job in self.jobs.values():
             if job["batch_id"] == str(batch_id) and job["state"] == PENDING:
                 job.update(state=CANCELLED, finished_at=now)
-                self._member_moved(job, PENDING, CANCELLED)
+                self._moved(job, PENDING, CANCELLED)
 
     def _running_members(self, batch_id: int) -> int:
         return sum(1 for job in self.jobs.values()
