@@ -10,13 +10,13 @@ import hashlib
 import time
 
 from runtime.config.load import load_config
-from runtime import batching, gates
+from runtime import batching, chaining, gates
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
 from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
 from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
-from runtime.storage.base import BatchRecord, JobRecord, NewJob
+from runtime.storage.base import BatchRecord, ChainRecord, JobRecord, NewJob
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}
@@ -305,3 +305,18 @@ class Queue:
     def batches(self, limit: int = 100) -> list[BatchRecord]:
         """The newest batches first."""
         return self.storage.batches(limit)
+
+    # -- chains (runtime.chaining) ----------------------------------------------
+    def chain(self, items, catch=None, queue: str | None = None) -> chaining.ChainHandle:
+        """Store a chain of jobs (items as enqueue_many takes them, at least one, none unique)
+        that run one after another: each step is enqueued when the one before it succeeded,
+        its `_delay` counted from then. Returns a handle with its `id` and `first_job_id`.
+        `catch`, a registered job (function or name) that gets the chain's record (a dict)
+        as its one argument, runs once on `queue` (default: the first step's queue) when a
+        step failed for good; the later steps never run."""
+        return chaining.create(self, items, catch, queue)
+
+    def chain_status(self, chain_id: int) -> ChainRecord:
+        """The chain's state, its steps' job names and the job ids of the steps enqueued so
+        far; ChainNotFound if unknown."""
+        return chaining.status(self.storage, chain_id)

@@ -54,6 +54,10 @@ class BatchFinished(JobrtError):
     """Members were added to a batch whose members had all ended: its callbacks ran."""
 
 
+class ChainNotFound(JobrtError):
+    """No chain with the given id exists (it may have been pruned with its steps)."""
+
+
 class JobFailed(JobrtError):
     """A task of the embedded Pool failed for good, after its tries.
 

@@ -1,0 +1,95 @@
+"""Chains as applications and operators use them: create one from its steps and its catch
+callback, read its record.
+
+    q.chain(items, catch=..)  --steps: Queue._new_jobs (enqueue_many's rules)-->  NewJobs
+                              --available_at - now: each step's delay-->           steps
+                              --catch: a registered job, checked served-->         its name
+                              --storage.create_chain: one transaction-->           ChainHandle
+
+Storage does the rest (runtime.storage.base: create_chain): the first step is enqueued
+with the chain, and each later one by the transaction that records the success of the
+step before it; a step that fails for good fails the chain and enqueues `catch` once.
+Queue's chain methods and `jobrt chain` both call here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import NamedTuple
+
+from runtime.errors import ChainNotFound, PayloadError
+from runtime.options import QUEUE_EXPECTED, is_queue_name
+from runtime.storage.base import ChainRecord
+
+
+class ChainHandle(NamedTuple):
+    """What q.chain() returns: the chain's id and its first step's job id (the later steps
+    get theirs when they are enqueued: q.chain_status(id).jobs)."""
+
+    id: int
+    first_job_id: int
+
+
+def create(queue, items, catch=None, on_queue=None) -> ChainHandle:
+    """A chain of `items` (as enqueue_many takes them), run one after another, and its
+    catch callback, stored with its first step in one transaction."""
+    now = time.time()
+    items = list(items)
+    if not items:
+        # Laravel dispatches nothing for an empty chain; a caller that built an empty list
+        # by mistake would then wait for a catch or an end that never comes.
+        raise PayloadError("a chain needs at least one step, got none")
+    jobs = queue._new_jobs(items, now, "chain")
+    for index, step in enumerate(jobs):
+        if step.unique_key is not None:
+            # A later step is enqueued long after q.chain() returned: a live job holding its
+            # key then would have to be skipped or stall the chain, so neither is offered.
+            raise PayloadError(f"chain item {index} ({step.name}): a step cannot be unique (its "
+                               f"unique key is checked when it is enqueued, after the step before "
+                               f"it); pass _unique=False in the step's options")
+    # Storage adds the moment each step is enqueued: a step's _delay counts from there.
+    steps = [step._replace(available_at=max(0.0, step.available_at - now)) for step in jobs]
+    catch_queue = on_queue if on_queue is not None else steps[0].queue
+    if not is_queue_name(catch_queue):
+        raise PayloadError(f"chain queue= must be {QUEUE_EXPECTED}, got {catch_queue!r:.60}")
+    catch_name = _callback(queue, catch, catch_queue)
+    chain_id, first = queue.storage.create_chain(steps, catch_name, catch_queue, now)
+    queue.storage.notify()  # its first step is there to claim
+    return ChainHandle(chain_id, first)
+
+
+def _callback(queue, target, catch_queue: str) -> str | None:
+    """The job name of `catch` given as a function or a name, refused here, where the caller
+    can fix it, if it is no registered job, no worker of the config would run it on
+    `catch_queue`, or it cannot take the chain's record as its one argument."""
+    if target is None:
+        return None
+    spec = queue._spec(target)
+    queue._check_served(spec, catch_queue)
+    try:
+        inspect.signature(spec.func).bind({})
+    except TypeError as exc:
+        raise PayloadError(f"chain catch={spec.name}: a callback is called with the chain's "
+                           f"record as its one argument, and this job cannot take it ({exc})") from None
+    except ValueError:  # no signature to read (a builtin): let it be tried
+        pass
+    return spec.name
+
+
+def chain_id(value) -> int:
+    """A chain id as given by a caller: an integer (or its text), else ChainNotFound."""
+    if isinstance(value, bool):
+        raise ChainNotFound(f"a chain id is an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ChainNotFound(f"a chain id is an integer, got {value!r:.60}") from None
+
+
+def status(storage, value) -> ChainRecord:
+    record = storage.chain(chain_id(value))
+    if record is None:
+        raise ChainNotFound(f"no chain with id {value} (it may never have existed, or was pruned "
+                            f"with its steps)")
+    return record
