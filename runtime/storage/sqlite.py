@@ -21,7 +21,9 @@ from urllib.parse import quote
 import orjson
 
 from runtime.errors import StorageError
-from runtime.storage import sqlite_batches, sqlite_gates, sqlite_insert, sqlite_settle, wakeup
+from runtime.storage import (
+    sqlite_batches, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, wakeup,
+)
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
     SupervisorRow, assemble_counts, batch_time, decode_record,
@@ -34,7 +36,7 @@ from runtime.storage.sqlite_file import (
 TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
-class SqliteStorage(sqlite_batches.SqliteBatchVerbs, Storage):
+class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     def __init__(self, path: str, role: str = "client", create: bool = True):

@@ -286,6 +286,47 @@ BEGIN
     UPDATE batches SET total = total - 1, due = 1 WHERE id = CAST(old.batch_id AS INTEGER);
 END;
 
+-- name: migration_13
+-- Chains: each step a job carrying its chain's id; a trigger marks the chain due when a
+-- step ends, for the backend to enqueue the next step (or the catch callback) in that
+-- transaction (sqlite_chains). `steps` holds each step as a JSON array (see
+-- sqlite_chains.spec), `jobs` the job id of each step enqueued so far.
+ALTER TABLE jobs ADD COLUMN chain_id INTEGER;
+CREATE TABLE chains (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue       TEXT    NOT NULL,
+    catch_job   TEXT,
+    steps       TEXT    NOT NULL,
+    jobs        TEXT    NOT NULL DEFAULT '[]',
+    state       TEXT    NOT NULL DEFAULT 'running',
+    created_at  REAL    NOT NULL,
+    finished_at REAL,
+    fired       INTEGER NOT NULL DEFAULT 0,
+    due         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX chains_due ON chains (id) WHERE due <> 0;
+CREATE TRIGGER jobs_chain_moved AFTER UPDATE OF state ON jobs
+WHEN new.chain_id IS NOT NULL AND old.state <> new.state
+     AND new.state IN ('succeeded', 'failed', 'cancelled')
+BEGIN
+    UPDATE chains SET due = 1 WHERE id = new.chain_id;
+END;
+
+-- name: insert_chain
+INSERT INTO chains (queue, catch_job, steps, created_at) VALUES (?, ?, ?, ?);
+
+-- name: chain_row
+SELECT * FROM chains WHERE id = ?;
+
+-- name: chains_due
+SELECT * FROM chains INDEXED BY chains_due WHERE due <> 0 ORDER BY id;
+
+-- name: chain_moved
+UPDATE chains SET state = ?, finished_at = ?, fired = ?, jobs = ?, due = 0 WHERE id = ?;
+
+-- name: chain_step
+UPDATE jobs SET chain_id = ? WHERE id = ?;
+
 -- name: insert_batch
 INSERT INTO batches (name, queue, then_job, catch_job, finally_job, allow_failures, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?);

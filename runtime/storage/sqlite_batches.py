@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from runtime.storage import batch_rules, sqlite_gates, sqlite_insert
+from runtime.storage import batch_rules, sqlite_chains, sqlite_gates, sqlite_insert
 from runtime.storage.base import CANCELLED, PENDING, NewBatch, NewJob, batch_record
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
@@ -54,7 +54,13 @@ def rows(cursor: sqlite3.Cursor) -> list[dict]:
 
 
 def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
-    """Enqueue the callbacks now due of every batch marked due, in id order."""
+    """Enqueue the callbacks now due of every batch marked due, in id order; then move on
+    the chains marked due (the order every backend keeps)."""
+    _batches_due(conn, tally, now)
+    sqlite_chains.work_due(conn, tally, now)
+
+
+def _batches_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
     for row in rows(conn.execute(SQL["batches_due"])):
         callbacks = []
         while True:
