@@ -170,3 +170,15 @@ def test_chain_errors_are_clear(tmp_path, storage):
         assert all(sum(c.values()) == 0 for c in q.counts().values())  # nothing refused was stored
         c = q.chain([step, (STEP, (str(tmp_path), 1), {}, {"_unique": False})])  # no key: fine
         assert q.chain_status(c.id).jobs == [c.first_job_id]
+
+
+def test_a_steps_delay_counts_from_when_it_is_enqueued(tmp_path, start_supervisor, storage):
+    config = start(tmp_path, storage, start_supervisor)
+    with connect(config=str(config)) as q:
+        c = q.chain([(STEP, (str(tmp_path), 0)), (STEP, (str(tmp_path), 1), {}, {"_delay": 3600})])
+        wait_for(lambda: len(q.chain_status(c.id).jobs) == 2, 60, "the second step")
+        first, second = (q.status(i) for i in q.chain_status(c.id).jobs)
+        assert q.chain_status(c.id).state == "running"
+        assert second.state == "pending"
+    assert second.available_at >= first.finished_at + 3600
+    assert second.available_at - second.created_at == pytest.approx(3600, abs=1)
