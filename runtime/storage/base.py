@@ -247,6 +247,15 @@ class ChainRecord:
                 "finished_at": self.finished_at, "catch": self.catch}
 
 
+def step_spec(step: NewJob) -> list:
+    """A chain's step as its chain's row keeps it, a JSON array (its available_at is its
+    delay): [queue, name, payload, priority, options, delay, overlap_key, rate_key,
+    rate_max, rate_period], payload and options as text."""
+    return [step.queue, step.name, bytes(step.payload).decode(), step.priority,
+            None if step.options is None else bytes(step.options).decode(), step.available_at,
+            step.overlap_key, step.rate_key, step.rate_max, step.rate_period]
+
+
 # The bits of a batch's `fired`: which callbacks storage has enqueued (each at most once).
 THEN_FIRED, CATCH_FIRED, FINALLY_FIRED = 1, 2, 4
 

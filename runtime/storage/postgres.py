@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from runtime.errors import StorageError
 from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
+from runtime.storage.pgchains import PostgresChainVerbs
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, batch_time,
     decode_record,
@@ -40,7 +41,7 @@ ROLES = ("client", "supervisor")
 IDLE = pq.TransactionStatus.IDLE
 
 
-class PostgresStorage(PostgresBatchVerbs, Storage):
+class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
 
     SQL = SQL

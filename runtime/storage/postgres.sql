@@ -540,6 +540,114 @@ BEGIN
     RETURN made;
 END $$;
 
+-- name: migration_11
+-- Chains, as in the SQLite backend (its migration 13, sqlite_chains.py): a row trigger
+-- marks a chain due when its step ends; jobrt_chain_due (run by jobrt_batch_due, so
+-- wherever batches move on) enqueues the next step, or ends the chain and enqueues catch.
+ALTER TABLE jobrt_jobs ADD COLUMN chain_id bigint;
+CREATE TABLE jobrt_chains (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue       text             NOT NULL,
+    catch_job   text,
+    steps       jsonb            NOT NULL,
+    jobs        jsonb            NOT NULL DEFAULT '[]',
+    state       text             NOT NULL DEFAULT 'running',
+    created_at  double precision NOT NULL,
+    finished_at double precision,
+    fired       boolean          NOT NULL DEFAULT false,
+    due         integer          NOT NULL DEFAULT 0
+);
+CREATE INDEX jobrt_chains_due ON jobrt_chains (id) WHERE due <> 0;
+CREATE FUNCTION jobrt_chain_moved() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE jobrt_chains SET due = 1 WHERE id = new.chain_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobrt_jobs_chain_moved AFTER UPDATE OF state ON jobrt_jobs FOR EACH ROW
+WHEN (new.chain_id IS NOT NULL AND old.state <> new.state
+      AND new.state IN ('succeeded', 'failed', 'cancelled'))
+EXECUTE FUNCTION jobrt_chain_moved();
+
+-- Enqueue step `step` (a JSON array, as base.step_spec makes it) of chain `chain`,
+-- through its gates like any insert; returns its job id.
+CREATE FUNCTION jobrt_chain_step(chain bigint, step jsonb, now double precision, channel text)
+RETURNS bigint LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    made bigint;
+BEGIN
+    INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                            overlap_key, rate_key, rate_max, rate_period, blocked, chain_id)
+    VALUES (step ->> 0, step ->> 1, convert_to(step ->> 2, 'UTF8'), (step ->> 3)::bigint,
+            CASE WHEN step -> 4 = 'null' THEN NULL ELSE convert_to(step ->> 4, 'UTF8') END,
+            now + (step ->> 5)::float8, now, step ->> 6, step ->> 7, (step ->> 8)::integer,
+            (step ->> 9)::float8,
+            (step ->> 6 IS NOT NULL)::int + 2 * (step ->> 7 IS NOT NULL)::int, chain)
+    RETURNING id INTO made;
+    IF step ->> 6 IS NOT NULL OR step ->> 7 IS NOT NULL THEN
+        PERFORM jobrt_regate(ARRAY[step ->> 6], ARRAY[step ->> 7], now, channel);
+    END IF;
+    RETURN made;
+END $$;
+
+CREATE FUNCTION jobrt_chain_due(now double precision, channel text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    c jobrt_chains%ROWTYPE;
+    v_step text;
+    v_state text;
+    v_finished double precision;
+    v_fired boolean;
+    v_jobs jsonb;
+    v_catch boolean;
+    made integer := 0;
+BEGIN
+    FOR c IN SELECT * FROM jobrt_chains WHERE due <> 0 ORDER BY id FOR UPDATE SKIP LOCKED LOOP
+        v_state := c.state;
+        v_finished := c.finished_at;
+        v_fired := c.fired;
+        v_jobs := c.jobs;
+        v_catch := false;
+        SELECT state INTO v_step FROM jobrt_jobs WHERE id = (c.jobs ->> -1)::bigint;
+        IF v_step = 'succeeded' AND jsonb_array_length(c.jobs) < jsonb_array_length(c.steps) THEN
+            v_state := 'running';
+            v_finished := NULL;
+            v_jobs := v_jobs || to_jsonb(jobrt_chain_step(
+                c.id, c.steps -> jsonb_array_length(c.jobs), now, channel));
+            made := made + 1;
+        ELSIF v_step = 'succeeded' THEN
+            v_state := 'succeeded';
+            v_finished := now;
+        ELSIF v_step IN ('failed', 'cancelled') THEN
+            v_state := v_step;
+            v_finished := now;
+            v_catch := v_step = 'failed' AND NOT c.fired AND c.catch_job IS NOT NULL;
+            v_fired := c.fired OR v_step = 'failed';
+        END IF;
+        UPDATE jobrt_chains SET state = v_state, finished_at = v_finished, fired = v_fired,
+                                jobs = v_jobs, due = 0
+        WHERE id = c.id;
+        IF v_catch THEN
+            INSERT INTO jobrt_jobs (queue, name, payload, available_at, created_at)
+            VALUES (c.queue, c.catch_job, convert_to(jsonb_build_array(jsonb_build_array(
+                        jsonb_build_object(
+                            'id', c.id, 'queue', c.queue, 'state', v_state,
+                            'steps', (SELECT coalesce(jsonb_agg(s -> 1 ORDER BY n), '[]')
+                                      FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS e (s, n)),
+                            'jobs', v_jobs, 'created_at', c.created_at,
+                            'finished_at', v_finished, 'catch', c.catch_job)),
+                        '{}'::jsonb)::text, 'UTF8'),
+                    now, now);
+            made := made + 1;
+        END IF;
+    END LOOP;
+    IF made > 0 AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, '');
+    END IF;
+    RETURN made;
+END $$;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -681,7 +789,8 @@ SELECT jobrt_started(%(owner)s, %(now)s, %(channel)s);
 SELECT pg_advisory_xact_lock(7670369553237075827);
 
 -- name: batch_due
-SELECT jobrt_batch_due(%(now)s, %(channel)s);
+-- The batches' callbacks due, then the chains' next steps (the order every backend keeps).
+SELECT jobrt_batch_due(%(now)s, %(channel)s), jobrt_chain_due(%(now)s, %(channel)s);
 
 -- name: insert_batch
 INSERT INTO jobrt_batches (name, queue, then_job, catch_job, finally_job, allow_failures,
@@ -735,6 +844,20 @@ DELETE FROM jobrt_batches
 WHERE id IN (SELECT id FROM jobrt_batches
              WHERE finished_at IS NOT NULL AND finished_at < %(before)s
              ORDER BY finished_at, id LIMIT %(limit)s);
+
+-- name: insert_chain
+INSERT INTO jobrt_chains (queue, catch_job, steps, created_at)
+VALUES (%(queue)s, %(catch)s, %(steps)s::jsonb, %(now)s)
+RETURNING id;
+
+-- name: chain_first
+UPDATE jobrt_chains
+SET jobs = jsonb_build_array(jobrt_chain_step(%(chain)s, steps -> 0, %(now)s, %(channel)s))
+WHERE id = %(chain)s
+RETURNING (jobs ->> 0)::bigint;
+
+-- name: chain_row
+SELECT * FROM jobrt_chains WHERE id = %(chain)s;
 
 -- name: wake
 -- Delivered to every LISTENing supervisor when the enqueue commits, never before.

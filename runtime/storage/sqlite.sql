@@ -290,7 +290,7 @@ END;
 -- Chains: each step a job carrying its chain's id; a trigger marks the chain due when a
 -- step ends, for the backend to enqueue the next step (or the catch callback) in that
 -- transaction (sqlite_chains). `steps` holds each step as a JSON array (see
--- sqlite_chains.spec), `jobs` the job id of each step enqueued so far.
+-- base.step_spec), `jobs` the job id of each step enqueued so far.
 ALTER TABLE jobs ADD COLUMN chain_id INTEGER;
 CREATE TABLE chains (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -8,21 +8,16 @@ import sqlite3
 import orjson
 
 from runtime.storage import sqlite_insert
-from runtime.storage.base import CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ChainRecord, NewJob
+from runtime.storage.base import (
+    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ChainRecord, NewJob, step_spec,
+)
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
 
 
-def spec(step: NewJob) -> list:
-    """A step as its chain's row keeps it (its available_at is its delay)."""
-    return [step.queue, step.name, bytes(step.payload).decode(), step.priority,
-            None if step.options is None else bytes(step.options).decode(), step.available_at,
-            step.overlap_key, step.rate_key, step.rate_max, step.rate_period]
-
-
 def create(conn: sqlite3.Connection, tally: Tally, steps: list[NewJob], catch, queue: str,
            now: float):
-    specs = [spec(step) for step in steps]
+    specs = [step_spec(step) for step in steps]
     chain_id = conn.execute(SQL["insert_chain"], (queue, catch, orjson.dumps(specs).decode(),
                                                   now)).lastrowid
     jobs = [_enqueue(conn, tally, chain_id, specs[0], now)]

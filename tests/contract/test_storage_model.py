@@ -240,7 +240,7 @@ class PostgresModel(StorageModel):
         from runtime.storage.postgres import PostgresStorage
 
         store = PostgresStorage(self.url, role="supervisor")
-        store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors, jobrt_batches, "
+        store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors, jobrt_batches, jobrt_chains, "
                            "jobrt_rate_starts, jobrt_rate_parked RESTART IDENTITY")
         return store
 
