@@ -207,6 +207,16 @@ class StorageModel(RuleBasedStateMachine):
         else:
             self.both("batch_cancel", data.draw(st.sampled_from(batch_ids)), self.now)
 
+    @rule(specs=new_jobs, catch=st.sampled_from([None, "cb:catch"]),
+          delays=st.lists(st.sampled_from([0.0, 3.0]), min_size=3, max_size=3))
+    def chain(self, specs, catch, delays):
+        """A chain of the drawn jobs (no unique keys: a step may not have one), its steps'
+        delays relative to the previous step's success."""
+        steps = [job._replace(unique_key=None, unique_expires=None, available_at=delay)
+                 for job, delay in zip(self.jobs_of(specs), delays)]
+        chain_id, first = self.both("create_chain", steps, catch, "low", self.now)
+        self.ids.add(first)
+
     @invariant()
     def stores_agree(self):
         for job_id in range(1, self.model.last_id + 2):  # with the failure hooks' jobs
@@ -224,6 +234,9 @@ class StorageModel(RuleBasedStateMachine):
         assert self.real.oldest_pending(self.now) == self.model.oldest_pending(self.now)
         assert [b.to_dict() for b in self.real.batches()] == \
             [b.to_dict() for b in self.model.batches()]
+        for chain_id in range(1, self.model.last_chain + 2):
+            got, want = self.real.chain(chain_id), self.model.chain(chain_id)
+            assert (got and got.to_dict()) == (want and want.to_dict()), chain_id
 
 
 StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
