@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import orjson
 
-from runtime.storage.base import CATCH_FIRED, FINALLY_FIRED, THEN_FIRED, BatchRecord
+from runtime.storage.workflows import CATCH_FIRED, FINALLY_FIRED, THEN_FIRED, BatchRecord
 
 
 class Step(NamedTuple):

@@ -19,8 +19,9 @@ from runtime.storage.memory_batches import MemoryBatches
 from runtime.storage.memory_chains import MemoryChains
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
-    Storage, SupervisorRow, batch_time, decode_record,
+    Storage, SupervisorRow, decode_record,
 )
+from runtime.storage.workflows import batch_time
 
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 

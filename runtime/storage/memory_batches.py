@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from runtime.storage import batch_rules
 from runtime.storage.base import (
-    CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, BatchRecord, NewBatch, NewJob,
-    batch_record,
+    CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, NewJob,
 )
+from runtime.storage.workflows import BatchRecord, NewBatch, batch_record
 
 
 class MemoryBatches:

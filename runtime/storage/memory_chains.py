@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 
 from runtime.storage.base import (
-    CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED, ChainRecord, NewJob,
+    CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED, NewJob,
 )
+from runtime.storage.workflows import ChainRecord
 
 
 class MemoryChains:

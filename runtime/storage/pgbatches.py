@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from runtime.storage import pginsert
-from runtime.storage.base import NewBatch, NewJob, batch_record
+from runtime.storage.base import NewJob
+from runtime.storage.workflows import NewBatch, batch_record
 from runtime.storage.pgparams import check_jobs
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from runtime.storage.base import ChainRecord, NewJob, step_spec
+from runtime.storage.base import NewJob
+from runtime.storage.workflows import ChainRecord, step_spec
 from runtime.storage.pgparams import check_jobs
 
 

@@ -26,9 +26,9 @@ from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.pgchains import PostgresChainVerbs
 from runtime.storage.base import (
-    ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, batch_time,
-    decode_record,
+    ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
 )
+from runtime.storage.workflows import batch_time
 from runtime.storage.pgconn import Listener, Target, is_broken, probe
 from runtime.storage.pgparams import check_jobs, settle_params
 

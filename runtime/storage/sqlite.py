@@ -26,8 +26,9 @@ from runtime.storage import (
 )
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
-    SupervisorRow, assemble_counts, batch_time, decode_record,
+    SupervisorRow, assemble_counts, decode_record,
 )
+from runtime.storage.workflows import batch_time
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import (
     SQL, SYNCHRONOUS, connect, create_file, explain, require_file, rollback,

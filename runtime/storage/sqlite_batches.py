@@ -7,7 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 from runtime.storage import batch_rules, sqlite_chains, sqlite_gates, sqlite_insert
-from runtime.storage.base import CANCELLED, PENDING, NewBatch, NewJob, batch_record
+from runtime.storage.base import CANCELLED, PENDING, NewJob
+from runtime.storage.workflows import NewBatch, batch_record
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
 

@@ -9,8 +9,9 @@ import orjson
 
 from runtime.storage import sqlite_insert
 from runtime.storage.base import (
-    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ChainRecord, NewJob, step_spec,
+    CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, NewJob,
 )
+from runtime.storage.workflows import ChainRecord, step_spec
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
 

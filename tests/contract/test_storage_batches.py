@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from runtime.storage import NewJob, Outcome
-from runtime.storage.base import NewBatch
+from runtime.storage.workflows import NewBatch
 
 LEASE = 30.0
 CALLBACKS = dict(then="cb:then", catch="cb:catch", finally_="cb:finally")

@@ -24,7 +24,7 @@ from hypothesis.stateful import (
 )
 
 from runtime.storage import NewJob, Outcome
-from runtime.storage.base import NewBatch
+from runtime.storage.workflows import NewBatch
 from runtime.storage.memory import MemoryStorage
 from runtime.storage.sqlite import SqliteStorage
 
