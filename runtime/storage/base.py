@@ -128,6 +128,7 @@ class JobRecord:
     exceptions: int = 0  # runs that raised
     overlap_key: str | None = None
     rate_key: str | None = None
+    chain_id: int | None = None  # the chain it is a step of
 
     def to_dict(self) -> dict:
         return {
@@ -154,6 +155,7 @@ class JobRecord:
             "batch_id": self.batch_id,
             "overlap_key": self.overlap_key,
             "rate_key": self.rate_key,
+            "chain_id": self.chain_id,
         }
 
 
@@ -182,7 +184,7 @@ def decode_record(row: dict) -> JobRecord:
         error=row.get("error"), traceback=row.get("traceback"), result=result,
         unique_key=row.get("unique_key"), batch_id=row.get("batch_id"),
         exceptions=row.get("exceptions") or 0, overlap_key=row.get("overlap_key"),
-        rate_key=row.get("rate_key"),
+        rate_key=row.get("rate_key"), chain_id=row.get("chain_id"),
     )
 
 

@@ -76,3 +76,18 @@ def test_a_step_behind_a_gate_waits_its_turn(store):
     store.settle("s1", [end(held, overlap_key="k")])
     assert [j.id for j in claim(store, now=102.0)] == [first]
     assert store.chain(9999) is None
+
+
+def test_a_retried_failed_step_takes_the_chain_on(store):
+    chain_id, first = store.create_chain([step("a"), step("b")], "cb:catch", "callbacks", 50.0)
+    assert store.get(first).chain_id == chain_id
+    (a,) = claim(store)
+    store.settle("s1", [end(a, "failed", at=101.0, error="boom")])
+    assert store.chain(chain_id).state == "failed"
+    assert store.retry_failed([first], 102.0) == 1  # `jobrt failed retry`
+    (a,) = claim(store, now=103.0)
+    store.settle("s1", [end(a, at=104.0)])
+    record = store.chain(chain_id)
+    assert (record.state, record.finished_at, len(record.jobs)) == ("running", None, 2)
+    assert store.get(record.jobs[1]).name == "b"
+    assert sum(1 for i in range(1, 10) if (r := store.get(i)) and r.name == "cb:catch") == 1
