@@ -247,7 +247,8 @@ def print_record(record, full: bool) -> None:
         shown.append("options")
     if record.exceptions or "max_exceptions" in data["options"]:
         shown.insert(5, "exceptions")
-    shown += [key for key in ("unique_key", "overlap_key", "rate_key") if data[key] is not None]
+    shown += [key for key in ("unique_key", "overlap_key", "rate_key", "batch_id", "chain_id")
+              if data[key] is not None]
     for key in shown:
         print(f"{key:>12}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
     for key in ("created_at", "started_at", "finished_at", "available_at"):
