@@ -31,7 +31,7 @@ from runtime.storage.base import (
 from runtime.storage.workflows import batch_time
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import (
-    SQL, SYNCHRONOUS, connect, create_file, explain, require_file, rollback,
+    SQL, SYNCHRONOUS, connect, create_file, explain, reconnect, require_file, rollback,
 )
 
 TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
@@ -71,7 +71,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
     @property
     def conn(self) -> sqlite3.Connection | None:
         if self._conn is None and not self._closed:
-            self._conn = connect(self.path, *self._target, self.role)
+            self._conn = reconnect(self.path, *self._target, self.role)
         return self._conn
 
     def _suspend(self) -> None:

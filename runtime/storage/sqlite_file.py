@@ -117,6 +117,19 @@ def connect(path: str, target: str, uri: bool, role: str) -> sqlite3.Connection:
     return conn
 
 
+def reconnect(path: str, target: str, uri: bool, role: str) -> sqlite3.Connection:
+    """A connection again to a file `connect` opened, identified and migrated in this
+    process: only the per-connection settings (WAL mode stays with the file)."""
+    try:
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)
+        conn.execute(f"PRAGMA busy_timeout = {RUNNING_BUSY_TIMEOUT_MS[role]}")
+        conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[role]}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.Error as exc:
+        raise explain(path, exc, "opening") from exc
+    return conn
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     try:
         if conn.in_transaction:
