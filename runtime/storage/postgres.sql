@@ -411,38 +411,54 @@ CREATE INDEX jobrt_jobs_batch_running ON jobrt_jobs (batch_id)
 CREATE INDEX jobrt_jobs_batch_pending ON jobrt_jobs (batch_id)
     WHERE state = 'pending' AND batch_id IS NOT NULL;
 
-CREATE FUNCTION jobrt_batch_moved() RETURNS trigger LANGUAGE plpgsql 
+-- Per statement, not per row: a settle of 50 members of one batch changes its row once
+-- (one row updated per member made a hot row PostgreSQL had to chase through versions).
+CREATE FUNCTION jobrt_batch_moved() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        UPDATE jobrt_batches SET total = total - 1, due = 1 WHERE id = old.batch_id::bigint;
+        UPDATE jobrt_batches AS b SET total = b.total - gone.n, due = 1
+        FROM (SELECT batch_id::bigint AS id, count(*) AS n FROM old_jobs
+              WHERE batch_id IS NOT NULL AND state IN ('pending', 'running')
+              GROUP BY 1) AS gone
+        WHERE b.id = gone.id;
         RETURN NULL;
     END IF;
-    UPDATE jobrt_batches
-    SET succeeded = succeeded + (new.state = 'succeeded')::int - (old.state = 'succeeded')::int,
-        failed = failed + (new.state = 'failed')::int - (old.state = 'failed')::int,
-        cancelled = cancelled + (new.state = 'cancelled')::int - (old.state = 'cancelled')::int,
-        failed_ids = CASE WHEN new.state = 'failed' THEN failed_ids || to_jsonb(new.id)
-                          WHEN old.state = 'failed'
-                          THEN (SELECT coalesce(jsonb_agg(v), '[]') FROM jsonb_array_elements(failed_ids) AS v
-                                WHERE v <> to_jsonb(old.id))
-                          ELSE failed_ids END,
+    IF NOT EXISTS (SELECT 1 FROM new_jobs WHERE batch_id IS NOT NULL) THEN
+        RETURN NULL;  -- most statements: no member of any batch, no join
+    END IF;
+    UPDATE jobrt_batches AS b
+    SET succeeded = b.succeeded + d.succeeded, failed = b.failed + d.failed,
+        cancelled = b.cancelled + d.cancelled,
+        failed_ids = CASE WHEN d.failing IS NULL AND d.back IS NULL THEN b.failed_ids
+                          ELSE (SELECT coalesce(jsonb_agg(v), '[]')
+                                FROM jsonb_array_elements(b.failed_ids) AS v
+                                WHERE d.back IS NULL OR NOT v::bigint = ANY(d.back))
+                               || coalesce(d.failing, '[]') END,
         -- due when something may fire: a failure, a member back from an end (a retry),
-        -- or the last member's end; not at every member's end (the drain's hot path)
-        due = CASE WHEN new.state = 'failed'
-                        OR old.state IN ('succeeded', 'failed', 'cancelled')
-                        OR succeeded + failed + cancelled + 1 >= total THEN 1 ELSE due END
-    WHERE id = new.batch_id::bigint;
+        -- or the last members' end; not at every member's end (the drain's hot path)
+        due = CASE WHEN d.failing IS NOT NULL OR d.back IS NOT NULL
+                        OR b.succeeded + b.failed + b.cancelled + d.succeeded + d.failed
+                           + d.cancelled >= b.total THEN 1 ELSE b.due END
+    FROM (SELECT n.batch_id::bigint AS id,
+                 sum((n.state = 'succeeded')::int - (o.state = 'succeeded')::int) AS succeeded,
+                 sum((n.state = 'failed')::int - (o.state = 'failed')::int) AS failed,
+                 sum((n.state = 'cancelled')::int - (o.state = 'cancelled')::int) AS cancelled,
+                 jsonb_agg(n.id ORDER BY n.id) FILTER (WHERE n.state = 'failed') AS failing,
+                 array_agg(n.id) FILTER (WHERE o.state = 'failed') AS back
+          FROM new_jobs AS n JOIN old_jobs AS o ON o.id = n.id
+          WHERE n.batch_id IS NOT NULL AND o.state <> n.state
+            AND (o.state IN ('succeeded', 'failed', 'cancelled')
+                 OR n.state IN ('succeeded', 'failed', 'cancelled'))
+          GROUP BY 1) AS d
+    WHERE b.id = d.id;
     RETURN NULL;
 END $$;
-CREATE TRIGGER jobrt_jobs_batch_moved AFTER UPDATE OF state ON jobrt_jobs FOR EACH ROW
-WHEN (new.batch_id IS NOT NULL AND old.state <> new.state
-      AND (old.state IN ('succeeded', 'failed', 'cancelled')
-           OR new.state IN ('succeeded', 'failed', 'cancelled')))
-EXECUTE FUNCTION jobrt_batch_moved();
-CREATE TRIGGER jobrt_jobs_batch_gone AFTER DELETE ON jobrt_jobs FOR EACH ROW
-WHEN (old.batch_id IS NOT NULL AND old.state IN ('pending', 'running'))
-EXECUTE FUNCTION jobrt_batch_moved();
+CREATE TRIGGER jobrt_jobs_batch_moved AFTER UPDATE ON jobrt_jobs
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobrt_batch_moved();
+CREATE TRIGGER jobrt_jobs_batch_gone AFTER DELETE ON jobrt_jobs
+    REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION jobrt_batch_moved();
 
 -- The callbacks due of every batch marked due, in id order (batch_rules.step in PL/pgSQL).
 -- SKIP LOCKED: a batch another transaction holds, it marked due itself, and it runs this
@@ -935,7 +951,11 @@ WITH picked AS MATERIALIZED (
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q (name, ord)
     CROSS JOIN LATERAL (
         SELECT id FROM jobrt_jobs
-        WHERE state = 'pending' AND blocked = 0 AND queue = q.name AND available_at <= %(now)s
+        -- `+ 0`: the time test must not pick jobrt_jobs_due, whose order is not the claim
+        -- order: with statistics taken while the backlog was still delayed, the planner
+        -- did, and sorted every due job of the queue at each claim (29 ms at 50k).
+        WHERE state = 'pending' AND blocked = 0 AND queue = q.name
+          AND available_at + 0 <= %(now)s
         ORDER BY priority DESC, available_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
