@@ -441,3 +441,25 @@ def test_text_postgresql_cannot_store_is_refused_or_escaped(pg_url):
         store.claim("s1", ["\ud800"], 1, 200.0, 100.0)
     assert store.counts(0.0)["default"]["failed"] == 1
     store.close()
+
+
+def test_the_claim_walks_its_index_before_any_analyze(pg_url):
+    """A fresh backlog of 50k has no statistics yet: every index looks one row long. The claim
+    must still walk jobrt_jobs_claim in claim order, not take jobrt_jobs_due and sort every
+    due job of the queue (which made a supervisor drain 70 jobs/s at 50k pending)."""
+    from runtime.storage.pgschema import SQL
+
+    store = open_storage(pg_url, role="supervisor")
+    try:
+        store.enqueue([NewJob("default", "jobs.examples:noop", b"[[],{}]", 10.0)] * 50_000)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            assert conn.execute("SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables "
+                                "WHERE relname = 'jobrt_jobs'").fetchone() == (None, None)
+            conn.execute("BEGIN")
+            plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + SQL["claim"], {
+                "owner": "s1", "queues": ["default"], "limit": 50, "lease_expires": 200.0,
+                "now": 100.0}))
+            conn.execute("ROLLBACK")
+        assert "jobrt_jobs_claim" in plan and "Sort" not in plan, plan
+    finally:
+        store.close()
