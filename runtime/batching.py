@@ -44,7 +44,7 @@ def create(queue, items, name=None, on_queue=None, then=None, catch=None, finall
     callback_queue = on_queue if on_queue is not None else jobs[0].queue if jobs else "default"
     if not is_queue_name(callback_queue):
         raise PayloadError(f"batch queue= must be {QUEUE_EXPECTED}, got {callback_queue!r:.60}")
-    names = [_callback(queue, role, target, callback_queue)
+    names = [check_callback(queue, role, target, callback_queue)
              for role, target in (("then", then), ("catch", catch), ("finally_", finally_))]
     batch = NewBatch(callback_queue, name, *names, allow_failures=bool(allow_failures))
     batch_id, ids = queue.storage.create_batch(batch, jobs, now)
@@ -53,10 +53,11 @@ def create(queue, items, name=None, on_queue=None, then=None, catch=None, finall
     return BatchHandle(batch_id, ids)
 
 
-def _callback(queue, role: str, target, callback_queue: str) -> str | None:
-    """The job name of a callback given as a function or a name, refused here, where the
-    caller can fix it, if it is no registered job, no worker of the config would run it on
-    `callback_queue`, or it cannot take the batch's record as its one argument."""
+def check_callback(queue, role: str, target, callback_queue: str, of: str = "batch") -> str | None:
+    """The job name of a callback (`role` of a batch or, `of`="chain", a chain) given as a
+    function or a name, refused here, where the caller can fix it, if it is no registered
+    job, no worker of the config would run it on `callback_queue`, or it cannot take the
+    record of its batch or chain as its one argument."""
     if target is None:
         return None
     spec = queue._spec(target)
@@ -64,7 +65,7 @@ def _callback(queue, role: str, target, callback_queue: str) -> str | None:
     try:
         inspect.signature(spec.func).bind({})
     except TypeError as exc:
-        raise PayloadError(f"batch {role}={spec.name}: a callback is called with the batch's "
+        raise PayloadError(f"{of} {role}={spec.name}: a callback is called with the {of}'s "
                            f"record as its one argument, and this job cannot take it ({exc})") from None
     except ValueError:  # no signature to read (a builtin): let it be tried
         pass

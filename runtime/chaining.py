@@ -14,12 +14,12 @@ Queue's chain methods and `jobrt chain` both call here.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import NamedTuple
 
 from runtime.errors import ChainNotFound, PayloadError
 from runtime.options import QUEUE_EXPECTED, is_queue_name
+from runtime.batching import check_callback
 from runtime.storage.base import ChainRecord
 
 
@@ -53,28 +53,10 @@ def create(queue, items, catch=None, on_queue=None) -> ChainHandle:
     catch_queue = on_queue if on_queue is not None else steps[0].queue
     if not is_queue_name(catch_queue):
         raise PayloadError(f"chain queue= must be {QUEUE_EXPECTED}, got {catch_queue!r:.60}")
-    catch_name = _callback(queue, catch, catch_queue)
+    catch_name = check_callback(queue, "catch", catch, catch_queue, of="chain")
     chain_id, first = queue.storage.create_chain(steps, catch_name, catch_queue, now)
     queue.storage.notify()  # its first step is there to claim
     return ChainHandle(chain_id, first)
-
-
-def _callback(queue, target, catch_queue: str) -> str | None:
-    """The job name of `catch` given as a function or a name, refused here, where the caller
-    can fix it, if it is no registered job, no worker of the config would run it on
-    `catch_queue`, or it cannot take the chain's record as its one argument."""
-    if target is None:
-        return None
-    spec = queue._spec(target)
-    queue._check_served(spec, catch_queue)
-    try:
-        inspect.signature(spec.func).bind({})
-    except TypeError as exc:
-        raise PayloadError(f"chain catch={spec.name}: a callback is called with the chain's "
-                           f"record as its one argument, and this job cannot take it ({exc})") from None
-    except ValueError:  # no signature to read (a builtin): let it be tried
-        pass
-    return spec.name
 
 
 def chain_id(value) -> int:
