@@ -214,7 +214,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             jobs = conn.execute(sql, args).fetchall()
             tally.move(RUNNING, PENDING, [job[1:4] for job in jobs])
             _cancel_retried(conn, tally, [(job[0], now) for job in jobs], now)
-            _regate(conn, [job[4:] for job in jobs], now)
+            sqlite_gates.regate(conn, [job[4:] for job in jobs], now)
             sqlite_batches.work_due(conn, tally, now)
             return len(jobs)
         return self._write("rescuing jobs", work)
@@ -257,7 +257,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             sql = SQL["retry_failed"]
             jobs = [job for i in ids for job in conn.execute(sql, (now, i)).fetchall()]
             tally.move(FAILED, PENDING, [job[:3] for job in jobs])  # queue, name, available_at
-            _regate(conn, [job[3:] for job in jobs], now)
+            sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
             sqlite_batches.work_due(conn, tally, now)
             return len(jobs)
         return self._write("retrying failed jobs", work)
@@ -277,7 +277,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             if found[0] == PENDING:
                 jobs = conn.execute(SQL["cancel"], (now, now, job_id)).fetchall()
                 tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
-                _regate(conn, [job[3:] for job in jobs], now)
+                sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
                 sqlite_batches.work_due(conn, tally, now)
             elif found[0] == RUNNING:
                 conn.execute(SQL["request_cancel"], (now, job_id))
@@ -290,7 +290,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             for job in jobs:
                 tally.add(PENDING, job[1], job[2], job[3], -1)
             at = time.time() if now is None else now
-            _regate(conn, [job[4:] for job in jobs], at)
+            sqlite_gates.regate(conn, [job[4:] for job in jobs], at)
             sqlite_batches.work_due(conn, tally, at)
             return len(jobs)
         return self._write(f"clearing queue {queue!r}", work)
@@ -330,15 +330,7 @@ def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple
     if put_back:
         jobs = conn.execute(SQL["cancel_retried"], (orjson.dumps(put_back),)).fetchall()
         tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
-        _regate(conn, [job[3:] for job in jobs], now)
-
-
-def _regate(conn: sqlite3.Connection, keys: list[tuple], now: float) -> None:
-    """Jobs that came to or left the pending ones, (overlap key, rate key) each: let
-    through whichever job's turn it now is at their gates."""
-    keys = [pair for pair in keys if pair[0] is not None or pair[1] is not None]
-    if keys:
-        sqlite_gates.recompute(conn, [pair[0] for pair in keys], [pair[1] for pair in keys], now)
+        sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
 
 
 def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit, lease_expires,
@@ -349,7 +341,8 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
         if failed:
             hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))
             tally.add_all(PENDING, hooks.fetchall(), 1)
-        _regate(conn, gated, now)  # a stale outcome's keys too: the turns are right either way
+        # a stale outcome's keys too: the turns come out right either way
+        sqlite_gates.regate(conn, gated, now)
         sqlite_batches.work_due(conn, tally, settled_at)
     claimed: list[ClaimedJob] = []
     if limit > 0:

@@ -85,9 +85,7 @@ def _batches_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
 def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:
     jobs = conn.execute(SQL["batch_cancel_members"], (now, str(batch_id))).fetchall()
     tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
-    gated = [job[3:] for job in jobs if job[3] is not None or job[4] is not None]
-    if gated:
-        sqlite_gates.recompute(conn, [k[0] for k in gated], [k[1] for k in gated], now)
+    sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
 
 
 def member_rows(jobs: list[NewJob], now: float) -> list[tuple]:

@@ -27,6 +27,14 @@ def recompute(conn: sqlite3.Connection, overlap_keys: Iterable, rate_keys: Itera
         _rate(conn, key, now)
 
 
+def regate(conn: sqlite3.Connection, pairs: Iterable, now: float) -> None:
+    """Jobs that came to or left the pending ones, (overlap key, rate key) each: let through
+    whichever job's turn it now is at their gates (nothing to do for jobs without)."""
+    pairs = [pair for pair in pairs if pair[0] is not None or pair[1] is not None]
+    if pairs:
+        recompute(conn, [pair[0] for pair in pairs], [pair[1] for pair in pairs], now)
+
+
 def started(conn: sqlite3.Connection, claimed: list[tuple[str, float]], now: float) -> None:
     """Jobs of rate keys just claimed, (rate key, period) each: count their starts, forget
     those that fell out of the period, and let the next job of each key through."""
