@@ -1,6 +1,7 @@
 """Enqueueing on PostgreSQL: the statements of an enqueue's transaction, for a batch
 without unique keys (one insert, and with gates the turns where another job is at one)
-and one with them (a few statements whatever its size).
+and one with them (a few statements whatever its size); and `regate`, the turns at the
+gates of jobs any verb moved, which enqueue shares with the others.
 Each function queues them on a pipelined connection and returns what builds the ids."""
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def _insert_gated(conn, sql, jobs, now, channel):
         wake.fetchall()
         rows = cursor.fetchall()
         held = [row for row in rows if row[1]]
-        if held:
-            conn.execute(sql["regate"], {"overlap_keys": [row[2] for row in held],
-                                         "rate_keys": [row[3] for row in held],
-                                         "now": now, "channel": channel}).fetchall()
+        turns = regate(conn, sql, [row[2] for row in held], [row[3] for row in held], now,
+                       channel)
+        if turns is not None:
+            turns.fetchall()
         return sorted(row[0] for row in rows)  # identity values rise in batch order
     return ids
 
@@ -65,7 +66,7 @@ def insert_unique(conn, sql, jobs, now, channel, where):
         # A key out of date as it is made (unique_for is > 0, so only by hand): one job
         # at a time, so a later job of the batch with its key finds it free.
         ids = [_insert_one(conn, sql, j, now, where) for j in jobs]
-        _regate(conn, sql, jobs, now, channel)
+        regate(conn, sql, [j.overlap_key for j in jobs], [j.rate_key for j in jobs], now, channel)
         wake = conn.execute(sql["wake"], {"channel": channel})
         return lambda: (wake.fetchall(), ids)[1]
     keys = list({j.unique_key for j in jobs if j.unique_key is not None})
@@ -101,7 +102,7 @@ def insert_unique(conn, sql, jobs, now, channel, where):
             if j.unique_key not in held:
                 held[j.unique_key] = _insert_one(conn, sql, j, now, where)
             ids.append(held[j.unique_key])
-    _regate(conn, sql, jobs, now, channel)
+    regate(conn, sql, [j.overlap_key for j in jobs], [j.rate_key for j in jobs], now, channel)
     wake = conn.execute(sql["wake"], {"channel": channel})
     return lambda: (wake.fetchall(), ids)[1]
 
@@ -132,10 +133,12 @@ def _gate_columns(jobs) -> dict:
             "rate_period": [float(j.rate_period) for j in jobs]}
 
 
-def _regate(conn, sql, jobs, now, channel) -> None:
-    """Jobs with gates went in held back: let through those whose turn it is."""
-    gated = [j for j in jobs if j.overlap_key is not None or j.rate_key is not None]
-    if gated:
-        conn.execute(sql["regate"], {"overlap_keys": [j.overlap_key for j in gated],
-                                     "rate_keys": [j.rate_key for j in gated],
-                                     "now": now, "channel": channel})
+def regate(conn, sql, overlap_keys, rate_keys, now: float, channel: str):
+    """Queue jobrt_regate for the gates of jobs that came to or left the pending ones (None
+    keys are no gate); returns its cursor, or None when there is no gate to turn."""
+    overlap_keys = [key for key in overlap_keys if key is not None]
+    rate_keys = [key for key in rate_keys if key is not None]
+    if not overlap_keys and not rate_keys:
+        return None
+    return conn.execute(sql["regate"], {"overlap_keys": overlap_keys, "rate_keys": rate_keys,
+                                        "now": now, "channel": channel})

@@ -204,10 +204,8 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
         if not settles and (limit <= 0 or not queues):
             return []
         gated = [o for o in outcomes if o.overlap_key is not None or o.rate_key is not None]
-        regate = None if not gated else {
-            "overlap_keys": [o.overlap_key for o in gated], "rate_keys": [o.rate_key for o in gated],
-            "now": now, "channel": self.channel}
-        return self._write("claiming and settling jobs", _exchange, settles, regate, {
+        gates = ([o.overlap_key for o in gated], [o.rate_key for o in gated])
+        return self._write("claiming and settling jobs", _exchange, settles, gates, {
             "owner": owner, "queues": queues, "limit": limit,
             "lease_expires": lease_expires, "now": now, "channel": self.channel},
             {"now": batch_time(outcomes, now), "channel": self.channel})
@@ -271,10 +269,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
         def work(conn):
             conn.execute(SQL["gate_lock"])
             moved, overlap_keys, rate_keys = conn.execute(SQL[name], params).fetchone()  # waits
-            if overlap_keys or rate_keys:
-                conn.execute(SQL["regate"], {"overlap_keys": overlap_keys or [],
-                                             "rate_keys": rate_keys or [], "now": now,
-                                             "channel": self.channel})
+            pginsert.regate(conn, SQL, overlap_keys or [], rate_keys or [], now, self.channel)
             conn.execute(SQL["batch_due"], {"now": now, "channel": self.channel})
             return lambda: moved
         return self._write(doing, work)
@@ -318,7 +313,8 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
         def work(conn):
             conn.execute(SQL["gate_lock"])
             rows = conn.execute(SQL["cancel"], {"id": job_id, "now": now}).fetchall()
-            _regate(conn, [row[1:] for row in rows], now, self.channel)
+            pginsert.regate(conn, SQL, [row[1] for row in rows], [row[2] for row in rows], now,
+                            self.channel)
             conn.execute(SQL["batch_due"], {"now": now, "channel": self.channel})
             return lambda: rows[0][0] if rows else None
         return self._write("cancelling a job", work)
@@ -338,16 +334,6 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
         return self._write("pruning ended jobs", work)
 
 
-def _regate(conn, keys: list, now: float, channel: str) -> None:
-    """The turns at the gates of jobs that came to or left the pending ones, (overlap key,
-    rate key) each; nothing when none had gates."""
-    keys = [pair for pair in keys if pair[0] is not None or pair[1] is not None]
-    if keys:
-        conn.execute(SQL["regate"], {"overlap_keys": [pair[0] for pair in keys],
-                                     "rate_keys": [pair[1] for pair in keys],
-                                     "now": now, "channel": channel})
-
-
 def _fold(conn):
     """Queue one fold of the count changes (and forgetting the counts that fell to 0);
     returns a callable giving how many changes it moved (0: another heartbeat folds)."""
@@ -356,11 +342,11 @@ def _fold(conn):
     return lambda: cursor.fetchone()[0]
 
 
-def _exchange(conn, settles, regate, claim, batch_due):
+def _exchange(conn, settles, gates, claim, batch_due):
     for name, params in settles:
         conn.execute(SQL[name], params)
-    if regate is not None:  # the settled jobs had gates: the next job's turn
-        conn.execute(SQL["regate"], regate)
+    # the settled jobs' gates (if any had): the next job's turn
+    pginsert.regate(conn, SQL, *gates, claim["now"], claim["channel"])
     if settles:  # members of batches among them: the callbacks due (an index probe if none)
         conn.execute(SQL["batch_due"], batch_due)
     if claim["limit"] <= 0 or not claim["queues"]:
