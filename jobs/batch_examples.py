@@ -13,19 +13,10 @@ from __future__ import annotations
 import os
 import time
 
-import orjson
-
+from jobs.examples import append_json
 from runtime import connect, job, job_id
 
 BARRIER_LIMIT = 20.0  # seconds a barrier member waits for its partner before it goes on alone
-
-
-def _append(path: str, document) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, orjson.dumps(document) + b"\n")
-    finally:
-        os.close(fd)
 
 
 @job(tries=1)
@@ -84,14 +75,14 @@ def barrier(directory: str, key: str, side: int) -> float:
 
 @job(tries=1)
 def then_note(record: dict) -> None:
-    _append(os.path.join(record["name"], "then.jsonl"), record)
+    append_json(os.path.join(record["name"], "then.jsonl"), record)
 
 
 @job(tries=1)
 def catch_note(record: dict) -> None:
-    _append(os.path.join(record["name"], "catch.jsonl"), record)
+    append_json(os.path.join(record["name"], "catch.jsonl"), record)
 
 
 @job(tries=1)
 def finally_note(record: dict) -> None:
-    _append(os.path.join(record["name"], "finally.jsonl"), record)
+    append_json(os.path.join(record["name"], "finally.jsonl"), record)

@@ -14,22 +14,13 @@ from __future__ import annotations
 import os
 import time
 
-import orjson
-
+from jobs.examples import append_json
 from runtime import job, job_id
 
 
-def _append(path: str, document) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, orjson.dumps(document) + b"\n")
-    finally:
-        os.close(fd)
-
-
 def _note(directory: str, index: int, started: float) -> None:
-    _append(os.path.join(directory, "steps.jsonl"),
-            {"index": index, "job_id": job_id(), "started": started, "ended": time.time()})
+    append_json(os.path.join(directory, "steps.jsonl"),
+                {"index": index, "job_id": job_id(), "started": started, "ended": time.time()})
 
 
 @job(tries=1)
@@ -62,4 +53,4 @@ def waiting_step(directory: str, index: int, path: str, limit: float = 30.0) -> 
 @job(tries=1)
 def catch_note(record: dict) -> None:
     """A chain's catch: appends the record it got to $CHAIN_NOTES/catch.jsonl."""
-    _append(os.path.join(os.environ.get("CHAIN_NOTES", "."), "catch.jsonl"), record)
+    append_json(os.path.join(os.environ.get("CHAIN_NOTES", "."), "catch.jsonl"), record)

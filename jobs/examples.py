@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+import orjson
+
 import runtime
 from runtime import job
 
@@ -59,6 +61,16 @@ def flaky(succeed_on: int = 2) -> int:
 def stamp() -> float:
     """Returns the wall-clock time it started: the pickup-latency benchmark job."""
     return time.time()
+
+
+def append_json(path: str, document) -> None:
+    """Append `document` as one JSON line with O_APPEND, so the lines of concurrent runs
+    never interleave: how the example callbacks and steps leave notes for the tests."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, orjson.dumps(document) + b"\n")
+    finally:
+        os.close(fd)
 
 
 @job
