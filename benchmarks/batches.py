@@ -26,13 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from drain import START_ALLOWANCE, Supervisor, write_config  # noqa: E402
+from drain import START_ALLOWANCE, Supervisor, report, write_config  # noqa: E402
 from runtime import connect  # noqa: E402
 
 CALLBACK = "jobs.batch_examples:member"  # takes the record as its value: a no-op callback
@@ -145,13 +143,8 @@ def main() -> None:
             results.append(measure("postgres", cluster.create_database, args))
         finally:
             cluster.destroy()
-    print(f"jobrt batch benchmark: {args.jobs} no-op jobs, one supervisor, {args.workers} workers")
-    for key in list(dict.fromkeys(key for result in results for key in result)):
-        print(f"  {key:<24}" + "".join(f"{str(result.get(key, '-')):>14}" for result in results))
-    document = orjson.dumps(results).decode()
-    print(document)
-    if args.json_out:
-        Path(args.json_out).write_text(document + "\n")
+    report(f"jobrt batch benchmark: {args.jobs} no-op jobs, one supervisor, {args.workers} workers",
+           results, args.json_out, 24)
 
 
 if __name__ == "__main__":

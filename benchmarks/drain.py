@@ -178,14 +178,20 @@ def main() -> None:
                                        supervisors, supervisors == 1))
         finally:
             cluster.destroy()
-    keys = list(dict.fromkeys(key for result in results for key in result))
-    print(f"jobrt drain benchmark: {args.jobs} no-op jobs, {args.workers} workers per supervisor")
-    for key in keys:
-        print(f"  {key:<20}" + "".join(f"{str(result.get(key, '-')):>14}" for result in results))
+    report(f"jobrt drain benchmark: {args.jobs} no-op jobs, {args.workers} workers per supervisor",
+           results, args.json_out, 20)
+
+
+def report(title: str, results: list[dict], json_out: str | None, width: int) -> None:
+    """Print a table (a row per figure, a column per run), then one JSON document, also
+    written to `json_out` if given."""
+    print(title)
+    for key in dict.fromkeys(key for result in results for key in result):
+        print(f"  {key:<{width}}" + "".join(f"{str(result.get(key, '-')):>14}" for result in results))
     document = orjson.dumps(results).decode()
     print(document)
-    if args.json_out:
-        Path(args.json_out).write_text(document + "\n")
+    if json_out:
+        Path(json_out).write_text(document + "\n")
 
 
 if __name__ == "__main__":
