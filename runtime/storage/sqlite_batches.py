@@ -10,7 +10,7 @@ from runtime.storage import batch_rules, sqlite_chains, sqlite_gates, sqlite_ins
 from runtime.storage.base import CANCELLED, PENDING, NewJob
 from runtime.storage.workflows import NewBatch, batch_record
 from runtime.storage.sqlite_counts import Tally
-from runtime.storage.sqlite_file import SQL
+from runtime.storage.sqlite_file import SQL, rows
 
 
 def create(conn: sqlite3.Connection, tally: Tally, batch: NewBatch, rows: list[tuple],
@@ -47,11 +47,6 @@ def cancel(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) ->
 def record(conn: sqlite3.Connection, row: dict):
     running = conn.execute(SQL["batch_running"], (str(row["id"]),)).fetchone()[0]
     return batch_record(row, running)
-
-
-def rows(cursor: sqlite3.Cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:

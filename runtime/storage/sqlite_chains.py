@@ -13,7 +13,7 @@ from runtime.storage.base import (
 )
 from runtime.storage.workflows import ChainRecord, step_spec
 from runtime.storage.sqlite_counts import Tally
-from runtime.storage.sqlite_file import SQL
+from runtime.storage.sqlite_file import SQL, rows
 
 
 def create(conn: sqlite3.Connection, tally: Tally, steps: list[NewJob], catch, queue: str,
@@ -35,7 +35,7 @@ def record(row: dict) -> ChainRecord:
 
 def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
     """The next step of each chain whose step ended, or its end (and catch, once)."""
-    for row in _rows(conn.execute(SQL["chains_due"])):
+    for row in rows(conn.execute(SQL["chains_due"])):
         specs, jobs = orjson.loads(row["steps"]), orjson.loads(row["jobs"])
         state, finished_at, fired = row["state"], row["finished_at"], row["fired"]
         found = conn.execute(SQL["job_state"], (jobs[-1],)).fetchone()
@@ -53,7 +53,7 @@ def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
         conn.execute(SQL["chain_moved"], (state, finished_at, 1 if fired else 0,
                                           orjson.dumps(jobs).decode(), row["id"]))
         if catch:
-            payload = orjson.dumps([[record(_rows(conn.execute(SQL["chain_row"], (row["id"],)))[0])
+            payload = orjson.dumps([[record(rows(conn.execute(SQL["chain_row"], (row["id"],)))[0])
                                      .to_dict()], {}])
             conn.execute(SQL["insert_callback"], (row["queue"], row["catch_job"], payload, now, now))
             tally.add(PENDING, row["queue"], row["catch_job"], now, 1)
@@ -70,11 +70,6 @@ def _enqueue(conn: sqlite3.Connection, tally: Tally, chain_id: int, step: list, 
     return job_id
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
 class SqliteChainVerbs:
     """The chain verbs of SqliteStorage (mixed in; they use its _write and _cursor)."""
 
@@ -82,5 +77,5 @@ class SqliteChainVerbs:
         return self._write("creating a chain", create, steps, catch, queue, now)
 
     def chain(self, chain_id: int):
-        found = _rows(self._cursor(f"reading chain {chain_id}", SQL["chain_row"], (chain_id,)))
+        found = rows(self._cursor(f"reading chain {chain_id}", SQL["chain_row"], (chain_id,)))
         return record(found[0]) if found else None

@@ -130,6 +130,12 @@ def reconnect(path: str, target: str, uri: bool, role: str) -> sqlite3.Connectio
     return conn
 
 
+def rows(cursor: sqlite3.Cursor) -> list[dict]:
+    """The rows a query returned, as {column: value}."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     try:
         if conn.in_transaction:
