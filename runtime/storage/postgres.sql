@@ -668,6 +668,11 @@ BEGIN
     RETURN made;
 END $$;
 
+-- name: migration_12
+-- Nested workflows, as in the SQLite backend (its migration 14).
+ALTER TABLE jobrt_chains ADD COLUMN batch_id bigint;
+ALTER TABLE jobrt_batches ADD COLUMN chain_id bigint;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 

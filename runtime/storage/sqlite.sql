@@ -312,6 +312,13 @@ BEGIN
     UPDATE chains SET due = 1 WHERE id = new.chain_id;
 END;
 
+-- name: migration_14
+-- Nested workflows: a chain that is a member of a batch (its steps count in the batch's
+-- total; steps it never ran count as cancelled), and a batch that is a step of a chain
+-- (the chain goes on when the batch finished without failures).
+ALTER TABLE chains ADD COLUMN batch_id INTEGER;
+ALTER TABLE batches ADD COLUMN chain_id INTEGER;
+
 -- name: insert_chain
 INSERT INTO chains (queue, catch_job, steps, created_at) VALUES (?, ?, ?, ?);
 
