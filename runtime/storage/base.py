@@ -367,9 +367,12 @@ class Storage:
         raise NotImplementedError
 
     # -- batches ----------------------------------------------------------------
-    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float) -> tuple[int, list[int]]:
+    def create_batch(self, batch: NewBatch, jobs: list, now: float) -> tuple[int, list[int]]:
         """Create a batch and its members (jobs with batch_id None: storage sets it) in one
-        transaction; returns (batch id, member ids). An empty batch finishes at once.
+        transaction; returns (batch id, member ids). An empty batch finishes at once. A
+        member may be a chain (workflows.ChainMember, its id its first step's): each of its
+        steps counts as a member, and the steps a stopped chain will not run as cancelled
+        ones; it stops, cancelled, rather than go on in a cancelled batch.
 
         A batch's counts follow its members in the transaction of every change of their
         state. Its callbacks are jobs storage enqueues once each, in the transaction that
@@ -380,7 +383,7 @@ class Storage:
         (BatchRecord.to_dict()) as its one argument, on the batch's queue."""
         raise NotImplementedError
 
-    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float) -> list[int] | None:
+    def batch_add(self, batch_id: int, jobs: list, now: float) -> list[int] | None:
         """Add members to a batch that has not finished; None if there is none such."""
         raise NotImplementedError
 
@@ -397,14 +400,17 @@ class Storage:
         raise NotImplementedError
 
     # -- chains -----------------------------------------------------------------
-    def create_chain(self, steps: list[NewJob], catch: str | None, queue: str,
-                     now: float) -> tuple[int, int]:
+    def create_chain(self, steps: list, catch: str | None, queue: str,
+                     now: float) -> tuple[int, int | None]:
         """Create a chain of steps (jobs without unique keys; each step's available_at is
         its delay after the moment it is enqueued) and enqueue its first step, in one
         transaction; returns (chain id, first step's job id). When a step succeeds, the
         next is enqueued in the same transaction; when one fails for good the chain fails
         and `catch` (a job name) is enqueued once, with the chain's record as its one
-        argument, on `queue`; when one is cancelled the chain is cancelled."""
+        argument, on `queue`; when one is cancelled the chain is cancelled. A step may be
+        a batch of jobs (workflows.BatchStep; as the first step, the id returned is None):
+        made when the chain reaches it, it is the step that succeeded once it finished
+        with every member succeeded, failed if one failed, else cancelled."""
         raise NotImplementedError
 
     def chain(self, chain_id: int) -> ChainRecord | None:

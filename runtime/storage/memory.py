@@ -234,10 +234,12 @@ class MemoryStorage(MemoryBatches, MemoryChains, Storage):
         self._chain_moved(job, after)
 
     def _workflows_due(self, now: float) -> None:
-        """What the batches and then the chains marked due enqueue, as every backend
-        orders it."""
-        self._batches_due(now)
-        self._chains_due(now)
+        """What the batches and then the chains marked due enqueue, again while the chains
+        made or changed a batch, as every backend orders it."""
+        while True:
+            self._batches_due(now)
+            if not self._chains_due(now):
+                break
 
     def _failure_hook(self, job: dict, at: float) -> None:
         """A job failed for good whose options name a failure hook: the hook's job, now."""

@@ -7,7 +7,7 @@ from runtime.storage import batch_rules
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, NewJob,
 )
-from runtime.storage.workflows import BatchRecord, NewBatch, batch_record
+from runtime.storage.workflows import BatchRecord, ChainMember, NewBatch, batch_record
 
 
 class MemoryBatches:
@@ -17,19 +17,23 @@ class MemoryBatches:
         self.batch_rows: dict[int, dict] = {}
         self.last_batch = 0
 
-    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float):
+    def create_batch(self, batch: NewBatch, jobs: list, now: float):
+        batch_id = self._new_batch(batch, now)
+        ids = self._add_members(batch_id, jobs, now)
+        self._workflows_due(now)
+        return batch_id, ids
+
+    def _new_batch(self, batch: NewBatch, now: float, chain_id: int | None = None) -> int:
         self.last_batch += 1
         self.batch_rows[self.last_batch] = dict(
             id=self.last_batch, name=batch.name, queue=batch.queue, then_job=batch.then,
             catch_job=batch.catch, finally_job=batch.finally_,
             allow_failures=batch.allow_failures, total=0, succeeded=0, failed=0, cancelled=0,
             failed_ids=[], created_at=now, finished_at=None, cancelled_at=None, fired=0,
-            due=True)
-        ids = self._add_members(self.last_batch, jobs, now)
-        self._workflows_due(now)
-        return self.last_batch, ids
+            due=True, chain_id=chain_id)
+        return self.last_batch
 
-    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float):
+    def batch_add(self, batch_id: int, jobs: list, now: float):
         row = self.batch_rows.get(batch_id)
         if row is None or row["finished_at"] is not None:
             return None
@@ -37,11 +41,18 @@ class MemoryBatches:
         self._workflows_due(now)
         return ids
 
-    def _add_members(self, batch_id: int, jobs: list[NewJob], now: float) -> list[int]:
-        before = self.last_id
-        ids = self.enqueue([job._replace(batch_id=str(batch_id)) for job in jobs])
-        # A job whose unique key a live job held is not made: not a member.
-        self.batch_rows[batch_id]["total"] += len({i for i in ids if i > before})
+    def _add_members(self, batch_id: int, jobs: list, now: float) -> list[int]:
+        """Members in the order given: jobs, and chains (ChainMember: its first step's id)."""
+        ids, made = [], 0
+        for job in jobs:
+            if isinstance(job, ChainMember):
+                made += len(job.steps)
+                ids.append(self._new_chain(job.steps, job.catch, job.queue, batch_id, now)[1])
+                continue
+            before = self.last_id
+            ids += self.enqueue([job._replace(batch_id=str(batch_id))])
+            made += ids[-1] > before  # a job whose unique key a live job held: not a member
+        self.batch_rows[batch_id]["total"] += made
         self.batch_rows[batch_id]["due"] = True
         return ids
 
@@ -92,6 +103,9 @@ class MemoryBatches:
             while True:
                 step = batch_rules.step(row, now)
                 callbacks += step.callbacks
+                if step.finished_at is not None and row["finished_at"] is None \
+                        and row["chain_id"] is not None:
+                    self.chain_rows[row["chain_id"]]["due"] = True  # its step ended
                 row.update(fired=step.fired, finished_at=step.finished_at,
                            cancelled_at=step.cancelled_at, due=False)
                 if not step.cancel_pending:

@@ -7,15 +7,22 @@ import time
 
 from runtime.storage import pginsert
 from runtime.storage.base import NewJob
-from runtime.storage.workflows import NewBatch, batch_record
+from runtime.storage.workflows import ChainMember, NewBatch, batch_record
 from runtime.storage.pgparams import check_jobs
 
 
-class PostgresBatchVerbs:
-    """Mixed into PostgresStorage: uses its SQL, _write, _read, channel and target."""
+def members_checked(jobs: list) -> list[NewJob]:
+    """Every job of a batch's members, the steps of its chains included."""
+    return [step for job in jobs
+            for step in (job.steps if isinstance(job, ChainMember) else [job])]
 
-    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float):
-        check_jobs(jobs, self.target.where)
+
+class PostgresBatchVerbs:
+    """Mixed into PostgresStorage: uses its SQL, _write, _read, channel, target and the
+    chain verbs' _new_chain."""
+
+    def create_batch(self, batch: NewBatch, jobs: list, now: float):
+        check_jobs(members_checked(jobs), self.target.where)
 
         def work(conn):
             batch_id = conn.execute(self.SQL["insert_batch"], {
@@ -26,8 +33,8 @@ class PostgresBatchVerbs:
             return lambda: (batch_id, ids)
         return self._write("creating a batch", work, confirm_first=True)
 
-    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float):
-        check_jobs(jobs, self.target.where)
+    def batch_add(self, batch_id: int, jobs: list, now: float):
+        check_jobs(members_checked(jobs), self.target.where)
 
         def work(conn):
             if not conn.execute(self.SQL["batch_open"], {"batch": batch_id}).fetchall():
@@ -36,14 +43,27 @@ class PostgresBatchVerbs:
             return lambda: ids
         return self._write(f"adding jobs to batch {batch_id}", work, confirm_first=True)
 
-    def _members(self, conn, batch_id: int, jobs: list[NewJob], now: float) -> list[int]:
-        """Insert members (as enqueue does), count those made, and run what is due."""
-        members = [job._replace(batch_id=str(batch_id)) for job in jobs]
-        insert = pginsert.insert_unique if any(j.unique_key is not None for j in members) \
-            else pginsert.insert_bulk
-        ids = insert(conn, self.SQL, members, time.time(), self.channel, self.target.where)() \
-            if members else []
-        conn.execute(self.SQL["batch_grew"], {"ids": ids, "batch": batch_id})
+    def _members(self, conn, batch_id: int, jobs: list, now: float) -> list[int]:
+        """Insert members in order (as enqueue does; a ChainMember: its chain, whose first
+        step's id it gives), count those made, and run what is due."""
+        ids, plain, steps, start = [], [], 0, 0
+        for end in range(len(jobs) + 1):
+            if end < len(jobs) and not isinstance(jobs[end], ChainMember):
+                continue
+            members = [job._replace(batch_id=str(batch_id)) for job in jobs[start:end]]
+            if members:  # the jobs since the last chain, in one go
+                insert = pginsert.insert_unique if any(j.unique_key is not None for j in members) \
+                    else pginsert.insert_bulk
+                made = insert(conn, self.SQL, members, time.time(), self.channel, self.target.where)()
+                ids += made
+                plain += made
+            if end < len(jobs):
+                chain = jobs[end]
+                steps += len(chain.steps)
+                ids.append(self._new_chain(conn, chain.steps, chain.catch, chain.queue, now,
+                                           batch_id)[1])
+            start = end + 1
+        conn.execute(self.SQL["batch_grew"], {"ids": plain, "batch": batch_id, "steps": steps})
         conn.execute(self.SQL["batch_due"], {"now": now, "channel": self.channel}).fetchall()
         return ids
 

@@ -1,29 +1,38 @@
 """Chains in the PostgreSQL backend: the verbs; moving on is the trigger's and
-jobrt_chain_due's (postgres.sql, migration 11)."""
+jobrt_chain_due's (postgres.sql, migrations 11 and 12)."""
 
 from __future__ import annotations
 
 import orjson
 
-from runtime.storage.base import NewJob
-from runtime.storage.workflows import ChainRecord, step_spec
+from runtime.storage.workflows import BatchStep, ChainRecord, step_label, step_spec
 from runtime.storage.pgparams import check_jobs
 
 
 class PostgresChainVerbs:
     """Mixed into PostgresStorage: uses its SQL, _write, _read, channel and target."""
 
-    def create_chain(self, steps: list[NewJob], catch, queue: str, now: float):
-        check_jobs(steps, self.target.where)
+    def create_chain(self, steps: list, catch, queue: str, now: float):
+        check_jobs([job for step in steps
+                    for job in (step.members if isinstance(step, BatchStep) else [step])],
+                   self.target.where)
 
         def work(conn):
-            chain_id = conn.execute(self.SQL["insert_chain"], {
-                "queue": queue, "catch": catch, "now": now,
-                "steps": orjson.dumps([step_spec(step) for step in steps]).decode()}).fetchone()[0]
-            first = conn.execute(self.SQL["chain_first"], {
-                "chain": chain_id, "now": now, "channel": self.channel})
-            return lambda: (chain_id, first.fetchone()[0])
+            made = self._new_chain(conn, steps, catch, queue, now, None)
+            # a first step that is a batch may have finished already (an empty one)
+            conn.execute(self.SQL["batch_due"], {"now": now, "channel": self.channel})
+            return lambda: made
         return self._write("creating a chain", work)
+
+    def _new_chain(self, conn, steps: list, catch, queue: str, now: float, batch_id):
+        """A chain (a member of batch `batch_id`, if not None) and its first step: (chain
+        id, the first step's job id, or None when it is a batch)."""
+        chain_id = conn.execute(self.SQL["insert_chain"], {
+            "queue": queue, "catch": catch, "now": now, "batch": batch_id,
+            "steps": orjson.dumps([step_spec(step) for step in steps]).decode()}).fetchone()[0]
+        first = conn.execute(self.SQL["chain_first"], {
+            "chain": chain_id, "now": now, "channel": self.channel}).fetchone()[0]
+        return chain_id, first if isinstance(first, int) else None
 
     def chain(self, chain_id: int):
         rows = self._read(f"reading chain {chain_id}", self.SQL["chain_row"],
@@ -32,6 +41,7 @@ class PostgresChainVerbs:
             return None
         row = rows[0]
         return ChainRecord(id=row["id"], queue=row["queue"], state=row["state"],
-                           steps=[step[1] for step in row["steps"]], jobs=list(row["jobs"]),
-                           created_at=row["created_at"], finished_at=row["finished_at"],
-                           catch=row["catch_job"])
+                           steps=[step_label(step) for step in row["steps"]],
+                           jobs=list(row["jobs"]), created_at=row["created_at"],
+                           finished_at=row["finished_at"], catch=row["catch_job"],
+                           batch_id=row["batch_id"])

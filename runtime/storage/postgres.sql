@@ -669,9 +669,193 @@ BEGIN
 END $$;
 
 -- name: migration_12
--- Nested workflows, as in the SQLite backend (its migration 14).
+-- Nested workflows, as in the SQLite backend (its migration 14, sqlite_chains.py,
+-- chain_rules.py): a chain as a batch's member (chain.batch_id; its steps carry the batch's
+-- id), a batch as a chain's step (batch.chain_id; its end marks the chain due).
 ALTER TABLE jobrt_chains ADD COLUMN batch_id bigint;
 ALTER TABLE jobrt_batches ADD COLUMN chain_id bigint;
+CREATE FUNCTION jobrt_batch_step_finished() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE jobrt_chains SET due = 1 WHERE id = new.chain_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobrt_batches_chain_step_finished AFTER UPDATE OF finished_at ON jobrt_batches
+FOR EACH ROW WHEN (new.chain_id IS NOT NULL AND new.finished_at IS NOT NULL
+                   AND old.finished_at IS NULL)
+EXECUTE FUNCTION jobrt_batch_step_finished();
+
+-- A job step (of chain `chain`, a member of batch `batch`; either may be NULL), through
+-- its gates like any insert; returns its job id.
+CREATE FUNCTION jobrt_chain_step(chain bigint, step jsonb, now double precision, channel text,
+                                 batch bigint)
+RETURNS bigint LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    made bigint;
+BEGIN
+    INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                            overlap_key, rate_key, rate_max, rate_period, blocked, chain_id,
+                            batch_id)
+    VALUES (step ->> 0, step ->> 1, convert_to(step ->> 2, 'UTF8'), (step ->> 3)::bigint,
+            CASE WHEN step -> 4 = 'null' THEN NULL ELSE convert_to(step ->> 4, 'UTF8') END,
+            now + (step ->> 5)::float8, now, step ->> 6, step ->> 7, (step ->> 8)::integer,
+            (step ->> 9)::float8,
+            (step ->> 6 IS NOT NULL)::int + 2 * (step ->> 7 IS NOT NULL)::int, chain,
+            batch::text)
+    RETURNING id INTO made;
+    IF step ->> 6 IS NOT NULL OR step ->> 7 IS NOT NULL THEN
+        PERFORM jobrt_regate(ARRAY[step ->> 6], ARRAY[step ->> 7], now, channel);
+    END IF;
+    RETURN made;
+END $$;
+DROP FUNCTION jobrt_chain_step(bigint, jsonb, double precision, text);
+
+-- Enqueue step `spec` of chain `chain` (a member of batch `batch`, or NULL): a job, whose
+-- id it returns, or a batch step ({"batch": [...], "members": [...]}, base.step_spec),
+-- made with its members and due, returned as {"batch": id}.
+CREATE FUNCTION jobrt_chain_enqueue(chain bigint, batch bigint, spec jsonb,
+                                    now double precision, channel text)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    made bigint;
+    member jsonb;
+BEGIN
+    IF jsonb_typeof(spec) <> 'object' THEN
+        RETURN to_jsonb(jobrt_chain_step(chain, spec, now, channel, batch));
+    END IF;
+    INSERT INTO jobrt_batches (name, queue, then_job, catch_job, finally_job, allow_failures,
+                               created_at, chain_id)
+    VALUES (spec #>> '{batch,1}', spec #>> '{batch,0}', spec #>> '{batch,2}',
+            spec #>> '{batch,3}', spec #>> '{batch,4}', (spec #>> '{batch,5}')::boolean, now,
+            chain)
+    RETURNING id INTO made;
+    FOR member IN SELECT m FROM jsonb_array_elements(spec -> 'members') WITH ORDINALITY AS e (m, n)
+                  ORDER BY n LOOP
+        PERFORM jobrt_chain_step(NULL, member, now, channel, made);
+    END LOOP;
+    UPDATE jobrt_batches SET total = jsonb_array_length(spec -> 'members'), due = 1
+    WHERE id = made;
+    RETURN jsonb_build_object('batch', made);
+END $$;
+
+-- Move on the chains marked due (chain_rules.move in PL/pgSQL); returns how many batches
+-- that made or changed, whose work is due then (jobrt_workflows_due runs it).
+CREATE OR REPLACE FUNCTION jobrt_chain_due(now double precision, channel text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    c jobrt_chains%ROWTYPE;
+    b jobrt_batches%ROWTYPE;
+    v_last jsonb;
+    v_outcome text;
+    v_member boolean;
+    v_member_cancelled boolean;
+    v_stopped boolean;
+    v_left integer;
+    v_state text;
+    v_catch boolean;
+    v_unrun integer;
+    v_jobs jsonb;
+    v_entry jsonb;
+    touched integer := 0;
+    woke boolean := false;
+BEGIN
+    FOR c IN SELECT * FROM jobrt_chains WHERE due <> 0 ORDER BY id FOR UPDATE SKIP LOCKED LOOP
+        v_last := c.jobs -> -1;
+        v_outcome := NULL;
+        IF jsonb_typeof(v_last) = 'object' THEN
+            SELECT * INTO b FROM jobrt_batches WHERE id = (v_last ->> 'batch')::bigint;
+            IF FOUND AND b.finished_at IS NOT NULL THEN
+                v_outcome := CASE WHEN b.failed > 0 THEN 'failed'
+                                  WHEN b.cancelled = 0 THEN 'succeeded' ELSE 'cancelled' END;
+            END IF;
+        ELSE
+            SELECT state INTO v_outcome FROM jobrt_jobs WHERE id = (v_last #>> '{}')::bigint;
+        END IF;
+        SELECT cancelled_at IS NOT NULL INTO v_member_cancelled FROM jobrt_batches
+        WHERE id = c.batch_id;
+        v_member := FOUND;
+        v_stopped := c.state IN ('failed', 'cancelled') AND v_member;
+        v_left := jsonb_array_length(c.steps) - jsonb_array_length(c.jobs);
+        v_state := NULL;
+        v_catch := false;
+        v_unrun := 0;
+        IF v_outcome = 'succeeded' AND v_left > 0 AND NOT (v_member AND v_member_cancelled) THEN
+            v_state := 'running';
+            IF v_stopped THEN
+                v_unrun := -v_left;
+            END IF;
+        ELSE
+            IF v_outcome = 'succeeded' AND v_left > 0 THEN
+                v_outcome := 'cancelled';  -- its batch was cancelled
+            END IF;
+            IF v_outcome IN ('succeeded', 'failed', 'cancelled') THEN
+                v_state := v_outcome;
+            END IF;
+            IF v_outcome IN ('failed', 'cancelled') THEN
+                v_catch := v_outcome = 'failed' AND NOT c.fired AND c.catch_job IS NOT NULL;
+                IF v_member AND NOT v_stopped THEN
+                    v_unrun := v_left;
+                END IF;
+            END IF;
+        END IF;
+        IF v_state IS NULL THEN
+            UPDATE jobrt_chains SET due = 0 WHERE id = c.id;
+            CONTINUE;
+        END IF;
+        IF v_unrun <> 0 THEN
+            UPDATE jobrt_batches SET cancelled = cancelled + v_unrun, due = 1 WHERE id = c.batch_id;
+            touched := touched + 1;
+        END IF;
+        v_jobs := c.jobs;
+        IF v_state = 'running' THEN
+            v_entry := jobrt_chain_enqueue(c.id, c.batch_id,
+                                           c.steps -> jsonb_array_length(c.jobs), now, channel);
+            v_jobs := v_jobs || jsonb_build_array(v_entry);
+            IF jsonb_typeof(v_entry) = 'object' THEN
+                touched := touched + 1;
+            END IF;
+            woke := true;
+        END IF;
+        UPDATE jobrt_chains
+        SET state = v_state, finished_at = CASE WHEN v_state = 'running' THEN NULL ELSE now END,
+            fired = c.fired OR v_state = 'failed', jobs = v_jobs, due = 0
+        WHERE id = c.id;
+        IF v_catch THEN
+            INSERT INTO jobrt_jobs (queue, name, payload, available_at, created_at)
+            VALUES (c.queue, c.catch_job, convert_to(jsonb_build_array(jsonb_build_array(
+                        jsonb_build_object(
+                            'id', c.id, 'queue', c.queue, 'state', v_state,
+                            'steps', (SELECT coalesce(jsonb_agg(
+                                          CASE WHEN jsonb_typeof(s) = 'object'
+                                               THEN jsonb_build_object(
+                                                   'batch', s #> '{batch,1}',
+                                                   'members', jsonb_array_length(s -> 'members'))
+                                               ELSE s -> 1 END ORDER BY n), '[]')
+                                      FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS e (s, n)),
+                            'jobs', v_jobs, 'created_at', c.created_at,
+                            'finished_at', now, 'catch', c.catch_job, 'batch_id', c.batch_id)),
+                        '{}'::jsonb)::text, 'UTF8'),
+                    now, now);
+            woke := true;
+        END IF;
+    END LOOP;
+    IF woke AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, '');
+    END IF;
+    RETURN touched;
+END $$;
+
+-- The batches' callbacks due, then the chains' moves, again while those made or changed a
+-- batch (the order every backend keeps).
+CREATE FUNCTION jobrt_workflows_due(now double precision, channel text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    LOOP
+        PERFORM jobrt_batch_due(now, channel);
+        EXIT WHEN jobrt_chain_due(now, channel) = 0;
+    END LOOP;
+END $$;
 
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
@@ -814,8 +998,8 @@ SELECT jobrt_started(%(owner)s, %(now)s, %(channel)s);
 SELECT pg_advisory_xact_lock(7670369553237075827);
 
 -- name: batch_due
--- The batches' callbacks due, then the chains' next steps (the order every backend keeps).
-SELECT jobrt_batch_due(%(now)s, %(channel)s), jobrt_chain_due(%(now)s, %(channel)s);
+-- The batches' callbacks due, then the chains' moves (the order every backend keeps).
+SELECT jobrt_workflows_due(%(now)s, %(channel)s);
 
 -- name: insert_batch
 INSERT INTO jobrt_batches (name, queue, then_job, catch_job, finally_job, allow_failures,
@@ -824,11 +1008,12 @@ VALUES (%(name)s, %(queue)s, %(then)s, %(catch)s, %(finally)s, %(allow_failures)
 RETURNING id;
 
 -- name: batch_grew
--- The members made (a job whose unique key a live job held is not), then the batch due.
+-- The members made (a job whose unique key a live job held is not) and the steps of the
+-- chains among them, then the batch due.
 UPDATE jobrt_batches
-SET total = total + (SELECT count(*) FROM jobrt_jobs
-                     WHERE id = ANY(%(ids)s::bigint[]) AND batch_id = %(batch)s::text
-                       AND xmin = pg_current_xact_id()::xid),  -- made by this transaction
+SET total = total + %(steps)s + (SELECT count(*) FROM jobrt_jobs
+                                 WHERE id = ANY(%(ids)s::bigint[]) AND batch_id = %(batch)s::text
+                                   AND xmin = pg_current_xact_id()::xid),  -- made now
     due = 1
 WHERE id = %(batch)s;
 
@@ -871,15 +1056,16 @@ WHERE id IN (SELECT id FROM jobrt_batches
              ORDER BY finished_at, id LIMIT %(limit)s);
 
 -- name: insert_chain
-INSERT INTO jobrt_chains (queue, catch_job, steps, created_at)
-VALUES (%(queue)s, %(catch)s, %(steps)s::jsonb, %(now)s)
+INSERT INTO jobrt_chains (queue, catch_job, steps, created_at, batch_id)
+VALUES (%(queue)s, %(catch)s, %(steps)s::jsonb, %(now)s, %(batch)s)
 RETURNING id;
 
 -- name: chain_first
+-- Its first step: a job's id, or {"batch": id} when it is a batch.
 UPDATE jobrt_chains
-SET jobs = jsonb_build_array(jobrt_chain_step(%(chain)s, steps -> 0, %(now)s, %(channel)s))
+SET jobs = jsonb_build_array(jobrt_chain_enqueue(id, batch_id, steps -> 0, %(now)s, %(channel)s))
 WHERE id = %(chain)s
-RETURNING (jobs ->> 0)::bigint;
+RETURNING jobs -> 0;
 
 -- name: chain_row
 SELECT * FROM jobrt_chains WHERE id = %(chain)s;

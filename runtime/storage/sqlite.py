@@ -40,6 +40,8 @@ TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
+    _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs
+
     def __init__(self, path: str, role: str = "client", create: bool = True):
         if role not in SYNCHRONOUS:
             raise ValueError(f"role must be one of {sorted(SYNCHRONOUS)}, not {role!r}")

@@ -318,9 +318,24 @@ END;
 -- (the chain goes on when the batch finished without failures).
 ALTER TABLE chains ADD COLUMN batch_id INTEGER;
 ALTER TABLE batches ADD COLUMN chain_id INTEGER;
+CREATE TRIGGER batches_chain_step_finished AFTER UPDATE OF finished_at ON batches
+WHEN new.chain_id IS NOT NULL AND new.finished_at IS NOT NULL AND old.finished_at IS NULL
+BEGIN
+    UPDATE chains SET due = 1 WHERE id = new.chain_id;
+END;
 
 -- name: insert_chain
-INSERT INTO chains (queue, catch_job, steps, created_at) VALUES (?, ?, ?, ?);
+INSERT INTO chains (queue, catch_job, steps, created_at, batch_id) VALUES (?, ?, ?, ?, ?);
+
+-- name: chain_seen
+UPDATE chains SET due = 0 WHERE id = ?;
+
+-- name: batch_cancelled_at
+SELECT cancelled_at FROM batches WHERE id = ?;
+
+-- name: batch_unrun
+-- The steps a chain member will not run (or, negative, will after all): cancelled members.
+UPDATE batches SET cancelled = cancelled + ?, due = 1 WHERE id = ?;
 
 -- name: chain_row
 SELECT * FROM chains WHERE id = ?;
@@ -335,8 +350,9 @@ UPDATE chains SET state = ?, finished_at = ?, fired = ?, jobs = ?, due = 0 WHERE
 UPDATE jobs SET chain_id = ? WHERE id = ?;
 
 -- name: insert_batch
-INSERT INTO batches (name, queue, then_job, catch_job, finally_job, allow_failures, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?);
+INSERT INTO batches (name, queue, then_job, catch_job, finally_job, allow_failures, created_at,
+                     chain_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: batch_grew
 UPDATE batches SET total = total + ?, due = 1 WHERE id = ?;

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 from runtime.storage import batch_rules, sqlite_chains, sqlite_gates, sqlite_insert
-from runtime.storage.base import CANCELLED, PENDING, NewJob
-from runtime.storage.workflows import NewBatch, batch_record
+from runtime.storage.base import CANCELLED, PENDING
+from runtime.storage.workflows import ChainMember, NewBatch, batch_record
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL, rows
 
@@ -17,19 +17,33 @@ def create(conn: sqlite3.Connection, tally: Tally, batch: NewBatch, rows: list[t
            now: float):
     batch_id = conn.execute(SQL["insert_batch"], (
         batch.name, batch.queue, batch.then, batch.catch, batch.finally_,
-        1 if batch.allow_failures else 0, now)).lastrowid
+        1 if batch.allow_failures else 0, now, None)).lastrowid
     ids = add(conn, tally, batch_id, rows, now)
     return batch_id, ids
 
 
-def add(conn: sqlite3.Connection, tally: Tally, batch_id: int, rows: list[tuple],
+def add(conn: sqlite3.Connection, tally: Tally, batch_id: int, members: list,
         now: float) -> list[int]:
-    """Insert members (rows for sqlite_insert.insert_each, batch_id in place) and count the
-    new ones (a job whose unique key a live job held is not made, so not a member)."""
-    before = conn.execute(SQL["max_id"]).fetchone()[0]
-    ids = sqlite_insert.insert_each(conn, tally, [row[:8] + (str(batch_id),) + row[9:]
-                                                  for row in rows])
-    conn.execute(SQL["batch_grew"], (len({i for i in ids if i > before}), batch_id))
+    """Insert members in order: jobs (rows for sqlite_insert.insert_each, batch_id set
+    here) and chains (ChainMember: its first step's id), and count the new ones (a job
+    whose unique key a live job held is not made, so not a member; a chain counts each
+    of its steps)."""
+    ids, made, start = [], 0, 0
+    for end in range(len(members) + 1):
+        if end < len(members) and not isinstance(members[end], ChainMember):
+            continue
+        if start < end:  # the jobs since the last chain, in one go
+            before = conn.execute(SQL["max_id"]).fetchone()[0]
+            ids += (found := sqlite_insert.insert_each(
+                conn, tally, [row[:8] + (str(batch_id),) + row[9:] for row in members[start:end]]))
+            made += len({i for i in found if i > before})
+        if end < len(members):
+            chain = members[end]
+            made += len(chain.steps)
+            ids.append(sqlite_chains.create(conn, tally, chain.steps, chain.catch, chain.queue,
+                                            now, batch_id)[1])
+        start = end + 1
+    conn.execute(SQL["batch_grew"], (made, batch_id))
     work_due(conn, tally, now)
     return ids
 
@@ -51,9 +65,12 @@ def record(conn: sqlite3.Connection, row: dict):
 
 def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
     """Enqueue the callbacks now due of every batch marked due, in id order; then move on
-    the chains marked due (the order every backend keeps)."""
-    _batches_due(conn, tally, now)
-    sqlite_chains.work_due(conn, tally, now)
+    the chains marked due; again while that made or changed a batch (the order every
+    backend keeps)."""
+    while True:
+        _batches_due(conn, tally, now)
+        if not sqlite_chains.work_due(conn, tally, now):
+            break
 
 
 def _batches_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
@@ -83,20 +100,22 @@ def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: 
     sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
 
 
-def member_rows(jobs: list[NewJob], now: float) -> list[tuple]:
-    """Rows for insert_each of batch members (their batch_id set by `add`)."""
-    return [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-             j.unique_key, None, j.unique_expires, 1 if j.unique_at_start else 0,
-             j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period) for j in jobs]
+def member_rows(jobs: list, now: float) -> list:
+    """Rows for insert_each of batch members (their batch_id set by `add`); a ChainMember
+    stays as it is."""
+    return [j if isinstance(j, ChainMember) else (
+        j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now, j.unique_key,
+        None, j.unique_expires, 1 if j.unique_at_start else 0, j.unique_key, j.overlap_key,
+        j.rate_key, j.rate_max, j.rate_period) for j in jobs]
 
 
 class SqliteBatchVerbs:
     """The batch verbs of SqliteStorage (mixed in; they use its _write and conn)."""
 
-    def create_batch(self, batch: NewBatch, jobs: list[NewJob], now: float):
+    def create_batch(self, batch: NewBatch, jobs: list, now: float):
         return self._write("creating a batch", create, batch, member_rows(jobs, now), now)
 
-    def batch_add(self, batch_id: int, jobs: list[NewJob], now: float):
+    def batch_add(self, batch_id: int, jobs: list, now: float):
         def work(conn, tally):
             if not is_open(conn, batch_id):
                 return None

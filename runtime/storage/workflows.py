@@ -81,6 +81,26 @@ def batch_time(outcomes, now: float) -> float:
     return max([now] + [o.at for o in outcomes])
 
 
+class ChainMember(NamedTuple):
+    """A member of a batch that is a chain (jobs only): its steps count in the batch's
+    total, each step is a member when it is enqueued, and the steps a stopped chain never
+    ran count as cancelled. Its steps' available_at is their delay, as create_chain's."""
+
+    steps: list
+    catch: str | None
+    queue: str  # where its catch callback runs
+
+
+class BatchStep(NamedTuple):
+    """A step of a chain that is a batch (of jobs only, each available_at its delay): it is
+    created when the chain reaches it, and the chain goes on when it finished with every
+    member succeeded; it fails the chain when a member failed, cancels it when one was
+    cancelled."""
+
+    batch: NewBatch
+    members: list
+
+
 @dataclass
 class ChainRecord:
     """A chain's steps, run one after another: step n+1 is enqueued in the transaction that
@@ -89,25 +109,49 @@ class ChainRecord:
     id: int
     queue: str  # where its catch callback runs
     state: str  # running, succeeded, failed (a step failed for good), cancelled
-    steps: list  # the job name of each step
-    jobs: list  # the job id of each step enqueued so far, in order
+    steps: list  # each step's job name, or {"batch": its name, "members": how many}
+    jobs: list  # each step's job id so far, in order, or {"batch": id} for a batch step
     created_at: float
     finished_at: float | None
     catch: str | None = None
+    batch_id: int | None = None  # the batch it is a member of
 
     def to_dict(self) -> dict:
         return {"id": self.id, "queue": self.queue, "state": self.state, "steps": self.steps,
                 "jobs": self.jobs, "created_at": self.created_at,
-                "finished_at": self.finished_at, "catch": self.catch}
+                "finished_at": self.finished_at, "catch": self.catch, "batch_id": self.batch_id}
 
 
-def step_spec(step) -> list:
-    """A chain's step as its chain's row keeps it, a JSON array (its available_at is its
-    delay): [queue, name, payload, priority, options, delay, overlap_key, rate_key,
-    rate_max, rate_period], payload and options as text."""
+def step_spec(step) -> list | dict:
+    """A chain's step as its chain's row keeps it (its available_at is its delay): a job as
+    the JSON array [queue, name, payload, priority, options, delay, overlap_key, rate_key,
+    rate_max, rate_period], payload and options as text; a BatchStep as the object
+    {"batch": [queue, name, then, catch, finally, allow_failures], "members": [job, ...]}."""
+    if isinstance(step, BatchStep):
+        b = step.batch
+        return {"batch": [b.queue, b.name, b.then, b.catch, b.finally_, bool(b.allow_failures)],
+                "members": [step_spec(member) for member in step.members]}
     return [step.queue, step.name, bytes(step.payload).decode(), step.priority,
             None if step.options is None else bytes(step.options).decode(), step.available_at,
             step.overlap_key, step.rate_key, step.rate_max, step.rate_period]
+
+
+def step_label(spec) -> str | dict:
+    """What ChainRecord.steps shows of a step spec: its job name, or its batch's name and
+    size."""
+    if isinstance(spec, dict):
+        return {"batch": spec["batch"][1], "members": len(spec["members"])}
+    return spec[1]
+
+
+def step_outcome(batch_row: dict | None) -> str | None:
+    """The state a batch step ended in, as a job step's: None while it runs (or is gone),
+    succeeded when every member did, failed when one failed, else cancelled."""
+    if batch_row is None or batch_row["finished_at"] is None:
+        return None
+    if batch_row["failed"] > 0:
+        return "failed"
+    return "succeeded" if batch_row["cancelled"] == 0 else "cancelled"
 
 
 # The bits of a batch's `fired`: which callbacks storage has enqueued (each at most once).

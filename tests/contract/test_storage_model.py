@@ -24,7 +24,7 @@ from hypothesis.stateful import (
 )
 
 from runtime.storage import NewJob, Outcome
-from runtime.storage.workflows import NewBatch
+from runtime.storage.workflows import BatchStep, ChainMember, NewBatch
 from runtime.storage.memory import MemoryStorage
 from runtime.storage.sqlite import SqliteStorage
 
@@ -194,28 +194,49 @@ class StorageModel(RuleBasedStateMachine):
         verb = data.draw(st.sampled_from(["create", "create", "add", "cancel"]))
         batch_ids = sorted(self.model.batch_rows) or [1]
         if verb == "create":
-            members = self.jobs_of(specs if data.draw(st.booleans()) else [])
+            members = self.nested(data, self.jobs_of(specs if data.draw(st.booleans()) else []))
             batch = NewBatch(data.draw(st.sampled_from(QUEUES)), "b", then="cb:then",
                              catch=data.draw(st.sampled_from([None, "cb:catch"])),
                              finally_="cb:finally", allow_failures=data.draw(st.booleans()))
             got = self.both("create_batch", batch, members, self.now)
-            self.ids.update(got[1])
+            self.ids.update(i for i in got[1] if i is not None)
         elif verb == "add":
             got = self.both("batch_add", data.draw(st.sampled_from(batch_ids)),
-                            self.jobs_of(specs), self.now)
-            self.ids.update(got or [])
+                            self.nested(data, self.jobs_of(specs)), self.now)
+            self.ids.update(i for i in got or [] if i is not None)
         else:
             self.both("batch_cancel", data.draw(st.sampled_from(batch_ids)), self.now)
 
-    @rule(specs=new_jobs, catch=st.sampled_from([None, "cb:catch"]),
+    @staticmethod
+    def steps_of(jobs, delays):
+        """Jobs as a chain's steps: no unique keys (a step may not have one), each delay
+        relative to the previous step's success."""
+        return [job._replace(unique_key=None, unique_expires=None, available_at=delay)
+                for job, delay in zip(jobs, delays)]
+
+    def nested(self, data, members):
+        """A batch's members, the last ones maybe made a chain (ChainMember)."""
+        cut = data.draw(st.integers(0, 3))
+        if cut >= len(members) or not data.draw(st.booleans()):
+            return members
+        steps = self.steps_of(members[cut:], data.draw(
+            st.lists(st.sampled_from([0.0, 3.0]), min_size=3, max_size=3)))
+        return members[:cut] + [ChainMember(steps, data.draw(st.sampled_from([None, "cb:chain"])),
+                                            "low")]
+
+    @rule(data=st.data(), specs=new_jobs, catch=st.sampled_from([None, "cb:catch"]),
           delays=st.lists(st.sampled_from([0.0, 3.0]), min_size=3, max_size=3))
-    def chain(self, specs, catch, delays):
-        """A chain of the drawn jobs (no unique keys: a step may not have one), its steps'
-        delays relative to the previous step's success."""
-        steps = [job._replace(unique_key=None, unique_expires=None, available_at=delay)
-                 for job, delay in zip(self.jobs_of(specs), delays)]
+    def chain(self, data, specs, catch, delays):
+        """A chain of the drawn jobs, some of its steps maybe made one batch step."""
+        steps = self.steps_of(self.jobs_of(specs), delays)
+        cut = data.draw(st.integers(0, 3))
+        if cut <= len(steps) and data.draw(st.booleans()):
+            batch = NewBatch("low", "step", then="cb:then", catch=catch, finally_="cb:finally",
+                             allow_failures=data.draw(st.booleans()))
+            steps = steps[:cut] + [BatchStep(batch, steps[cut:cut + 2])] + steps[cut + 2:]
         chain_id, first = self.both("create_chain", steps, catch, "low", self.now)
-        self.ids.add(first)
+        if first is not None:
+            self.ids.add(first)
 
     @invariant()
     def stores_agree(self):
