@@ -15,7 +15,7 @@ import os
 import time
 
 from jobs.examples import append_json
-from runtime import job, job_id
+from runtime import current_batch, job, job_id, previous_result
 
 
 def _note(directory: str, index: int, started: float) -> None:
@@ -54,3 +54,16 @@ def waiting_step(directory: str, index: int, path: str, limit: float = 30.0) -> 
 def catch_note(record: dict) -> None:
     """A chain's catch: appends the record it got to $CHAIN_NOTES/catch.jsonl."""
     append_json(os.path.join(os.environ.get("CHAIN_NOTES", "."), "catch.jsonl"), record)
+
+
+@job(tries=1)
+def context_note(directory: str, label: str) -> str:
+    """A step or member that appends what it learns of its workflow to
+    `<directory>/context.jsonl` (its label, batch record and the previous step's result,
+    and when it started and ended); returns its label, the next step's previous_result()."""
+    started = time.time()
+    batch = current_batch()
+    append_json(os.path.join(directory, "context.jsonl"), {
+        "label": label, "job_id": job_id(), "batch": batch and batch.to_dict(),
+        "previous": previous_result(), "started": started, "ended": time.time()})
+    return label

@@ -12,15 +12,12 @@ transaction that makes them due. Queue's batch methods and `jobrt batch` both ca
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import NamedTuple
 
 from runtime.errors import BatchFinished, BatchNotFound, PayloadError
-from runtime.options import QUEUE_EXPECTED, is_queue_name
-from runtime.storage.base import BatchRecord, NewBatch
-
-MAX_NAME = 200  # characters of a batch's name: a label for lists, not a document
+from runtime.storage.base import BatchRecord, NewJob
+from runtime.workflow_specs import Batch, Chain, chain_member, new_batch
 
 
 class BatchHandle(NamedTuple):
@@ -33,43 +30,35 @@ class BatchHandle(NamedTuple):
 
 def create(queue, items, name=None, on_queue=None, then=None, catch=None, finally_=None,
            allow_failures=False) -> BatchHandle:
-    """A batch of `items` (as enqueue_many takes them) and its callbacks, in one transaction."""
+    """A batch of `items` (as enqueue_many takes them, or a workflow_specs.Chain) and its
+    callbacks, in one transaction."""
     now = time.time()
-    jobs = queue._new_jobs(items, now, "batch")
-    if name is not None and not (isinstance(name, str) and 0 < len(name) <= MAX_NAME
-                                 and name.isprintable()):
-        raise PayloadError(f"batch name must be printable text of 1 to {MAX_NAME} characters, "
-                           f"got {name!r:.60}")
-    # Callbacks run where the work runs unless told otherwise: the first member's queue.
-    callback_queue = on_queue if on_queue is not None else jobs[0].queue if jobs else "default"
-    if not is_queue_name(callback_queue):
-        raise PayloadError(f"batch queue= must be {QUEUE_EXPECTED}, got {callback_queue!r:.60}")
-    names = [check_callback(queue, role, target, callback_queue)
-             for role, target in (("then", then), ("catch", catch), ("finally_", finally_))]
-    batch = NewBatch(callback_queue, name, *names, allow_failures=bool(allow_failures))
+    jobs = members(queue, items, now, "batch")
+    first = jobs[0] if jobs else None
+    batch = new_batch(queue, first.queue if isinstance(first, NewJob) else
+                      first.steps[0].queue if first else None,
+                      name, on_queue, then, catch, finally_, allow_failures)
     batch_id, ids = queue.storage.create_batch(batch, jobs, now)
     # Members to claim, or (an empty batch) callbacks already enqueued.
     queue.storage.notify()
     return BatchHandle(batch_id, ids)
 
 
-def check_callback(queue, role: str, target, callback_queue: str, of: str = "batch") -> str | None:
-    """The job name of a callback (`role` of a batch or, `of`="chain", a chain) given as a
-    function or a name, refused here, where the caller can fix it, if it is no registered
-    job, no worker of the config would run it on `callback_queue`, or it cannot take the
-    record of its batch or chain as its one argument."""
-    if target is None:
-        return None
-    spec = queue._spec(target)
-    queue._check_served(spec, callback_queue)
-    try:
-        inspect.signature(spec.func).bind({})
-    except TypeError as exc:
-        raise PayloadError(f"{of} {role}={spec.name}: a callback is called with the {of}'s "
-                           f"record as its one argument, and this job cannot take it ({exc})") from None
-    except ValueError:  # no signature to read (a builtin): let it be tried
-        pass
-    return spec.name
+def members(queue, items, now: float, caller: str) -> list:
+    """A batch's items as storage takes them: NewJobs, and a ChainMember for each Chain."""
+    items = list(items)
+    if not any(isinstance(item, (Batch, Chain)) for item in items):
+        return queue._new_jobs(items, now, caller)
+    found = []
+    for index, item in enumerate(items):
+        if isinstance(item, Batch):
+            raise PayloadError(f"{caller} item {index}: a batch in a batch; give its jobs in this "
+                               f"batch's list instead")
+        if isinstance(item, Chain):
+            found.append(chain_member(queue, item, now, f"{caller} item {index}"))
+        else:
+            found += queue._new_jobs([item], now, caller, index)
+    return found
 
 
 def batch_id(value) -> int:
@@ -98,7 +87,7 @@ def add(queue, value, items) -> list[int]:
     """Add members to a batch that has not finished; their ids."""
     wanted = batch_id(value)
     now = time.time()
-    jobs = queue._new_jobs(items, now, "batch_add")
+    jobs = members(queue, items, now, "batch_add")
     ids = queue.storage.batch_add(wanted, jobs, now)
     if ids is None:
         record = queue.storage.batch(wanted)

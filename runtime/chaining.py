@@ -19,44 +19,47 @@ from typing import NamedTuple
 
 from runtime.errors import ChainNotFound, PayloadError
 from runtime.options import QUEUE_EXPECTED, is_queue_name
-from runtime.batching import check_callback
 from runtime.storage.base import ChainRecord
+from runtime.storage.workflows import BatchStep
+from runtime.workflow_specs import Batch, Chain, batch_step, check_callback, later_jobs
 
 
 class ChainHandle(NamedTuple):
-    """What q.chain() returns: the chain's id and its first step's job id (the later steps
-    get theirs when they are enqueued: q.chain_status(id).jobs)."""
+    """What q.chain() returns: the chain's id and its first step's job id (None when that
+    step is a batch; the later steps get theirs when they are enqueued:
+    q.chain_status(id).jobs)."""
 
     id: int
     first_job_id: int
 
 
 def create(queue, items, catch=None, on_queue=None) -> ChainHandle:
-    """A chain of `items` (as enqueue_many takes them), run one after another, and its
-    catch callback, stored with its first step in one transaction."""
+    """A chain of `items` (as enqueue_many takes them, or a workflow_specs.Batch), run one
+    after another, and its catch callback, stored with its first step in one transaction."""
     now = time.time()
     items = list(items)
     if not items:
         # Laravel dispatches nothing for an empty chain; a caller that built an empty list
         # by mistake would then wait for a catch or an end that never comes.
         raise PayloadError("a chain needs at least one step, got none")
-    jobs = queue._new_jobs(items, now, "chain")
-    for index, step in enumerate(jobs):
-        if step.unique_key is not None:
-            # A later step is enqueued long after q.chain() returned: a live job holding its
-            # key then would have to be skipped or stall the chain, so neither is offered.
-            raise PayloadError(f"chain item {index} ({step.name}): a step cannot be unique (its "
-                               f"unique key is checked when it is enqueued, after the step before "
-                               f"it); pass _unique=False in the step's options")
-    # Storage adds the moment each step is enqueued: a step's _delay counts from there.
-    steps = [step._replace(available_at=max(0.0, step.available_at - now)) for step in jobs]
-    catch_queue = on_queue if on_queue is not None else steps[0].queue
+    steps = []
+    for index, item in enumerate(items):
+        if isinstance(item, Batch):
+            steps.append(batch_step(queue, item, now, f"chain item {index}"))
+        elif isinstance(item, Chain):
+            raise PayloadError(f"chain item {index}: a chain in a chain; give its steps in this "
+                               f"chain's list instead")
+        else:
+            steps += later_jobs(queue, [item], now, "chain", index)
+    first = steps[0]
+    catch_queue = on_queue if on_queue is not None else \
+        first.batch.queue if isinstance(first, BatchStep) else first.queue
     if not is_queue_name(catch_queue):
         raise PayloadError(f"chain queue= must be {QUEUE_EXPECTED}, got {catch_queue!r:.60}")
     catch_name = check_callback(queue, "catch", catch, catch_queue, of="chain")
-    chain_id, first = queue.storage.create_chain(steps, catch_name, catch_queue, now)
+    chain_id, first_id = queue.storage.create_chain(steps, catch_name, catch_queue, now)
     queue.storage.notify()  # its first step is there to claim
-    return ChainHandle(chain_id, first)
+    return ChainHandle(chain_id, first_id)
 
 
 def chain_id(value) -> int:

@@ -228,11 +228,11 @@ class Queue:
         where options is a dict of the same underscore keywords enqueue() takes."""
         return self._store(self._new_jobs(items, time.time(), "enqueue_many"))
 
-    def _new_jobs(self, items, now: float, caller: str) -> list[NewJob]:
+    def _new_jobs(self, items, now: float, caller: str, first: int = 0) -> list[NewJob]:
         """enqueue_many's items as NewJobs (a batch's members are given the same way); an
-        item's error names `caller`."""
+        item's error names `caller` and its index (counted from `first`)."""
         jobs = []
-        for index, item in enumerate(items):
+        for index, item in enumerate(items, first):
             if not isinstance(item, (tuple, list)) or not 1 <= len(item) <= 4:
                 raise PayloadError(f"{caller} item {index}: expected (job, args[, kwargs[, options]]), "
                                    f"got {item!r:.80}")

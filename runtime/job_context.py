@@ -1,4 +1,5 @@
-"""What a running job may ask of jobrt: its attempt number, release and fail.
+"""What a running job may ask of jobrt: its attempt number, release and fail, the batch it
+is a member of and the result of the chain step before it.
 
 `release()` and `fail()` raise exceptions derived from BaseException so that a
 job's own `except Exception:` cannot swallow them by accident.
@@ -9,8 +10,11 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from runtime.options import SECONDS
+from runtime.storage.workflows import BatchRecord
 
 _current: ContextVar[tuple[int, int] | None] = ContextVar("jobrt_current_job", default=None)
+# What the supervisor read for a job of a workflow when it claimed it (run_context).
+_context: ContextVar[dict | None] = ContextVar("jobrt_job_context", default=None)
 
 
 class Release(BaseException):
@@ -73,9 +77,35 @@ def job_id() -> int:
     return _require()[0]
 
 
-def enter(job_id_: int, attempt_: int):
-    return _current.set((job_id_, attempt_))
+def current_batch() -> BatchRecord | None:
+    """The batch this job is a member of (None if it is none's), as it was when the job was
+    claimed: its id, name, counts and progress, and `cancelled_at` (not None: cancelled,
+    its pending members will not run). Add members with q.batch_add(current_batch().id, ...)."""
+    _require()
+    context = _readable()
+    found = context.get("batch") if context else None
+    return None if found is None else BatchRecord.from_dict(found)
+
+
+def previous_result():
+    """The result of the step before this one in its chain (None for a first step, or a job
+    of no chain); after a step that is a batch, that batch's record (a dict)."""
+    _require()
+    context = _readable()
+    return context.get("previous") if context else None
+
+
+def _readable() -> dict | None:
+    context = _context.get()
+    if context and "unreadable" in context:
+        raise RuntimeError(context["unreadable"])
+    return context
+
+
+def enter(job_id_: int, attempt_: int, context: dict | None = None):
+    return _current.set((job_id_, attempt_)), _context.set(context)
 
 
 def leave(token) -> None:
-    _current.reset(token)
+    _current.reset(token[0])
+    _context.reset(token[1])

@@ -62,6 +62,9 @@ class ClaimedJob(NamedTuple):
     overlap_key: str | None = None  # its keys, which its outcome carries back to `settle`
     rate_key: str | None = None
     retried_at: float | None = None  # an operator retried it (failed retry) then: its first run since
+    batch_id: str | None = None  # the batch it is a member of
+    chain_id: int | None = None  # the chain it is a step of
+    context: dict | None = None  # what the job may ask of its run: runtime.supervisor.run_context
 
 
 class Outcome(NamedTuple):

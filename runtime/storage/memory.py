@@ -148,7 +148,8 @@ class MemoryStorage(MemoryBatches, MemoryChains, Storage):
                     self.starts.setdefault(job["rate_key"], []).append(now)
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
                                           job["attempts"], job["options"], job["exceptions"],
-                                          job["overlap_key"], job["rate_key"], job["retried_at"]))
+                                          job["overlap_key"], job["rate_key"], job["retried_at"],
+                                          job["batch_id"], job.get("chain_id")))
                 job["retried_at"] = None
         return claimed
 

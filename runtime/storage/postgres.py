@@ -358,6 +358,6 @@ def _exchange(conn, settles, gates, claim, batch_due):
     def claimed() -> list[ClaimedJob]:
         rows = cursor.fetchall()
         rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
-        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11], r[12])
-                for r in rows]
+        return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11], r[12], r[13],
+                           r[14]) for r in rows]
     return claimed

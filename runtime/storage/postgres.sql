@@ -1164,7 +1164,7 @@ FROM picked, jobrt_jobs AS before  -- before: the row as it was, for its retried
 WHERE j.id = picked.id AND before.id = picked.id
 RETURNING j.id, j.queue, j.name, j.payload, j.attempts, j.options,
           picked.ord, j.priority, j.available_at, j.exceptions, j.overlap_key, j.rate_key,
-          before.retried_at;
+          before.retried_at, j.batch_id, j.chain_id;
 
 -- name: next_due
 SELECT min(due.at)

@@ -359,7 +359,7 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
             claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[10], r[11],
-                                       r[13]) for r in rows])
+                                       r[13], r[14], r[15]) for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
             starts = [r[0] for r in rows if r[9]]
             if starts:

@@ -524,7 +524,7 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
              ORDER BY priority DESC, available_at, id
              LIMIT ?)
 RETURNING id, queue, name, payload, attempts, options, priority, available_at, exceptions,
-          unique_at_start, overlap_key, rate_key, rate_period, retried_at;
+          unique_at_start, overlap_key, rate_key, rate_period, retried_at, batch_id, chain_id;
 
 -- name: retried_seen
 -- The first run since an operator's retry was claimed: the next ones are plain runs.

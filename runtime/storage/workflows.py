@@ -50,6 +50,12 @@ class BatchRecord:
         ended = self.succeeded + self.failed + self.cancelled
         return 100 if self.total == 0 else ended * 100 // self.total
 
+    @classmethod
+    def from_dict(cls, found: dict) -> "BatchRecord":
+        """The record to_dict() gave."""
+        fields = {k: v for k, v in found.items() if k not in ("progress", "finally")}
+        return cls(**fields, finally_=found.get("finally"))
+
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "queue": self.queue, "total": self.total,
                 "pending": self.pending, "running": self.running, "succeeded": self.succeeded,

@@ -13,6 +13,7 @@ import time
 
 from runtime.errors import StorageError
 from runtime.storage.base import PENDING
+from runtime.supervisor import run_context
 
 log = logging.getLogger("jobrt")
 
@@ -68,7 +69,8 @@ class Exchange:
             for pool, want in wants:
                 queues = list(pool.config.queues)
                 started = time.perf_counter()
-                jobs = self.storage.exchange(self.owner, outbox, queues, want, wall + self.lease, wall)
+                jobs = run_context.attach(self.storage, self.storage.exchange(
+                    self.owner, outbox, queues, want, wall + self.lease, wall))
                 if metrics is not None:
                     metrics.storage_round_trip("exchange", time.perf_counter() - started)
                 outbox.clear()

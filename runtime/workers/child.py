@@ -137,15 +137,16 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory
             select.select([read_fd], [], [])
             continue
         header, payload = queued.popleft()
-        if len(header) == 3:  # no hooks around it: the common case, kept as lean as before
+        if len(header) == 3:  # no hooks, no context: the common case, kept as lean as before
             job_id, attempt, name = header
             status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
         else:
             job_id, attempt, name = header[0], header[1], header[2]
-            ran = name in registry  # a job never run has no events
+            context = header[-1] if len(header) in (4, 8) else None  # protocol.run_frame*
+            ran = len(header) >= 7 and name in registry  # hooks; a job never run has no events
             if ran:
                 worker_events.before(hooks, header, payload)
-            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
+            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload, context)
             if ran:
                 worker_events.after(hooks, header, payload, status, body)
         owned = owned_bytes(pid, max_memory) if max_memory else 0
@@ -185,13 +186,14 @@ def format_traceback(exc: BaseException) -> str:
         return describe(exc)
 
 
-def _run(registry, job_id, attempt, name, payload) -> tuple[str, bytes, float, float]:
-    """Run one job; returns (status, body, release delay, seconds)."""
+def _run(registry, job_id, attempt, name, payload, context=None) -> tuple[str, bytes, float, float]:
+    """Run one job (`context`: what job_context tells it of its workflow); returns (status,
+    body, release delay, seconds)."""
     spec = registry.get(name)
     if spec is None:
         return protocol.FAIL, protocol.error_body(
             f"job {name!r} is not registered in this worker's job modules; it was not run", None), 0.0, 0.0
-    token = job_context.enter(job_id, attempt)
+    token = job_context.enter(job_id, attempt, context)
     started = time.perf_counter()
     try:
         body = spec.invoke(payload)

@@ -76,7 +76,7 @@ class EventRelay:
     def run_frame(run) -> bytes:
         job = run.job
         return protocol.run_frame_with_events(job.id, job.attempt, job.name, job.payload, job.queue,
-                                              *run.told, job.retried_at)
+                                              *run.told, job.retried_at, job.context)
 
     def ended(self, run, outcome, status: str | None = None) -> None:
         """`run` (told) ended as `outcome`; `status` is what its worker reported, None when it

@@ -312,7 +312,8 @@ class WorkerPool(RunEnding):
             worker.runs.append(run)
             job = run.job
             frames.setdefault(worker, []).append(
-                protocol.run_frame(job.id, job.attempt, job.name, job.payload) if run.told is None
+                protocol.run_frame(job.id, job.attempt, job.name, job.payload, job.context)
+                if run.told is None
                 else self.event_relay.run_frame(run))
         for worker, sent in frames.items():
             self.send(worker, sent[0] if len(sent) == 1 else b"".join(sent))

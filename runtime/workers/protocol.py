@@ -4,6 +4,7 @@
         | -- RUN  [job_id, attempt, name] + payload -->|   (several may be queued)
         | -- RUN  [job_id, attempt, name, queue, error_end, release_end, retried_at] + payload -->|
         |         the same, when runtime.events hooks are on: what the run's end would mean
+        |         (either with a job's context last, when it has one: run_context)
         | -- EVENT [event, job_id, attempt, name, queue, error] + payload -->|
         |         runtime.events hooks for a run that ended without its worker; run before the next job
         | -- STOP -------------------------------------> |   run nothing more, hand back the rest
@@ -59,20 +60,24 @@ def frame(kind: int, header: object = None, body: bytes = b"") -> bytes:
     return _HEAD.pack(5 + len(head) + len(body), kind, len(head)) + head + body
 
 
-def run_frame(job_id: int, attempt: int, name: str, payload: bytes) -> bytes:
-    return frame(RUN, (job_id, attempt, name), payload)
+def run_frame(job_id: int, attempt: int, name: str, payload: bytes, context=None) -> bytes:
+    """A RUN frame; `context` (a job of a workflow: runtime.supervisor.run_context) last."""
+    if context is None:
+        return frame(RUN, (job_id, attempt, name), payload)
+    return frame(RUN, (job_id, attempt, name, context), payload)
 
 
 def run_frame_with_events(job_id: int, attempt: int, name: str, payload: bytes, queue: str,
                           error_end: str | None, release_end: str | None,
-                          retried_at: float | None = None) -> bytes:
+                          retried_at: float | None = None, context=None) -> bytes:
     """A RUN frame for a worker that runs runtime.events hooks. `error_end`: None when the
     job would be retried if this run raised, else what the supervisor would add to the error
     as it fails the job (" (attempt 3 of 3)"); `release_end`: None when a release would be
     retried, else the job's error if it released itself. The supervisor decides both by the
     rules it applies to the run's end (retry_rules), which the worker does not know.
     `retried_at`: when an operator retried the failed job, if this is its first run since."""
-    return frame(RUN, (job_id, attempt, name, queue, error_end, release_end, retried_at), payload)
+    header = (job_id, attempt, name, queue, error_end, release_end, retried_at)
+    return frame(RUN, header if context is None else header + (context,), payload)
 
 
 def event_frame(event: str, job_id: int, attempt: int, name: str, queue: str, error: str | None,

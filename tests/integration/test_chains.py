@@ -155,9 +155,9 @@ def test_chain_errors_are_clear(tmp_path, storage):
             q.chain_status(12345)
         with pytest.raises(PayloadError, match="a chain needs at least one step"):
             q.chain([])
-        with pytest.raises(PayloadError, match="chain item 1 .* a step cannot be unique"):
+        with pytest.raises(PayloadError, match="chain item 1 .* cannot be unique"):
             q.chain([step, (STEP, (str(tmp_path), 1), {}, {"_unique": True})])
-        with pytest.raises(PayloadError, match="chain item 0 .* a step cannot be unique"):
+        with pytest.raises(PayloadError, match="chain item 0 .* cannot be unique"):
             q.chain([(STEP, (str(tmp_path), 1), {}, {"_unique": "order-42"})])
         with pytest.raises(UnknownJob, match="jobs.chain_examples:nope"):
             q.chain([step], catch="jobs.chain_examples:nope")
