@@ -4,6 +4,7 @@ job's state (the logic is runtime.chaining's, which Queue's chain methods use to
 from __future__ import annotations
 
 from runtime import chaining
+from runtime.storage.workflows import step_outcome
 from runtime.cli.admin import EXIT_OK, _whole, _when, client_storage, config_arg, emit, json_arg
 from runtime.numbers import INT_MAX
 
@@ -34,16 +35,23 @@ def cmd_chain(args) -> int:
 
 def _steps(storage, record) -> list[dict]:
     """Each step: its index, job name, and the id and state of its job; a step not enqueued
-    yet has neither (`waiting`, or `never` once the chain ended without reaching it)."""
+    yet has neither (`waiting`, or `never` once the chain ended without reaching it). A
+    batch step has its batch's id (`batch_id`) and state instead, with its progress."""
     steps = []
     for index, name in enumerate(record.steps):
-        job_id = record.jobs[index] if index < len(record.jobs) else None
-        if job_id is None:
-            state = "waiting" if record.state == "running" else "never"
+        made = record.jobs[index] if index < len(record.jobs) else None
+        step = {"index": index, "name": name, "job_id": made}
+        if made is None:
+            step["state"] = "waiting" if record.state == "running" else "never"
+        elif isinstance(made, dict):
+            batch = storage.batch(made["batch"])
+            step.update(job_id=None, batch_id=made["batch"],
+                        state="pruned" if batch is None else step_outcome(batch.to_dict()) or "running",
+                        progress=None if batch is None else batch.progress)
         else:
-            job = storage.get(job_id)
-            state = job.state if job is not None else "pruned"
-        steps.append({"index": index, "name": name, "job_id": job_id, "state": state})
+            job = storage.get(made)
+            step["state"] = job.state if job is not None else "pruned"
+        steps.append(step)
     return steps
 
 
@@ -57,8 +65,14 @@ def _show(record, steps: list[dict]) -> None:
         print(f"{key:>12}: {_when(stamp) if stamp is not None else '-'}")
     print(f"{'steps':>12}: {len(steps)}")
     for step in steps:
-        job = step["job_id"] if step["job_id"] is not None else "-"
-        print(f"{step['index']:>12}: {step['name']:<40} job {job:<10} {step['state']}")
+        name = step["name"]
+        if isinstance(name, dict):  # a batch step
+            label = f"batch {name['batch'] or '(no name)'} ({name['members']} members)"
+            made = f"batch {step.get('batch_id') or '-':<8}"
+            state = step["state"] + (f" {step['progress']}%" if step.get("progress") is not None else "")
+        else:
+            label, made, state = name, f"job {step['job_id'] or '-':<10}", step["state"]
+        print(f"{step['index']:>12}: {label:<40} {made} {state}")
 
 
 COMMANDS = {"chain": cmd_chain}

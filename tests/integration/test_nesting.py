@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from runtime import Batch, Chain, PayloadError, connect
-from tests.conftest import REPO, wait_for, write_config
+from tests.conftest import REPO, jobrt, wait_for, write_config
 
 JOBS = {"modules": ["jobs.examples", "jobs.batch_examples", "jobs.chain_examples"],
         "path": [str(REPO)]}
@@ -65,6 +65,13 @@ def test_a_batch_step_runs_between_its_neighbours(tmp_path, start_supervisor, st
     assert (notes["c"]["previous"]["id"], notes["c"]["previous"]["succeeded"]) == (batch_id, 3)
     assert len(lines(inner / "then.jsonl")) == len(lines(inner / "finally.jsonl")) == 1
     assert lines(tmp_path / "catch.jsonl") == []
+    code, out, _ = jobrt("chain", "show", c.id, "--config", config, "--json")
+    assert code == 0 and [s["state"] for s in orjson.loads(out)["step_states"]] == ["succeeded"] * 3
+    assert orjson.loads(out)["step_states"][1] | {"name": None} == {
+        "index": 1, "name": None, "job_id": None, "batch_id": batch_id, "state": "succeeded",
+        "progress": 100}
+    code, out, _ = jobrt("chain", "show", c.id, "--config", config)
+    assert code == 0 and f"batch {inner} (3 members)" in out and "succeeded 100%" in out
 
 
 def test_a_failed_batch_step_stops_its_chain(tmp_path, start_supervisor, storage):
