@@ -99,9 +99,10 @@ def add(queue, value, items) -> list[int]:
     return ids
 
 
-def cancel(storage, value) -> bool:
-    """Cancel the pending members (running ones finish); False if it had finished already."""
-    cancelled = storage.batch_cancel(batch_id(value), time.time())
+def cancel(storage, value, kill: bool = False) -> bool:
+    """Cancel the pending members (running ones finish, or are killed with `kill`); False if
+    it had finished already."""
+    cancelled = storage.batch_cancel(batch_id(value), time.time(), kill)
     if cancelled is None:
         raise _unknown(value)
     if cancelled:

@@ -294,9 +294,11 @@ class Queue:
         unknown, BatchFinished once all its members ended."""
         return batching.add(self, batch_id, items)
 
-    def batch_cancel(self, batch_id: int) -> bool:
-        """Cancel the batch's pending members (running ones finish); False if it had finished."""
-        return batching.cancel(self.storage, batch_id)
+    def batch_cancel(self, batch_id: int, kill: bool = False) -> bool:
+        """Cancel the batch's pending members; running ones finish, or with `kill` their
+        supervisors kill them (as cancel() does) and they end cancelled. False if it had
+        finished."""
+        return batching.cancel(self.storage, batch_id, kill)
 
     def batch_retry(self, batch_id: int) -> int:
         """Run the batch's failed members again; how many were put back."""

@@ -20,7 +20,10 @@ def add_parser(commands) -> None:
         json_arg(sub)
         if name == "list":
             sub.add_argument("--limit", type=limit, default=100, help="at most this many (default 100)")
-        else:
+        elif name == "cancel":
+            sub.add_argument("--kill", action="store_true",
+                             help="kill its running members too (they end cancelled)")
+        if name != "list":
             sub.add_argument("id", type=_batch_id, metavar="ID", help="the batch's id")
 
 
@@ -45,8 +48,9 @@ def cmd_batch(args) -> int:
             emit(record.to_dict()) if args.json else _show(record)
             return EXIT_OK
         if args.action == "cancel":
-            cancelled = batching.cancel(storage, args.id)
-            text = ("its pending members are cancelled; running ones finish" if cancelled
+            cancelled = batching.cancel(storage, args.id, args.kill)
+            running = "running ones are killed" if args.kill else "running ones finish"
+            text = (f"its pending members are cancelled; {running}" if cancelled
                     else "it had finished already; left as it is")
             document = {"id": args.id, "cancelled": cancelled}
         else:

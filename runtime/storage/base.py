@@ -397,9 +397,10 @@ class Storage:
         """Newest first."""
         raise NotImplementedError
 
-    def batch_cancel(self, batch_id: int, now: float) -> bool | None:
-        """Cancel the pending members (running ones finish); None: no such batch, False:
-        it had finished already."""
+    def batch_cancel(self, batch_id: int, now: float, kill: bool = False) -> bool | None:
+        """Cancel the pending members (running ones finish, or with `kill` are asked to
+        stop, as cancel() asks a running job); None: no such batch, False: it had finished
+        already."""
         raise NotImplementedError
 
     # -- chains -----------------------------------------------------------------

@@ -63,13 +63,16 @@ class MemoryBatches:
     def batches(self, limit: int = 100) -> list[BatchRecord]:
         return [self.batch(i) for i in sorted(self.batch_rows, reverse=True)[:limit]]
 
-    def batch_cancel(self, batch_id: int, now: float):
+    def batch_cancel(self, batch_id: int, now: float, kill: bool = False):
         row = self.batch_rows.get(batch_id)
         if row is None:
             return None
         if row["finished_at"] is not None:
             return False
         row["cancelled_at"] = row["cancelled_at"] or now
+        for job in self.jobs.values() if kill else ():
+            if job["batch_id"] == str(batch_id) and job["state"] == RUNNING:
+                job["cancel_requested"] = now
         self._cancel_members(batch_id, now)
         self._workflows_due(now)
         return True

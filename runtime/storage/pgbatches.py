@@ -81,11 +81,13 @@ class PostgresBatchVerbs:
                              {"batch": row["id"]})[0][0]
         return batch_record(row, running)
 
-    def batch_cancel(self, batch_id: int, now: float):
+    def batch_cancel(self, batch_id: int, now: float, kill: bool = False):
         def work(conn):
             found = conn.execute(self.SQL["batch_cancel"], {"batch": batch_id, "now": now}).fetchall()
             if not found or not found[0][0]:
                 return lambda: None if not found else False
+            if kill:
+                conn.execute(self.SQL["batch_kill_members"], {"batch": batch_id, "now": now})
             conn.execute(self.SQL["batch_cancel_members"],
                          {"batch": batch_id, "now": now, "channel": self.channel})
             conn.execute(self.SQL["batch_due"], {"now": now, "channel": self.channel})

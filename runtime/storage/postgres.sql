@@ -1040,6 +1040,11 @@ marked AS (
 )
 SELECT finished_at IS NULL FROM found;
 
+-- name: batch_kill_members
+-- Its running members are asked to stop: their supervisors kill them, and they end cancelled.
+UPDATE jobrt_jobs SET cancel_requested = %(now)s
+WHERE batch_id = %(batch)s::text AND state = 'running';
+
 -- name: batch_cancel_members
 WITH gone AS (
     UPDATE jobrt_jobs SET state = 'cancelled', finished_at = %(now)s

@@ -382,6 +382,12 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
              WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL)
 RETURNING queue, name, available_at, overlap_key, rate_key;
 
+-- name: batch_kill_members
+-- Its running members are asked to stop: their supervisors kill them, and they end cancelled.
+UPDATE jobs SET cancel_requested = ?
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_running
+             WHERE batch_id = ? AND state = 'running' AND batch_id IS NOT NULL);
+
 -- name: batch_cancelled
 UPDATE batches SET cancelled_at = coalesce(cancelled_at, ?), due = 1 WHERE id = ?;
 

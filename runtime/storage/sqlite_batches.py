@@ -52,8 +52,11 @@ def is_open(conn: sqlite3.Connection, batch_id: int) -> bool:
     return conn.execute(SQL["batch_open"], (batch_id,)).fetchone() is not None
 
 
-def cancel(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:
+def cancel(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float,
+           kill: bool = False) -> None:
     conn.execute(SQL["batch_cancelled"], (now, batch_id))
+    if kill:
+        conn.execute(SQL["batch_kill_members"], (now, str(batch_id)))
     _cancel_members(conn, tally, batch_id, now)
     work_due(conn, tally, now)
 
@@ -130,13 +133,13 @@ class SqliteBatchVerbs:
         found = rows(self._cursor("listing batches", SQL["batch_rows"], (limit,)))
         return [record(self.conn, row) for row in found]
 
-    def batch_cancel(self, batch_id: int, now: float):
+    def batch_cancel(self, batch_id: int, now: float, kill: bool = False):
         def work(conn, tally):
             found = rows(conn.execute(SQL["batch_row"], (batch_id,)))
             if not found:
                 return None
             if found[0]["finished_at"] is not None:
                 return False
-            cancel(conn, tally, batch_id, now)
+            cancel(conn, tally, batch_id, now, kill)
             return True
         return self._write(f"cancelling batch {batch_id}", work)

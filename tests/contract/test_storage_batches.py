@@ -135,3 +135,16 @@ def test_finished_batches_are_pruned_with_the_jobs(store):
     store.prune(100.0, 10)
     assert store.batch(batch_id) is None and store.batch(open_id) is not None
     assert [b.id for b in store.batches()] == [open_id]
+
+
+def test_cancel_with_kill_asks_the_running_members_to_stop(store):
+    batch_id, ids = store.create_batch(NewBatch("callbacks", None, **CALLBACKS),
+                                       [member() for _ in range(3)], 50.0)
+    running = claim(store, limit=2)
+    assert store.batch_cancel(batch_id, 101.0, kill=True) is True
+    assert sorted(store.cancel_requests("s1")) == sorted((j.id, j.attempt) for j in running)
+    assert store.get(ids[2]).state == "cancelled"
+    store.settle("s1", [end(j, "cancelled", at=102.0, error="cancelled") for j in running])
+    status = store.batch(batch_id)
+    assert (status.cancelled, status.finished_at) == (3, 102.0)
+    assert [name for name, _ in callbacks(store, ids[-1])] == ["cb:finally"]

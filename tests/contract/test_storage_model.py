@@ -205,7 +205,8 @@ class StorageModel(RuleBasedStateMachine):
                             self.nested(data, self.jobs_of(specs)), self.now)
             self.ids.update(i for i in got or [] if i is not None)
         else:
-            self.both("batch_cancel", data.draw(st.sampled_from(batch_ids)), self.now)
+            self.both("batch_cancel", data.draw(st.sampled_from(batch_ids)), self.now,
+                      data.draw(st.booleans()))
 
     @staticmethod
     def steps_of(jobs, delays):

@@ -132,6 +132,23 @@ def test_cancel_a_batch(tmp_path, start_supervisor, storage):
     assert notes(tmp_path, "then") == notes(tmp_path, "catch") == []
 
 
+def test_cancel_with_kill_stops_the_running_members(tmp_path, start_supervisor, storage):
+    config = config_for(tmp_path, storage)
+    start_supervisor(config)
+    never = tmp_path / "never"  # nobody makes it: the running members would wait 30 s
+    with connect(config=str(config)) as q:
+        b = q.batch([("jobs.batch_examples:waits_for", (str(never),)) for _ in range(2)]
+                    + [(MEMBER, (), {}, {"_delay": 3600})], name=str(tmp_path), **CALLBACKS)
+        wait_for(lambda: q.batch_status(b.id).running == 2, 60, "both waiting members to run")
+        code, out, _ = jobrt("batch", "cancel", b.id, "--kill", "--config", config)
+        assert code == 0 and "running ones are killed" in out
+        finished(q, b.id, tmp_path)
+        assert [q.status(i).state for i in b.job_ids] == ["cancelled"] * 3
+    [last] = notes(tmp_path, "finally")
+    assert (last["succeeded"], last["cancelled"], last["failed"]) == (0, 3, 0)
+    assert notes(tmp_path, "then") == notes(tmp_path, "catch") == []
+
+
 def test_retry_runs_the_failed_members_again(tmp_path, start_supervisor, storage):
     config = config_for(tmp_path, storage)
     start_supervisor(config)
