@@ -16,7 +16,8 @@ import time
 from typing import NamedTuple
 
 from runtime.errors import BatchFinished, BatchNotFound, PayloadError
-from runtime.storage.base import BatchRecord, NewJob
+from runtime.storage.base import NewJob
+from runtime.storage.workflows import BatchRecord
 from runtime.workflow_specs import Batch, Chain, chain_member, new_batch
 
 

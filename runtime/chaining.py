@@ -19,8 +19,7 @@ from typing import NamedTuple
 
 from runtime.errors import ChainNotFound, PayloadError
 from runtime.options import QUEUE_EXPECTED, is_queue_name
-from runtime.storage.base import ChainRecord
-from runtime.storage.workflows import BatchStep
+from runtime.storage.workflows import BatchStep, ChainRecord
 from runtime.workflow_specs import Batch, Chain, batch_step, check_callback, later_jobs
 
 

@@ -16,7 +16,8 @@ from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
 from runtime.registry import JobSpec, collect, resolve
 from runtime.storage import open_storage
-from runtime.storage.base import BatchRecord, ChainRecord, JobRecord, NewJob
+from runtime.storage.base import JobRecord, NewJob
+from runtime.storage.workflows import BatchRecord, ChainRecord
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}

@@ -160,5 +160,61 @@ def step_outcome(batch_row: dict | None) -> str | None:
     return "succeeded" if batch_row["cancelled"] == 0 else "cancelled"
 
 
+
+class WorkflowVerbs:
+    """The storage contract's workflow verbs (runtime.storage.base.Storage has them)."""
+
+    # -- batches ----------------------------------------------------------------
+    def create_batch(self, batch: NewBatch, jobs: list, now: float) -> tuple[int, list[int]]:
+        """Create a batch and its members (jobs with batch_id None: storage sets it) in one
+        transaction; returns (batch id, member ids). An empty batch finishes at once. A
+        member may be a chain (workflows.ChainMember, its id its first step's): each of its
+        steps counts as a member, and the steps a stopped chain will not run as cancelled
+        ones; it stops, cancelled, rather than go on in a cancelled batch.
+
+        A batch's counts follow its members in the transaction of every change of their
+        state. Its callbacks are jobs storage enqueues once each, in the transaction that
+        makes them due, by whichever supervisor or client that is: `catch` when a member
+        first fails for good (then, unless allow_failures, its pending members are
+        cancelled), `then` when every member succeeded, `finally_` when no member is
+        pending or running any more (after `then`). Each gets the batch's record
+        (BatchRecord.to_dict()) as its one argument, on the batch's queue."""
+        raise NotImplementedError
+
+    def batch_add(self, batch_id: int, jobs: list, now: float) -> list[int] | None:
+        """Add members to a batch that has not finished; None if there is none such."""
+        raise NotImplementedError
+
+    def batch(self, batch_id: int) -> BatchRecord | None:
+        raise NotImplementedError
+
+    def batches(self, limit: int = 100) -> list[BatchRecord]:
+        """Newest first."""
+        raise NotImplementedError
+
+    def batch_cancel(self, batch_id: int, now: float, kill: bool = False) -> bool | None:
+        """Cancel the pending members (running ones finish, or with `kill` are asked to
+        stop, as cancel() asks a running job); None: no such batch, False: it had finished
+        already."""
+        raise NotImplementedError
+
+    # -- chains -----------------------------------------------------------------
+    def create_chain(self, steps: list, catch: str | None, queue: str,
+                     now: float) -> tuple[int, int | None]:
+        """Create a chain of steps (jobs without unique keys; each step's available_at is
+        its delay after the moment it is enqueued) and enqueue its first step, in one
+        transaction; returns (chain id, first step's job id). When a step succeeds, the
+        next is enqueued in the same transaction; when one fails for good the chain fails
+        and `catch` (a job name) is enqueued once, with the chain's record as its one
+        argument, on `queue`; when one is cancelled the chain is cancelled. A step may be
+        a batch of jobs (workflows.BatchStep; as the first step, the id returned is None):
+        made when the chain reaches it, it is the step that succeeded once it finished
+        with every member succeeded, failed if one failed, else cancelled."""
+        raise NotImplementedError
+
+    def chain(self, chain_id: int) -> ChainRecord | None:
+        raise NotImplementedError
+
+
 # The bits of a batch's `fired`: which callbacks storage has enqueued (each at most once).
 THEN_FIRED, CATCH_FIRED, FINALLY_FIRED = 1, 2, 4
