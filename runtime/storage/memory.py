@@ -355,6 +355,11 @@ class MemoryStorage(MemoryBatches, MemoryChains, Storage):
                           key=lambda b: (b["finished_at"], b["id"]))
         for batch in finished[:limit]:
             del self.batch_rows[batch["id"]]
+        finished = sorted((c for c in self.chain_rows.values()
+                           if c["finished_at"] is not None and c["finished_at"] < before),
+                          key=lambda c: (c["finished_at"], c["id"]))
+        for chain in finished[:limit]:
+            del self.chain_rows[chain["id"]]
         return len(old[:limit])
 
 

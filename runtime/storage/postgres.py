@@ -329,6 +329,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
             return 0
         def work(conn):
             conn.execute(SQL["prune_batches"], {"before": before, "limit": limit})
+            conn.execute(SQL["prune_chains"], {"before": before, "limit": limit})
             cursor = conn.execute(SQL["prune"], {"before": before, "limit": limit})
             return lambda: max(cursor.rowcount, 0)
         return self._write("pruning ended jobs", work)

@@ -674,6 +674,8 @@ END $$;
 -- id), a batch as a chain's step (batch.chain_id; its end marks the chain due).
 ALTER TABLE jobrt_chains ADD COLUMN batch_id bigint;
 ALTER TABLE jobrt_batches ADD COLUMN chain_id bigint;
+-- Finished chains are pruned with the jobs' retention, as batches are.
+CREATE INDEX jobrt_chains_finished ON jobrt_chains (finished_at) WHERE finished_at IS NOT NULL;
 CREATE FUNCTION jobrt_batch_step_finished() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
@@ -1057,6 +1059,12 @@ FROM gone;
 -- name: prune_batches
 DELETE FROM jobrt_batches
 WHERE id IN (SELECT id FROM jobrt_batches
+             WHERE finished_at IS NOT NULL AND finished_at < %(before)s
+             ORDER BY finished_at, id LIMIT %(limit)s);
+
+-- name: prune_chains
+DELETE FROM jobrt_chains
+WHERE id IN (SELECT id FROM jobrt_chains
              WHERE finished_at IS NOT NULL AND finished_at < %(before)s
              ORDER BY finished_at, id LIMIT %(limit)s);
 

@@ -303,6 +303,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             return 0
         def work(conn, tally):
             conn.execute(SQL["prune_batches"], (before, limit))
+            conn.execute(SQL["prune_chains"], (before, limit))
             return _delete(conn, tally, SQL["prune"], (before, limit))
         return self._write("pruning ended jobs", work)
 

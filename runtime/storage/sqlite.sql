@@ -318,6 +318,8 @@ END;
 -- (the chain goes on when the batch finished without failures).
 ALTER TABLE chains ADD COLUMN batch_id INTEGER;
 ALTER TABLE batches ADD COLUMN chain_id INTEGER;
+-- Finished chains are pruned with the jobs' retention, as batches are.
+CREATE INDEX chains_finished ON chains (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TRIGGER batches_chain_step_finished AFTER UPDATE OF finished_at ON batches
 WHEN new.chain_id IS NOT NULL AND new.finished_at IS NOT NULL AND old.finished_at IS NULL
 BEGIN
@@ -397,6 +399,11 @@ INSERT INTO jobs (queue, name, payload, available_at, created_at) VALUES (?, ?, 
 -- name: prune_batches
 DELETE FROM batches
 WHERE id IN (SELECT id FROM batches INDEXED BY batches_finished
+             WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at, id LIMIT ?);
+
+-- name: prune_chains
+DELETE FROM chains
+WHERE id IN (SELECT id FROM chains INDEXED BY chains_finished
              WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at, id LIMIT ?);
 
 -- name: count_jobs

@@ -91,3 +91,14 @@ def test_a_retried_failed_step_takes_the_chain_on(store):
     assert (record.state, record.finished_at, len(record.jobs)) == ("running", None, 2)
     assert store.get(record.jobs[1]).name == "b"
     assert sum(1 for i in range(1, 10) if (r := store.get(i)) and r.name == "cb:catch") == 1
+
+
+def test_finished_chains_are_pruned_with_the_jobs(store):
+    done, first = store.create_chain([step("a")], None, "callbacks", 50.0)
+    running, _ = store.create_chain([step("b", delay=1000.0)], None, "callbacks", 50.0)
+    (a,) = claim(store)
+    store.settle("s1", [end(a, at=101.0)])
+    assert store.prune(101.0, 10) == 0 and store.chain(done) is not None  # not before 101
+    store.prune(102.0, 10)
+    assert store.chain(done) is None and store.chain(running) is not None
+    assert store.get(first) is None
