@@ -224,6 +224,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, Storage):
             else:
                 continue
             job.update(state=PENDING, owner=None, lease_expires=None, error=error, traceback=None)
+            self._moved(job, RUNNING, PENDING)
             self._cancel_retried(job, now)
             count += 1
         self._workflows_due(now)

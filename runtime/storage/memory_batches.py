@@ -89,7 +89,10 @@ class MemoryBatches:
                 row["due"] = True
             return
         if before not in ENDED and after not in ENDED:
-            return  # pending <-> running: the counts hold ended members only
+            # pending <-> running: the counts hold ended members only; but a member of a
+            # cancelled batch back in its queue (a retry, a rescue) is to be cancelled
+            row["due"] |= after == PENDING and row["cancelled_at"] is not None
+            return
         for state in (SUCCEEDED, FAILED, CANCELLED):
             row[state] += (after == state) - (before == state)
         if after == FAILED:
@@ -99,7 +102,11 @@ class MemoryBatches:
         row["due"] = True
 
     def _batches_due(self, now: float) -> None:
-        """Enqueue the callbacks of the batches marked due, in id order."""
+        """Enqueue the callbacks of the batches marked due, in id order (first cancelling
+        the pending members of those of them that were cancelled)."""
+        for batch_id in sorted(i for i, row in self.batch_rows.items()
+                               if row["due"] and row["cancelled_at"] is not None):
+            self._cancel_members(batch_id, now, returned=True)
         for batch_id in sorted(i for i, row in self.batch_rows.items() if row["due"]):
             row = self.batch_rows[batch_id]
             callbacks = []
@@ -119,9 +126,12 @@ class MemoryBatches:
                 self._insert(NewJob(row["queue"], name, batch_rules.callback_payload(record), now),
                              now)
 
-    def _cancel_members(self, batch_id: int, now: float) -> None:
+    def _cancel_members(self, batch_id: int, now: float, returned: bool = False) -> None:
+        """Cancel the batch's pending members; `returned`: only those back in their queue by
+        a retry or a rescue (not by an operator's retry of the failed ones)."""
         for job in self.jobs.values():
-            if job["batch_id"] == str(batch_id) and job["state"] == PENDING:
+            if job["batch_id"] == str(batch_id) and job["state"] == PENDING \
+                    and not (returned and job["retried_at"] is not None):
                 job.update(state=CANCELLED, finished_at=now)
                 self._moved(job, PENDING, CANCELLED)
 

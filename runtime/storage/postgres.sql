@@ -676,6 +676,24 @@ ALTER TABLE jobrt_chains ADD COLUMN batch_id bigint;
 ALTER TABLE jobrt_batches ADD COLUMN chain_id bigint;
 -- Finished chains are pruned with the jobs' retention, as batches are.
 CREATE INDEX jobrt_chains_finished ON jobrt_chains (finished_at) WHERE finished_at IS NOT NULL;
+-- A member of a cancelled batch back in its queue (a retry, a rescue): its batch is due,
+-- whose work cancels it (jobrt_workflows_due).
+CREATE FUNCTION jobrt_batch_back() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_jobs WHERE batch_id IS NOT NULL AND state = 'pending') THEN
+        RETURN NULL;  -- a claim, a settle of successes: nothing came back
+    END IF;
+    UPDATE jobrt_batches AS b SET due = 1
+    FROM (SELECT DISTINCT n.batch_id::bigint AS id FROM new_jobs AS n
+          JOIN old_jobs AS o ON o.id = n.id
+          WHERE n.batch_id IS NOT NULL AND o.state = 'running' AND n.state = 'pending') AS back
+    WHERE b.id = back.id AND b.cancelled_at IS NOT NULL;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobrt_jobs_batch_back AFTER UPDATE ON jobrt_jobs
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobrt_batch_back();
 CREATE FUNCTION jobrt_batch_step_finished() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
@@ -852,8 +870,25 @@ END $$;
 -- batch (the order every backend keeps).
 CREATE FUNCTION jobrt_workflows_due(now double precision, channel text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    v_batch bigint;
+    v_keys record;
 BEGIN
     LOOP
+        -- A cancelled batch's members back in their queues (a retry, a rescue; not an
+        -- operator's retry of the failed ones) are cancelled.
+        FOR v_batch IN SELECT id FROM jobrt_batches WHERE due <> 0 AND cancelled_at IS NOT NULL
+                       ORDER BY id FOR UPDATE SKIP LOCKED LOOP
+            WITH gone AS (
+                UPDATE jobrt_jobs SET state = 'cancelled', finished_at = now
+                WHERE batch_id = v_batch::text AND state = 'pending' AND retried_at IS NULL
+                RETURNING overlap_key, rate_key
+            )
+            SELECT array_agg(overlap_key) AS o, array_agg(rate_key) AS r INTO v_keys FROM gone;
+            IF v_keys.o IS NOT NULL THEN
+                PERFORM jobrt_regate(v_keys.o, v_keys.r, now, channel);
+            END IF;
+        END LOOP;
         PERFORM jobrt_batch_due(now, channel);
         EXIT WHEN jobrt_chain_due(now, channel) = 0;
     END LOOP;

@@ -320,6 +320,13 @@ ALTER TABLE chains ADD COLUMN batch_id INTEGER;
 ALTER TABLE batches ADD COLUMN chain_id INTEGER;
 -- Finished chains are pruned with the jobs' retention, as batches are.
 CREATE INDEX chains_finished ON chains (finished_at) WHERE finished_at IS NOT NULL;
+-- A member of a cancelled batch back in its queue (a retry, a rescue): its batch is due,
+-- whose work cancels it (sqlite_batches.work_due).
+CREATE TRIGGER jobs_batch_back AFTER UPDATE OF state ON jobs
+WHEN new.batch_id IS NOT NULL AND old.state = 'running' AND new.state = 'pending'
+BEGIN
+    UPDATE batches SET due = 1 WHERE id = CAST(new.batch_id AS INTEGER) AND cancelled_at IS NOT NULL;
+END;
 CREATE TRIGGER batches_chain_step_finished AFTER UPDATE OF finished_at ON batches
 WHEN new.chain_id IS NOT NULL AND new.finished_at IS NOT NULL AND old.finished_at IS NULL
 BEGIN
@@ -372,6 +379,10 @@ SELECT * FROM batches ORDER BY id DESC LIMIT ?;
 SELECT count(*) FROM jobs INDEXED BY jobs_batch_running
 WHERE batch_id = ? AND state = 'running' AND batch_id IS NOT NULL;
 
+-- name: cancelled_batches_due
+SELECT id FROM batches INDEXED BY batches_due WHERE due <> 0 AND cancelled_at IS NOT NULL
+ORDER BY id;
+
 -- name: batches_due
 SELECT * FROM batches INDEXED BY batches_due WHERE due <> 0 ORDER BY id;
 
@@ -389,6 +400,13 @@ RETURNING queue, name, available_at, overlap_key, rate_key;
 UPDATE jobs SET cancel_requested = ?
 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_running
              WHERE batch_id = ? AND state = 'running' AND batch_id IS NOT NULL);
+
+-- name: batch_cancel_returned
+UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_held = NULL
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
+             WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL
+               AND retried_at IS NULL)
+RETURNING queue, name, available_at, overlap_key, rate_key;
 
 -- name: batch_cancelled
 UPDATE batches SET cancelled_at = coalesce(cancelled_at, ?), due = 1 WHERE id = ?;

@@ -77,6 +77,9 @@ def work_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
 
 
 def _batches_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
+    # A cancelled batch's members back in their queues (a retry, a rescue) are cancelled.
+    for (batch_id,) in conn.execute(SQL["cancelled_batches_due"]).fetchall():
+        _cancel_members(conn, tally, batch_id, now, "batch_cancel_returned")
     for row in rows(conn.execute(SQL["batches_due"])):
         callbacks = []
         while True:
@@ -97,8 +100,11 @@ def _batches_due(conn: sqlite3.Connection, tally: Tally, now: float) -> None:
             tally.wake = True
 
 
-def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float) -> None:
-    jobs = conn.execute(SQL["batch_cancel_members"], (now, str(batch_id))).fetchall()
+def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: float,
+                    query: str = "batch_cancel_members") -> None:
+    """Cancel the batch's pending members (batch_cancel_returned: only those back in their
+    queue by a retry or a rescue, not by an operator's retry of the failed ones)."""
+    jobs = conn.execute(SQL[query], (now, str(batch_id))).fetchall()
     tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
     sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
 

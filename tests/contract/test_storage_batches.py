@@ -148,3 +148,22 @@ def test_cancel_with_kill_asks_the_running_members_to_stop(store):
     status = store.batch(batch_id)
     assert (status.cancelled, status.finished_at) == (3, 102.0)
     assert [name for name, _ in callbacks(store, ids[-1])] == ["cb:finally"]
+
+
+def test_a_cancelled_batchs_member_back_in_its_queue_is_cancelled(store):
+    """A member running when its batch was cancelled that comes back by a rescue or a retry
+    is cancelled (it would have been, pending); one an operator retries runs again."""
+    batch_id, ids = store.create_batch(NewBatch("callbacks", None, **CALLBACKS),
+                                       [member() for _ in range(3)], 50.0)
+    dies, retries, fails = claim(store, limit=3)
+    store.settle("s1", [end(fails, "failed", at=101.0, error="boom")])
+    assert store.batch(batch_id).cancelled_at == 101.0
+    store.settle("s1", [end(retries, "pending", at=102.0, available_at=102.0, error="again")])
+    assert store.get(retries.id).state == "cancelled"
+    store.rescue(200.0, owner="s1")
+    assert store.get(dies.id).state == "cancelled" and claim(store, now=201.0) == []
+    status = store.batch(batch_id)
+    assert (status.failed, status.cancelled, status.finished_at) == (1, 2, 200.0)
+    assert store.retry_failed([fails.id], 202.0) == 1  # an operator's retry runs
+    (again,) = claim(store, now=203.0)
+    assert again.id == fails.id
