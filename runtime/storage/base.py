@@ -410,6 +410,31 @@ class Storage:
     def chain(self, chain_id: int) -> ChainRecord | None:
         raise NotImplementedError
 
+    # -- schedule ticks (runtime.storage.ticks) ----------------------------------
+    def enqueue_ticks(self, ticks: list, now: float) -> list:
+        """Record schedule ticks (NewTick) in one transaction, in order; a TickResult each.
+
+        A tick is a row unique on (schedule, tick_at), inserted ON CONFLICT DO NOTHING, so
+        of the supervisors that all compute it exactly one writes it: the others get TAKEN
+        and write nothing. The writer enqueues the tick's job in the same transaction
+        (ENQUEUED, with its id, as enqueue() would: a unique key held returns the holder),
+        unless `skip_if_running` and the job of the schedule's latest earlier tick that
+        has one is pending or running (SKIPPED), or the tick has no job (MISSED). `missed`
+        is kept on the row. Ticks of one schedule are serialized across callers (SQLite's
+        write lock; PostgreSQL: a lock per schedule), so a skip sees the previous tick."""
+        raise NotImplementedError
+
+    def last_ticks(self, schedules: list[str]) -> dict:
+        """The newest tick row (TickRecord, with its job's state) of each of `schedules`
+        that has any; one index probe each."""
+        raise NotImplementedError
+
+    def prune_ticks(self, before: float, limit: int) -> int:
+        """Delete up to `limit` tick rows with tick_at earlier than `before`, oldest first,
+        keeping each schedule's newest row and its newest row with a job (catch-up and
+        overlap read them); return how many. Call again while the return equals `limit`."""
+        raise NotImplementedError
+
     # -- retention ------------------------------------------------------------
     def prune(self, before: float, limit: int) -> int:
         """Delete up to `limit` ended jobs (succeeded, failed, cancelled) whose finished_at

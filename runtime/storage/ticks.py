@@ -1,0 +1,56 @@
+"""The records of schedule ticks that storage keeps (see Storage.enqueue_ticks): what a
+supervisor asks to write for one tick, what came of it, and a tick row as read back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from runtime.storage.base import NewJob
+
+ENQUEUED = "enqueued"  # the tick's row is this call's, and its job was enqueued with it
+SKIPPED = "skipped"  # ... but the schedule's previous job was still pending or running
+MISSED = "missed"  # ... recording ticks that did not run (catch-up); no job
+TAKEN = "taken"  # the tick had a row already (another supervisor's): nothing written
+OUTCOMES = (ENQUEUED, SKIPPED, MISSED)  # what a row holds
+
+
+class NewTick(NamedTuple):
+    """One tick to record. `job` None records missed ticks (`missed` of them, this one
+    the newest); with `skip_if_running` (overlap = "skip") the job is not enqueued while
+    the job of the schedule's latest earlier tick that has one is pending or running.
+    `missed`: how many ticks before this one did not run and are counted with it."""
+
+    schedule: str
+    tick_at: float
+    job: NewJob | None
+    skip_if_running: bool = False
+    missed: int = 0
+
+
+class TickResult(NamedTuple):
+    outcome: str  # ENQUEUED, SKIPPED, MISSED or TAKEN
+    job_id: int | None = None
+
+
+@dataclass
+class TickRecord:
+    """A tick row, with the state of its job (None: no job, or pruned since)."""
+
+    schedule: str
+    tick_at: float
+    outcome: str
+    job_id: int | None
+    missed: int
+    created_at: float
+    job_state: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"schedule": self.schedule, "tick_at": self.tick_at, "outcome": self.outcome,
+                "job_id": self.job_id, "job_state": self.job_state, "missed": self.missed,
+                "created_at": self.created_at}
+
+
+def tick_record(row) -> TickRecord:
+    """A TickRecord from (schedule, tick_at, outcome, job_id, missed, created_at, job_state)."""
+    return TickRecord(*row)
