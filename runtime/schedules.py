@@ -20,7 +20,7 @@ schedule's `catch_up`:
     all     each missed tick runs, oldest first, at most CATCH_UP_MAX (the newest ones)
     none    missed ticks do not run; the next tick on time does
 
-This module is pure: no storage, no clock of its own.
+This module is pure: no storage, no clock of its own, no job modules imported.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from cronsim import CronSim, CronSimError
 
 NICKNAMES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -193,3 +194,12 @@ def has_late(due: list[float], started_at: float) -> bool:
     """Whether some of these due ticks would be missed ones (the caller then reads the
     newest tick row again first: another supervisor may have run them meanwhile)."""
     return len(due) > 1 or bool(due and due[0] <= started_at - STARTUP_GRACE)
+
+
+def tick_job(queue, schedule: Schedule, tick_at: float, now: float):
+    """The NewJob of one tick: built by `queue` (a runtime.client.Queue, its new_job) as
+    enqueue would build it at `now`, with the tick time in its options as `scheduled_at`."""
+    new = queue.new_job(schedule.job, schedule.args, schedule.kwargs, schedule.options, now)
+    options = orjson.loads(new.options) if new.options else {}
+    options["scheduled_at"] = tick_at
+    return new._replace(options=orjson.dumps(options))
