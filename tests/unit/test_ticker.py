@@ -106,3 +106,18 @@ def test_a_tick_job_carries_its_time(registry):
     ticker.run(store, T0 + 1.2, 0.0)
     (job,) = store.jobs.values()
     assert job["priority"] == 3 and b'"scheduled_at":1800000001.0' in job["options"]
+
+
+def test_metrics_count_the_ticks_this_supervisor_recorded(registry):
+    from runtime.supervisor.metrics import Metrics
+
+    metrics = Metrics()
+    store = open_storage("memory://")
+    ticker = Ticker(config(overlap="skip"), registry, metrics)
+    ticker.run(store, T0 + 0.5, 0.0)
+    for wall in (T0 + 1.0, T0 + 2.0, T0 + 5.0):  # 1 enqueued, 2 skipped, 3 and 4 missed, 5 skipped
+        ticker.run(store, wall, 0.0)
+    Ticker(config(overlap="skip"), registry, metrics).run(store, T0 + 5.2, 0.0)  # from row 5: nothing
+    text = metrics.render().decode()
+    for outcome, count in (("enqueued", 1), ("skipped", 2), ("missed", 2)):
+        assert f'jobrt_schedule_ticks_total{{outcome="{outcome}",schedule="beat"}} {count}.0' in text
