@@ -7,6 +7,7 @@ import json
 import time
 
 import orjson
+import pytest
 
 from runtime.storage import NewJob, open_storage
 from runtime.storage.ticks import NewTick
@@ -71,3 +72,27 @@ def test_a_bad_schedule_is_one_config_error(tmp_path):
         assert code == 2, err
         assert err.startswith(f"jobrt: {config}: schedules.broken.{key}: "), err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("words", [["list"], ["run", "beat"], ["run", ""], ["run", "a b\nc"],
+                                   ["run", "\udcff"], ["run"], ["list", "extra"], []])
+@pytest.mark.parametrize("which", ["good", "none", "missing", "broken", "memory", "bad"])
+@pytest.mark.parametrize("take_json", [True, False])
+def test_any_schedule_command_line_gets_a_documented_answer(tmp_path, capsys, words, which,
+                                                            take_json):
+    """As tests/acceptance/test_cli_fuzz.py holds every other command: exit 0, 1 or 2, no
+    traceback, one JSON document with --json, one line on stderr for an error."""
+    from runtime.cli import main
+    from tests.acceptance.test_cli_fuzz import check_answer
+
+    storage = {"missing": {"url": "sqlite:///no/such/dir/x.db"}, "memory": {"url": "memory://"}}
+    schedules = {"none": {}, "bad": {"beat": {"job": "jobs.examples:noop", "cron": "x"}}}
+    config = write_config(tmp_path, storage=storage.get(which),
+                          schedules=schedules.get(which, SCHEDULES))
+    if which == "broken":
+        config.write_text("[schedules.beat\n")
+    argv = ["schedule", *words, "--config", str(config)] + (["--json"] if take_json else [])
+    capsys.readouterr()
+    code = main.main(argv)
+    out, err = capsys.readouterr()
+    check_answer(argv, take_json, code, out, err)
