@@ -1,9 +1,9 @@
 """The SQLite and PostgreSQL backends against the in-memory model, driven by hypothesis.
 
 Every rule runs the same operation on both stores and compares what they
-return; after every step each job (get), the counts, the failed list and the
-next due time (and each schedule's newest tick row) must agree. Claims are remembered, including stale ones, so
-outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
+return; after every step each job (get), the counts, the failed list, the
+next due time and each schedule's newest tick row must agree. Claims are
+remembered, including stale ones, so outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
 
 The real backends keep counts() in counter rows, pending jobs per slot of
 available_at (16 s, 4096 s and 1048576 s slots); the clock starts just before a
