@@ -26,6 +26,7 @@ from runtime.storage.ticks import ENQUEUED, MISSED, SKIPPED, TAKEN, NewTick
 log = logging.getLogger("jobrt")
 
 RETRY_AFTER = 1.0  # seconds before ticks storage could not take are tried again
+RETRY_CONTENDED = 0.05  # ... when SQLite's write lock was busy (another supervisor's turn)
 
 
 def job_builder(config, registry):
@@ -53,6 +54,7 @@ class Ticker:
         self.started: dict[str, float] = {}  # schedule -> when the cursor was read from storage
         self.next: dict[str, float | None] = {}  # schedule -> its next tick after the cursor
         self.retry_at = 0.0  # monotonic: storage failed, try again then
+        self.failing = False  # storage failed, and that was logged
         self.use(config, registry)
 
     def use(self, config, registry) -> None:
@@ -89,12 +91,18 @@ class Ticker:
             return 0
         try:
             self._read_cursors(storage, wall)
-            return self._record_due(storage, wall)
+            enqueued = self._record_due(storage, wall)
         except StorageError as exc:
-            log.warning("schedules: cannot record ticks now (%s); trying again in %g s",
-                        exc, RETRY_AFTER)
-            self.retry_at = now + RETRY_AFTER
+            if not exc.contended and not self.failing:
+                log.warning("schedules: cannot record ticks (%s); trying again every %g s",
+                            exc, RETRY_AFTER)
+                self.failing = True
+            self.retry_at = now + (RETRY_CONTENDED if exc.contended else RETRY_AFTER)
             return 0
+        if self.failing:
+            log.info("schedules: recording ticks again")
+            self.failing = False
+        return enqueued
 
     def _read_cursors(self, storage, wall: float, names=None) -> None:
         missing = [name for name in self.schedules if name not in self.cursors] if names is None \
@@ -160,7 +168,7 @@ class Ticker:
                 log.debug("schedule %s: tick %.3f enqueued as job %d", tick.schedule,
                           tick.tick_at, result.job_id)
             elif result.outcome == SKIPPED:
-                log.info("schedule %s: tick %.3f skipped, its previous job still runs",
+                log.debug("schedule %s: tick %.3f skipped, its previous job still runs",
                          tick.schedule, tick.tick_at)
             if tick.missed:
                 log.info("schedule %s: %d tick(s) missed before %.3f (catch_up = %s)",
