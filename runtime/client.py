@@ -48,17 +48,18 @@ class Queue:
     """A connection for enqueueing jobs and reading their state."""
 
     def __init__(self, storage, modules=(), module_path=(), config_path=None, pools=None,
-                 limiters=None):
+                 limiters=None, registry=None):
         """`pools` (pool name -> its queues) says the config is known: then a job is refused
         at enqueue when no pool of the config serves its queue, or when its name is not
         registered by the config's `modules`, since no worker of that config would run it.
-        `limiters`: the config's [rate_limits], name -> (starts, period)."""
+        `limiters`: the config's [rate_limits], name -> (starts, period). `registry`: the
+        modules' jobs, already collected (the supervisor's), so they are not imported again."""
         self.storage = storage
         self._modules = tuple(modules)
         self._module_path = tuple(module_path)
         self._config_path = config_path
         self._pools = None if pools is None else {name: tuple(queues) for name, queues in pools.items()}
-        self._registry: dict[str, JobSpec] | None = None
+        self._registry: dict[str, JobSpec] | None = registry
         self._checked: dict[tuple[str, str], bytes | None] = {}  # (job, queue) served -> its options
         self._by_name: dict[str, JobSpec] = {}  # names resolved (a module is scanned once, not per job)
         self._limiters = dict(limiters or {})
@@ -94,6 +95,15 @@ class Queue:
         modules = ", ".join(self._modules) or "none are"
         return (f"job {name!r} is not in [jobs] modules of {self._config_path or 'the config'}, so no "
                 f"worker would run it; move it into a module listed there ({modules})")
+
+    def spec_of(self, job) -> JobSpec:
+        """The JobSpec of a job function or name (with a config: of its modules only)."""
+        return self._spec(job)
+
+    def new_job(self, job, args, kwargs, options: dict, now: float) -> NewJob:
+        """The job as enqueue would store it at `now`, without storing it; `options` are
+        enqueue's underscore keywords ({"_queue": "low"}). What schedules enqueue."""
+        return self._new_job(job, tuple(args), dict(kwargs), dict(options), now)
 
     def _check_served(self, spec: JobSpec, queue: str) -> None:
         """With a known config: refuse a job no worker of it would ever run."""

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from runtime.cli import admin, batches, chains, failed_jobs
+from runtime.cli import admin, batches, chains, failed_jobs, schedules
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     failed_jobs.add_parser(commands)
     batches.add_parser(commands)
     chains.add_parser(commands)
+    schedules.add_parser(commands)
     return parser
 
 
@@ -339,7 +340,7 @@ def cmd_enqueue(args) -> int:
 
 COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS,
             **failed_jobs.COMMANDS, **batches.COMMANDS,
-            **chains.COMMANDS}
+            **chains.COMMANDS, **schedules.COMMANDS}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.config.schedules import read_schedules
 from runtime.config.settings import DEFAULT_POOL, POOL, Invalid, Setting, settings_of
 from runtime.errors import ConfigError
 from runtime.gates import check_limiter_name, check_rate_spec
@@ -80,6 +81,7 @@ class Config:
     metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint, "" = none
     metrics_allow_remote: bool = False
     rate_limits: dict = field(default_factory=dict)  # [rate_limits]: name -> (starts, period)
+    schedules: dict = field(default_factory=dict)  # [schedules.NAME]: name -> runtime.schedules.Schedule
 
 
 # -- loading ------------------------------------------------------------------
@@ -124,8 +126,8 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     path = os.fsdecode(path) if path is not None else None
     if not isinstance(data, dict):
         raise ConfigError(f"must be a TOML document (a table), got {_show(data)}", path)
-    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics", "rate_limits"), path, (),
-                    "section")
+    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics", "rate_limits", "schedules"),
+                    path, (), "section")
     top = {}
     for section in ("storage", "jobs", "metrics"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
@@ -150,6 +152,7 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
         pools=pools,
         health=health,
         rate_limits=_rate_limits(data.get("rate_limits", {}), path),
+        schedules=read_schedules(data.get("schedules", {}), path),
         **top,
     )
 

@@ -17,6 +17,7 @@ from typing import Iterable, NamedTuple
 
 import orjson
 
+from runtime.storage.ticks import TickVerbs
 from runtime.storage.workflows import WorkflowVerbs
 
 PENDING = "pending"
@@ -215,7 +216,7 @@ def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str,
     return out
 
 
-class Storage(WorkflowVerbs):
+class Storage(WorkflowVerbs, TickVerbs):
     """Base class of storage backends. Subclasses implement every verb below.
 
     Backends are opened by `runtime.storage.open_storage(url, role=...)`.

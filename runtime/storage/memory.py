@@ -17,6 +17,7 @@ from runtime.errors import StorageError
 from runtime.storage import wakeup
 from runtime.storage.memory_batches import MemoryBatches
 from runtime.storage.memory_chains import MemoryChains
+from runtime.storage.memory_ticks import MemoryTicks
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
     Storage, SupervisorRow, decode_record,
@@ -26,7 +27,7 @@ from runtime.storage.workflows import batch_time
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(MemoryBatches, MemoryChains, Storage):
+class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"
@@ -39,6 +40,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, Storage):
         self.key = f"memory:{os.getpid()}:{id(self)}"
         self._batches_init()
         self._chains_init()
+        self._ticks_init()
 
     def close(self) -> None:
         pass

@@ -25,6 +25,7 @@ from runtime.errors import StorageError
 from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.pgchains import PostgresChainVerbs
+from runtime.storage.pgticks import PostgresTickVerbs
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
 )
@@ -41,7 +42,7 @@ ROLES = ("client", "supervisor")
 IDLE = pq.TransactionStatus.IDLE
 
 
-class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, Storage):
+class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
 
     SQL = SQL

@@ -894,6 +894,22 @@ BEGIN
     END LOOP;
 END $$;
 
+-- name: migration_13
+-- Schedule ticks, as in the SQLite backend (its migration 15, sqlite_ticks.py): the primary
+-- key makes two supervisors' inserts of one tick one row (ON CONFLICT DO NOTHING).
+CREATE TABLE jobrt_schedule_ticks (
+    schedule   text             NOT NULL,
+    tick_at    double precision NOT NULL,
+    outcome    text             NOT NULL CHECK (outcome IN ('enqueued', 'skipped', 'missed')),
+    job_id     bigint,
+    missed     integer          NOT NULL DEFAULT 0,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (schedule, tick_at)
+);
+CREATE INDEX jobrt_schedule_ticks_runs ON jobrt_schedule_ticks (schedule, tick_at)
+    WHERE job_id IS NOT NULL;
+CREATE INDEX jobrt_schedule_ticks_age ON jobrt_schedule_ticks (tick_at);
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -1117,6 +1133,49 @@ RETURNING jobs -> 0;
 
 -- name: chain_row
 SELECT * FROM jobrt_chains WHERE id = %(chain)s;
+
+-- name: tick_lock
+-- The ticks of one schedule, one transaction at a time (taken in name order): a skip then
+-- sees the previous tick's job, even one a transaction that began earlier enqueues.
+SELECT pg_advisory_xact_lock(hashtextextended('jobrt_tick:' || %(schedule)s, 0));
+
+-- name: insert_tick
+INSERT INTO jobrt_schedule_ticks (schedule, tick_at, outcome, missed, created_at)
+VALUES (%(schedule)s, %(tick_at)s, %(outcome)s, %(missed)s, %(now)s)
+ON CONFLICT (schedule, tick_at) DO NOTHING
+RETURNING 1;
+
+-- name: tick_job
+UPDATE jobrt_schedule_ticks SET job_id = %(job_id)s
+WHERE schedule = %(schedule)s AND tick_at = %(tick_at)s;
+
+-- name: tick_previous_state
+SELECT state FROM jobrt_jobs
+WHERE id = (SELECT job_id FROM jobrt_schedule_ticks
+            WHERE schedule = %(schedule)s AND tick_at < %(tick_at)s AND job_id IS NOT NULL
+            ORDER BY tick_at DESC LIMIT 1);
+
+-- name: last_tick
+SELECT t.schedule, t.tick_at, t.outcome, t.job_id, t.missed, t.created_at, j.state
+FROM jobrt_schedule_ticks AS t LEFT JOIN jobrt_jobs AS j ON j.id = t.job_id
+WHERE t.schedule = %(schedule)s
+ORDER BY t.tick_at DESC LIMIT 1;
+
+-- name: prune_ticks
+-- As the SQLite backend's: each schedule keeps its newest row and its newest row with a job.
+DELETE FROM jobrt_schedule_ticks
+WHERE (schedule, tick_at) IN (
+    SELECT t.schedule, t.tick_at FROM jobrt_schedule_ticks AS t
+    WHERE t.tick_at < %(before)s
+      AND (EXISTS (SELECT 1 FROM jobrt_schedule_ticks AS n
+                   WHERE n.schedule = t.schedule AND n.tick_at > t.tick_at
+                     AND n.job_id IS NOT NULL)
+           OR (t.job_id IS NULL
+               AND EXISTS (SELECT 1 FROM jobrt_schedule_ticks AS n
+                           WHERE n.schedule = t.schedule AND n.tick_at > t.tick_at)))
+    ORDER BY t.tick_at, t.schedule COLLATE "C"
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED);
 
 -- name: wake
 -- Delivered to every LISTENing supervisor when the enqueue commits, never before.

@@ -22,7 +22,7 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import (
-    sqlite_batches, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, wakeup,
+    sqlite_batches, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, sqlite_ticks, wakeup,
 )
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
@@ -37,7 +37,8 @@ from runtime.storage.sqlite_file import (
 TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
-class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs, Storage):
+class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs,
+                    sqlite_ticks.SqliteTickVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs

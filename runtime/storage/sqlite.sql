@@ -333,6 +333,64 @@ BEGIN
     UPDATE chains SET due = 1 WHERE id = new.chain_id;
 END;
 
+-- name: migration_15
+-- Schedule ticks (sqlite_ticks): one row per (schedule, tick time), whichever supervisor
+-- inserts it first enqueues the tick's job in that transaction. outcome: enqueued (job_id
+-- is its job), skipped (overlap: the previous tick's job still ran), missed (catch-up
+-- recorded ticks that did not run); `missed` counts the ticks the row stands for that
+-- did not run.
+CREATE TABLE schedule_ticks (
+    schedule   TEXT    NOT NULL,
+    tick_at    REAL    NOT NULL,
+    outcome    TEXT    NOT NULL CHECK (outcome IN ('enqueued', 'skipped', 'missed')),
+    job_id     INTEGER,
+    missed     INTEGER NOT NULL DEFAULT 0,
+    created_at REAL    NOT NULL,
+    UNIQUE (schedule, tick_at)
+);
+-- overlap: the latest earlier tick with a job, without walking the skipped ones
+CREATE INDEX schedule_ticks_runs ON schedule_ticks (schedule, tick_at) WHERE job_id IS NOT NULL;
+-- prune: oldest first
+CREATE INDEX schedule_ticks_age ON schedule_ticks (tick_at);
+
+-- name: insert_tick
+INSERT INTO schedule_ticks (schedule, tick_at, outcome, missed, created_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (schedule, tick_at) DO NOTHING;
+
+-- name: tick_job
+UPDATE schedule_ticks SET job_id = ? WHERE schedule = ? AND tick_at = ?;
+
+-- name: tick_previous_state
+-- The state of the job of the schedule's latest tick before this one that has a job
+-- (no row: none, or its job was pruned).
+SELECT state FROM jobs
+WHERE id = (SELECT job_id FROM schedule_ticks INDEXED BY schedule_ticks_runs
+            WHERE schedule = ? AND tick_at < ? AND job_id IS NOT NULL
+            ORDER BY tick_at DESC LIMIT 1);
+
+-- name: last_tick
+SELECT t.schedule, t.tick_at, t.outcome, t.job_id, t.missed, t.created_at, j.state
+FROM schedule_ticks AS t LEFT JOIN jobs AS j ON j.id = t.job_id
+WHERE t.schedule = ?
+ORDER BY t.tick_at DESC LIMIT 1;
+
+-- name: prune_ticks
+-- Each schedule keeps its newest row (catch-up starts there) and its newest row with a
+-- job (overlap reads it): a row goes once a newer one with a job exists, or, without a
+-- job itself, once any newer one does.
+DELETE FROM schedule_ticks
+WHERE rowid IN (SELECT t.rowid FROM schedule_ticks AS t INDEXED BY schedule_ticks_age
+                WHERE t.tick_at < ?1
+                  AND (EXISTS (SELECT 1 FROM schedule_ticks AS n
+                               WHERE n.schedule = t.schedule AND n.tick_at > t.tick_at
+                                 AND n.job_id IS NOT NULL)
+                       OR (t.job_id IS NULL
+                           AND EXISTS (SELECT 1 FROM schedule_ticks AS n
+                                       WHERE n.schedule = t.schedule AND n.tick_at > t.tick_at)))
+                ORDER BY t.tick_at, t.schedule
+                LIMIT ?2);
+
 -- name: insert_chain
 INSERT INTO chains (queue, catch_job, steps, created_at, batch_id) VALUES (?, ?, ?, ?, ?);
 

@@ -33,6 +33,7 @@ from runtime.supervisor.exchange import Exchange
 from runtime.supervisor.import_check import ImportCheck
 from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
+from runtime.supervisor.ticking import Ticker
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process
 from runtime.workers.event_relay import hooks_registered
@@ -65,6 +66,7 @@ class Supervisor(Reloading, EventLoop):
 
             self.metrics = Metrics()
         self.stats = Stats(self.metrics)
+        self.ticker = Ticker(config, registry, self.metrics)  # checks the schedules: ConfigError
         self.exchange = Exchange(self.owner, config.lease, self.stats)
         self.pools = [WorkerPool(pool, registry, self, self.stats, config.path, self.owner,
                                  events=hooks_registered())  # what the preloaded modules registered
@@ -211,6 +213,8 @@ class Supervisor(Reloading, EventLoop):
     def _timeout(self, now: float) -> float:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
                       self.next_prune, self.exchange.next_timer())
+        if not self.stopping:
+            nearest = min(nearest, self.ticker.next_timer(now))
         if self.import_check is not None:
             nearest = min(nearest, self.import_check.deadline)
         for pool in self.pools:
@@ -238,6 +242,9 @@ class Supervisor(Reloading, EventLoop):
             sd_notify.notify("STATUS=" + self._summary())
         if now >= self.next_prune:
             self._prune(now)
+        if not self.stopping and self.ticker.next_timer(now) <= now \
+                and self.ticker.run(self.storage, time.time(), now):
+            self._wake_pools()  # claim the ticks' jobs in the next turn
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
             try:
@@ -253,7 +260,9 @@ class Supervisor(Reloading, EventLoop):
         if not self.config.retention or self.exchange.down:
             return
         try:
-            pruned = self.storage.prune(time.time() - self.config.retention, PRUNE_BATCH)
+            before = time.time() - self.config.retention
+            pruned = max(self.storage.prune(before, PRUNE_BATCH),
+                         self.storage.prune_ticks(before, PRUNE_BATCH))
         except StorageError as exc:
             self.exchange.failed(now, exc)
             return

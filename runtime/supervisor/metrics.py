@@ -40,6 +40,7 @@ log = logging.getLogger("jobrt")
 OUTCOMES = ("succeeded", "failed", "retried", "released", "timeout", "memory", "crashed", "cancelled")
 QUEUE_STATES = ("pending", "delayed", "running", "failed")
 WORKER_STATES = ("busy", "idle", "stopping")
+TICK_OUTCOMES = ("enqueued", "skipped", "missed")
 RESTART_REASONS = ("timeout", "memory", "signal", "crash", "boot", "max_jobs", "max_time", "max_memory",
                    "scaled down", "cancel")
 JOB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -86,6 +87,7 @@ class Metrics:
         self._depths: dict[str, dict[str, int]] = {}
         self._workers: list[dict] = []
         self._pools: dict[str, None] = {}  # every pool seen: one left without workers shows zeros
+        self._ticks: dict[tuple[str, str], int] = {}  # (schedule, outcome) -> ticks
         self.registry = CollectorRegistry()
         self.registry.register(self)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -109,6 +111,14 @@ class Metrics:
             for name in (*RESTART_REASONS, reason):
                 self._restarts.setdefault((pool, name), 0)
         self._restarts[(pool, reason)] += 1
+
+    def schedule_ticked(self, schedule: str, outcome: str, ticks: int = 1) -> None:
+        """Ticks of a schedule this supervisor recorded: enqueued, skipped (overlap) or
+        missed (catch-up); the ticks other supervisors recorded are theirs to count."""
+        if (schedule, outcome) not in self._ticks:
+            for name in (*TICK_OUTCOMES, outcome):
+                self._ticks.setdefault((schedule, name), 0)
+        self._ticks[(schedule, outcome)] += ticks
 
     def storage_round_trip(self, operation: str, seconds: float) -> None:
         """One call to storage (exchange, settle, heartbeat, ...) took `seconds`."""
@@ -152,6 +162,9 @@ class Metrics:
                     ("pool", "pid"), {(w["pool"], str(w["pid"])): w.get("rss") or 0 for w in self._workers}),
             _family(CounterMetricFamily, "jobrt_worker_restarts", "Workers recycled or replaced, by pool "
                     "and reason", ("pool", "reason"), self._restarts),
+            _family(CounterMetricFamily, "jobrt_schedule_ticks", "Schedule ticks this supervisor "
+                    "recorded, by schedule and outcome (enqueued, skipped, missed)",
+                    ("schedule", "outcome"), self._ticks),
             _histograms("jobrt_storage_round_trip_seconds", "How long calls to storage took, in seconds",
                         "operation", self._round_trips),
         ]

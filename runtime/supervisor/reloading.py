@@ -13,6 +13,7 @@ from runtime.config.load import load_config
 from runtime.errors import ConfigError
 from runtime.supervisor import sd_notify
 from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
+from runtime.supervisor.ticking import check_schedules
 from runtime.workers.pool import WorkerPool
 
 log = logging.getLogger("jobrt")
@@ -34,6 +35,8 @@ class Reloading:
                 if getattr(config, key) != getattr(self.config, key):
                     raise ConfigError("cannot change on reload; restart the supervisor to apply it",
                                       config.path, key.replace("_", ".", 1))
+            # from the jobs this supervisor loaded at start (it imports no job module again)
+            check_schedules(config, self.registry)
         except ConfigError as exc:
             self._reject_reload(str(exc))
             return
@@ -77,6 +80,7 @@ class Reloading:
                 pool.retire_for_reload(now)
         self.pools = self.pools + fresh
         self.config = config
+        self.ticker.use(config, self.registry)  # schedules kept by name keep their cursors
         self._use_lease(config.lease)
         # a shorter lease must be renewed before the next heartbeat the old one planned
         self.next_heartbeat = min(self.next_heartbeat, now + self.heartbeat_every)

@@ -1,9 +1,9 @@
 """The SQLite and PostgreSQL backends against the in-memory model, driven by hypothesis.
 
 Every rule runs the same operation on both stores and compares what they
-return; after every step each job (get), the counts, the failed list and the
-next due time must agree. Claims are remembered, including stale ones, so
-outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
+return; after every step each job (get), the counts, the failed list, the
+next due time and each schedule's newest tick row must agree. Claims are
+remembered, including stale ones, so outcomes exercise the fencing. The clock (`now`) is a number the rules advance.
 
 The real backends keep counts() in counter rows, pending jobs per slot of
 available_at (16 s, 4096 s and 1048576 s slots); the clock starts just before a
@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from runtime.storage import NewJob, Outcome
+from runtime.storage.ticks import NewTick
 from runtime.storage.workflows import BatchStep, ChainMember, NewBatch
 from runtime.storage.memory import MemoryStorage
 from runtime.storage.sqlite import SqliteStorage
@@ -239,6 +240,22 @@ class StorageModel(RuleBasedStateMachine):
         if first is not None:
             self.ids.add(first)
 
+    @rule(ticks=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 6), st.booleans(),
+                                   st.booleans(), st.integers(0, 3)), min_size=1, max_size=3),
+          specs=new_jobs)
+    def tick(self, ticks, specs):
+        """Schedule ticks (some a second time, some missed, some with overlap = skip), their
+        jobs the drawn ones (unique keys and gates too)."""
+        jobs = self.jobs_of(specs)
+        new = [NewTick(schedule, self.now - 10.0 + at, jobs[i % len(jobs)] if with_job else None,
+                       skip, missed)
+               for i, (schedule, at, with_job, skip, missed) in enumerate(ticks)]
+        self.ids.update(r.job_id for r in self.both("enqueue_ticks", new, self.now) if r.job_id)
+
+    @rule(back=st.sampled_from([0.0, 5.0, 1e6]), limit=st.integers(0, 3))
+    def prune_ticks(self, back, limit):
+        self.both("prune_ticks", self.now - back, limit)
+
     @invariant()
     def stores_agree(self):
         for job_id in range(1, self.model.last_id + 2):  # with the failure hooks' jobs
@@ -259,6 +276,7 @@ class StorageModel(RuleBasedStateMachine):
         for chain_id in range(1, self.model.last_chain + 2):
             got, want = self.real.chain(chain_id), self.model.chain(chain_id)
             assert (got and got.to_dict()) == (want and want.to_dict()), chain_id
+        assert self.real.last_ticks(["a", "b"]) == self.model.last_ticks(["a", "b"])
 
 
 StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
@@ -276,7 +294,7 @@ class PostgresModel(StorageModel):
 
         store = PostgresStorage(self.url, role="supervisor")
         store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors, jobrt_batches, jobrt_chains, "
-                           "jobrt_rate_starts, jobrt_rate_parked RESTART IDENTITY")
+                           "jobrt_rate_starts, jobrt_rate_parked, jobrt_schedule_ticks RESTART IDENTITY")
         return store
 
 

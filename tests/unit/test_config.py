@@ -143,7 +143,7 @@ def test_the_table_and_the_dataclasses_agree():
     config_fields = {f.name for f in dataclasses.fields(Config)}
     health_fields = {f.name for f in dataclasses.fields(HealthConfig)}
     assert pool_fields == {"name"} | {s.field or s.name for s in SETTINGS if s.section == POOL}
-    assert config_fields == {"path", "base_dir", "pools", "health", "rate_limits"} | {
+    assert config_fields == {"path", "base_dir", "pools", "health", "rate_limits", "schedules"} | {
         s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs", "metrics")
     }
     assert health_fields == {s.field or s.name for s in SETTINGS if s.section == "health"}
