@@ -26,6 +26,12 @@ def noop() -> None:
 
 
 @job
+def tick_time() -> float | None:
+    """Returns the tick time its schedule enqueued it for (runtime.scheduled_at())."""
+    return runtime.scheduled_at()
+
+
+@job
 def echo(*args, **kwargs):
     """Returns its arguments, so you can see them in `jobrt job ID`."""
     return {"args": list(args), "kwargs": kwargs}

@@ -1,5 +1,5 @@
 """What a running job may ask of jobrt: its attempt number, release and fail, the batch it
-is a member of and the result of the chain step before it.
+is a member of, the result of the chain step before it, and a schedule's tick time.
 
 `release()` and `fail()` raise exceptions derived from BaseException so that a
 job's own `except Exception:` cannot swallow them by accident.
@@ -93,6 +93,14 @@ def previous_result():
     _require()
     context = _readable()
     return context.get("previous") if context else None
+
+
+def scheduled_at() -> float | None:
+    """The tick time (UNIX seconds) this job was enqueued for by its schedule, None for a
+    job no schedule enqueued. Later than the tick when the job waited or was retried."""
+    _require()
+    context = _context.get()
+    return context.get("scheduled_at") if context else None
 
 
 def _readable() -> dict | None:

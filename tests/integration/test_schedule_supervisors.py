@@ -51,6 +51,18 @@ def assert_each_tick_once(rows, since: float, until: float) -> None:
     assert len({row[3] for row in rows}) == len(rows)  # a job each
 
 
+def test_a_job_learns_its_tick_time(tmp_path, start_supervisor):
+    storage = {"url": "sqlite:///jobs.db"}
+    config = write_config(tmp_path, storage=storage,
+                          schedules={"beat": {"job": "jobs.examples:tick_time", "every": 1}})
+    supervisor = start_supervisor(config)
+    done = wait_for(lambda: query(config, storage, "SELECT t.tick_at, j.result FROM schedule_ticks "
+                                  "AS t JOIN jobs AS j ON j.id = t.job_id WHERE j.state = 'succeeded'"),
+                    30, "a tick's job to succeed")
+    assert supervisor.stop() == 0
+    assert all(orjson.loads(result) == tick_at for tick_at, result in done)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_supervisors_record_each_tick_once_even_when_one_is_killed(tmp_path, start_supervisor,
