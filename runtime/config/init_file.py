@@ -70,6 +70,15 @@ def default_config_text(modules=(EXAMPLE_MODULE,),
                             'starts at most 30 such jobs in any minute, across every supervisor. '
                             'A job may also give a rate of its own: @job(rate_limit="10/s").'),
               "[rate_limits]", '# api-calls = "30/m"']
+    lines += ["", *_comment("Schedules: each tick enqueues its job once, whichever supervisor "
+                            "sharing this storage computes it first. Uncomment to run "
+                            f"{EXAMPLE_MODULE}:hello every five minutes."),
+              "# [schedules.hello]", f'# job = "{EXAMPLE_MODULE}:hello"',
+              '# cron = "*/5 * * * *"    # or: every = 300 (seconds)',
+              '# timezone = "UTC"        # the cron fields read in this zone (DST as cron does)',
+              '# args = ["scheduler"]',
+              '# catch_up = "latest"     # after downtime: latest (one run), all, none',
+              '# overlap = "allow"       # or "skip" while the last run is pending or running']
     return "\n".join(lines) + "\n"
 
 

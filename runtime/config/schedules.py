@@ -144,5 +144,9 @@ def check_jobs(schedules: dict[str, Schedule], queue, path) -> None:
         except ConfigError:
             raise
         except JobrtError as exc:
-            key = "queue" if "served by no pool" in str(exc) else "job"
-            raise ConfigError(str(exc), path, f"{where}.{key}") from None
+            if "served by no pool" not in str(exc):
+                raise ConfigError(str(exc), path, f"{where}.job") from None
+            # the fix enqueue's error names (_queue=) is the schedule's own queue key here
+            what = str(exc).split("; add it")[0]
+            raise ConfigError(f"{what}; add it to a pool's queues, or set this schedule's queue "
+                              f"to one a pool serves", path, f"{where}.queue") from None

@@ -72,6 +72,8 @@ def test_a_bad_schedule_is_one_config_error(tmp_path):
         assert code == 2, err
         assert err.startswith(f"jobrt: {config}: schedules.broken.{key}: "), err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        if key == "queue":  # the fix named is the schedule's own key, not enqueue's _queue=
+            assert "set this schedule's queue to one a pool serves" in err and "_queue" not in err
 
 
 @pytest.mark.parametrize("words", [["list"], ["run", "beat"], ["run", ""], ["run", "a b\nc"],

@@ -305,6 +305,15 @@ def test_the_template_is_tomli_w_toml_holding_exactly_the_defaults():
     assert "backoff = [\n    10,\n    60,\n    300,\n]" in default_config_text()  # tomli-w's layout
 
 
+def test_the_templates_commented_schedule_loads_once_uncommented(tmp_path):
+    keys = ("[schedules.", "job =", "cron =", "timezone =", "args =", "catch_up =", "overlap =")
+    text = "\n".join(line[2:] if line.startswith(tuple("# " + k for k in keys)) else line
+                     for line in default_config_text(modules=["jobs.examples"]).splitlines())
+    text = text.replace("myjobs:hello", "jobs.examples:noop").replace('args = ["scheduler"]', "")
+    [schedule] = load_config(write(tmp_path, text)).schedules.values()
+    assert (schedule.name, schedule.job, schedule.cron) == ("hello", "jobs.examples:noop", "*/5 * * * *")
+
+
 NASTY = ['C:\\jobs\\"quoted" \'single\' db', "tab\there, newline\nthere", "\\u00e9 is not é",
          "# not a comment", "]]} = [", "\x7f\x01 control", "trailing backslash\\"]
 
