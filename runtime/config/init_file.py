@@ -75,7 +75,7 @@ def default_config_text(modules=(EXAMPLE_MODULE,),
                             f"{EXAMPLE_MODULE}:hello every five minutes."),
               "# [schedules.hello]", f'# job = "{EXAMPLE_MODULE}:hello"',
               '# cron = "*/5 * * * *"    # or: every = 300 (seconds)',
-              '# timezone = "UTC"        # the cron fields read in this zone (DST as cron does)',
+              '# timezone = "UTC"        # cron only: its fields read in this zone (DST as cron does)',
               '# args = ["scheduler"]',
               '# catch_up = "latest"     # after downtime: latest (one run), all, none',
               '# overlap = "allow"       # or "skip" while the last run is pending or running']
