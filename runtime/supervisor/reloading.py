@@ -13,7 +13,7 @@ from runtime.config.load import load_config
 from runtime.errors import ConfigError
 from runtime.supervisor import sd_notify
 from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
-from runtime.workers.pool import WorkerPool
+from runtime.workers.balanced_pool import worker_pool
 
 log = logging.getLogger("jobrt")
 
@@ -57,8 +57,8 @@ class Reloading:
         self.job_names = names
         try:
             # the new workers import the modules anew: their hooks are those the check found
-            fresh = [WorkerPool(pool, self.registry, self, self.stats, config.path,
-                                self.owner, config.modules, config.module_path, events=events)
+            fresh = [worker_pool(pool, self.registry, self, self.stats, config.path,
+                                 self.owner, config.modules, config.module_path, events=events)
                      for pool in config.pools.values()]
         except ConfigError as exc:
             self._reject_reload(str(exc))
@@ -76,6 +76,7 @@ class Reloading:
             if not pool.stopping:
                 pool.retire_for_reload(now)
         self.pools = self.pools + fresh
+        self.next_balance = now  # the new pools' first step, if they balance
         self.config = config
         self._use_lease(config.lease)
         # a shorter lease must be renewed before the next heartbeat the old one planned
