@@ -80,8 +80,8 @@ def test_a_shrink_never_retires_a_worker_running_a_job(tmp_path, start_superviso
         assert len(busy) == 4
         for limit in (5, 4, 3):  # one signal at a time: the kernel merges a pending one
             supervisor.signal(signal.SIGTTOU)
-            wait_for(lambda: (row := q.storage.supervisors()[0]).info["pools"]["default"]["max_workers"]
-                     == limit, what=f"max_workers {limit} after SIGTTOU")
+            wait_for(lambda: q.storage.supervisors()[0].info["pools"]["default"]["max_workers"] == limit,
+                     what=f"max_workers {limit} after SIGTTOU")
         wait_for(lambda: targets(q) == {"emails": 1, "exports": 1, "reports": 1},
                  what="targets cut to max_workers at once")
         # the busy workers went on with their jobs: parked (no queue), none stopped or killed
