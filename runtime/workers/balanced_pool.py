@@ -172,14 +172,16 @@ class BalancedPool(WorkerPool):
 
     def _memory_ceiling(self) -> int | None:
         """How many workers free memory allows: those alive, and one more for each largest
-        worker's USS that fits in the available memory, less a reserve. None: none measured."""
-        pids = [w.pid for w in self.workers.values() if w.active]
-        self._worker_bytes = max((owned_bytes(pid, 0) for pid in pids), default=0)
-        if not self._worker_bytes:
+        worker's USS that fits in the available memory, less a reserve and less what the
+        smaller workers would take to grow as large. None: none measured."""
+        owned = [owned_bytes(w.pid, 0) for w in self.workers.values() if w.active]
+        largest = self._worker_bytes = max(owned, default=0)
+        if not largest:
             return None
         memory = psutil.virtual_memory()
-        spare = max(0, memory.available - int(memory.total * MEMORY_RESERVE))
-        return len(pids) + spare // self._worker_bytes
+        growth = sum(largest - size for size in owned if size)
+        spare = max(0, memory.available - int(memory.total * MEMORY_RESERVE) - growth)
+        return len(owned) + spare // largest
 
     def resize(self, delta: int) -> str:
         """SIGTTIN / SIGTTOU: max_workers one more or fewer, never below min_workers a queue."""
