@@ -310,6 +310,7 @@ class Supervisor(Reloading, EventLoop):
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
                 self.metrics.set_workers(workers)
+                self.metrics.set_targets(info["pools"])
                 self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
             self.exchange.failed(time.monotonic(), exc)
