@@ -1,7 +1,8 @@
 """balance = "auto" with a real `jobrt start`: a backlog on one queue of three pulls workers to
 it and lets them go after; a shrink never retires a worker running a job; `jobrt status` and
 `jobrt workers` show each worker's queue and the pool's targets. Everything is awaited with
-deadlines, never slept on, and nothing asserts how fast it happened."""
+deadlines, never slept on, and nothing asserts how fast it happened. The backlog test runs on
+SQLite and (marked postgres) on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from tests.conftest import END_STATES, jobrt, wait_for, write_config
 QUEUES = ["emails", "exports", "reports"]
 
 
-def balanced_config(tmp_path, **pool):
-    return write_config(tmp_path, pools={"default": {
+def balanced_config(tmp_path, storage=None, **pool):
+    return write_config(tmp_path, storage=storage, pools={"default": {
         "queues": QUEUES, "balance": "auto", "min_workers": 1, "max_workers": 6,
         "balance_cooldown": 0.2, "balance_max_shift": 1, **pool}})
 
@@ -38,8 +39,9 @@ def targets(q) -> dict:
     return row.info["pools"]["default"]["targets"]
 
 
-def test_a_backlog_on_one_queue_pulls_workers_to_it_and_releases_them_after(tmp_path, start_supervisor):
-    config = balanced_config(tmp_path)
+def test_a_backlog_on_one_queue_pulls_workers_to_it_and_releases_them_after(tmp_path, start_supervisor,
+                                                                            storage):
+    config = balanced_config(tmp_path, storage)
     supervisor = start_supervisor(config)
     with connect(config=str(config)) as q:
         idle = {"emails": 1, "exports": 1, "reports": 1}
