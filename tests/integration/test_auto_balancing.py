@@ -2,7 +2,7 @@
 it and lets them go after; a shrink never retires a worker running a job; `jobrt status` and
 `jobrt workers` show each worker's queue and the pool's targets. Everything is awaited with
 deadlines, never slept on, and nothing asserts how fast it happened. The backlog test runs on
-SQLite and (marked postgres) on PostgreSQL."""
+SQLite and (marked postgres) on PostgreSQL; SIGHUP turns balancing on and off."""
 
 from __future__ import annotations
 
@@ -96,3 +96,19 @@ def test_a_shrink_never_retires_a_worker_running_a_job(tmp_path, start_superviso
     log = supervisor.output()
     assert "killed" not in log and "interrupted" not in log
     assert "SIGTTOU: pool default: max_workers 3" in log
+
+
+def test_sighup_turns_balancing_on_and_off(tmp_path, start_supervisor):
+    config = write_config(tmp_path, pools={"default": {"queues": QUEUES, "workers": 2}})
+    supervisor = start_supervisor(config)
+    with connect(config=str(config)) as q:
+        wait_for(lambda: serving(q) == Counter({None: 2}), what="two workers serving every queue")
+        config.write_text(balanced_config(tmp_path).read_text())
+        supervisor.signal(signal.SIGHUP)
+        wait_for(lambda: serving(q) == Counter(emails=1, exports=1, reports=1), what="one worker a queue")
+        added = q.enqueue("jobs.examples:add", 2, 3, _queue="reports")
+        wait_for(lambda: q.status(added).state == "succeeded", what="a reports job run by its worker")
+        config.write_text(write_config(tmp_path, pools={"default": {"queues": QUEUES, "workers": 2}})
+                          .read_text())
+        supervisor.signal(signal.SIGHUP)
+        wait_for(lambda: serving(q) == Counter({None: 2}), what="back to two workers for every queue")
