@@ -84,5 +84,5 @@ class Reloading:
         self.next_rescue = min(self.next_rescue, now + self.rescue_every)
         log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
                  "they are running (within its timeout) and exit", ", ".join(
-                     f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
+                     f"pool {p.config.name} ({p.target} workers)" for p in fresh))
         sd_notify.notify("READY=1\nSTATUS=" + self._summary(), sd_notify.STATE_WAIT)
