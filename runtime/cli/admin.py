@@ -167,8 +167,22 @@ def client_storage(args):
 
 
 def _worker_line(worker: dict) -> str:
+    queue = worker.get("queue")  # a balanced pool's worker serves one queue
     return (f"worker {worker['pid']:>7}  pool {worker['pool']:<12} {worker['state']:<9} "
-            f"{worker['jobs']:>7} jobs  {worker['rss'] / 1048576:7.1f} MiB  on {worker['host']}")
+            f"{worker['jobs']:>7} jobs  {worker['rss'] / 1048576:7.1f} MiB  on {worker['host']}"
+            + (f"  queue {queue}" if queue is not None else ""))
+
+
+def _balance_lines(supervisors: list[dict]) -> list[str]:
+    """A line per balanced pool: its mode, max_workers and target per queue."""
+    lines = []
+    for supervisor in supervisors:
+        for name, pool in sorted((supervisor.get("pools") or {}).items()):
+            if pool.get("targets"):
+                targets = ", ".join(f"{queue} {n}" for queue, n in pool["targets"].items())
+                lines.append(f"pool {name} ({pool['balance']}, max_workers {pool['max_workers']}) on "
+                             f"{supervisor['host']}: workers per queue {targets}")
+    return lines
 
 
 def cmd_status(args) -> int:
@@ -197,6 +211,8 @@ def cmd_status(args) -> int:
         print("no live workers (is `jobrt start` running?)")
     for worker in workers:
         print(_worker_line(worker))
+    for line in _balance_lines(supervisors):
+        print(line)
     return EXIT_OK
 
 
@@ -204,7 +220,7 @@ def cmd_workers(args) -> int:
     from runtime.cli.health import live_workers
 
     with client_storage(args) as storage:
-        _, workers = live_workers(storage, time.time())
+        supervisors, workers = live_workers(storage, time.time())
     if args.json:
         emit(workers)
         return EXIT_OK
@@ -212,6 +228,8 @@ def cmd_workers(args) -> int:
         print("no live workers (is `jobrt start` running?)")
     for worker in workers:
         print(f"{_worker_line(worker)}  supervisor {worker['supervisor']}")
+    for line in _balance_lines(supervisors):
+        print(line)
     return EXIT_OK
 
 

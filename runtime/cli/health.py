@@ -35,7 +35,7 @@ def live_workers(storage, now: float, rows=None) -> tuple[list[dict], list[dict]
     for row in live_supervisors(storage, now) if rows is None else rows:
         supervisors.append({"owner": row.owner, "host": row.host, "pid": row.pid,
                             "heartbeat_at": row.heartbeat_at, "rate": row.info.get("rate"),
-                            "done": row.info.get("done")})
+                            "done": row.info.get("done"), "pools": row.info.get("pools", {})})
         for worker in row.info.get("workers", []):
             workers.append(dict(worker, supervisor=row.owner, host=row.host))
     return supervisors, workers

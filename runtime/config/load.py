@@ -34,6 +34,12 @@ class PoolConfig:
     name: str
     queues: tuple[str, ...]
     workers: int
+    balance: str  # "off", "simple" or "auto" (runtime.workers.balancing)
+    min_workers: int
+    max_workers: int
+    balance_strategy: str
+    balance_max_shift: int
+    balance_cooldown: float
     timeout: float
     max_jobs: int
     max_time: float
@@ -145,7 +151,9 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     for name, table in tables.items():
         if not isinstance(name, str) or not _BARE_KEY.fullmatch(name):
             raise ConfigError("a pool name must be letters, digits, _ or -", path, _key("pools", name))
-        pools[name] = PoolConfig(name=name, **_read_table(table, settings_of(POOL), path, ("pools", name)))
+        pools[name] = _check_balance(
+            PoolConfig(name=name, **_read_table(table, settings_of(POOL), path, ("pools", name))), path,
+            ("pools", name))
     return Config(
         path=os.path.abspath(path) if path is not None else None,
         base_dir=base_dir,
@@ -176,7 +184,19 @@ def check_pool(values: dict, where: str) -> PoolConfig:
     a bad value raises ConfigError naming `where.key`."""
     _reject_unknown(values, [s.name for s in settings_of(POOL)], None, (where,), "setting")
     table = {key: value for key, value in values.items() if value is not None}
-    return PoolConfig(name=where, **_read_table(table, settings_of(POOL), None, (where,)))
+    return _check_balance(PoolConfig(name=where, **_read_table(table, settings_of(POOL), None, (where,))),
+                          None, (where,))
+
+
+def _check_balance(pool: PoolConfig, path, where: tuple[str, ...]) -> PoolConfig:
+    """With simple or auto, every queue's min_workers must fit in max_workers."""
+    floor = pool.min_workers * len(pool.queues)
+    if pool.balance != "off" and floor > pool.max_workers:
+        raise ConfigError(
+            f"{pool.min_workers} per queue x {len(pool.queues)} queues = {floor} workers, more than "
+            f"max_workers ({pool.max_workers}) allows in pool {pool.name}; lower min_workers or "
+            f"raise max_workers", path, _key(*where, "min_workers"))
+    return pool
 
 
 def _check_levels(health: HealthConfig, path) -> None:

@@ -101,6 +101,18 @@ def _check_listen(value):
     return value
 
 
+def _choice(*values: str) -> Kind:
+    """One of a few words, e.g. "off", "simple" or "auto"."""
+    expected = "one of " + ", ".join(f'"{value}"' for value in values)
+
+    def convert(value):
+        if value not in values or not isinstance(value, str):
+            raise Invalid(f"must be {expected}, got {_show(value)}")
+        return value
+
+    return Kind(expected, convert)
+
+
 def _check_account(value):
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}|", value):
         raise Invalid(f"must be {ACCOUNT.expected}, got {_show(value)}")
@@ -108,6 +120,8 @@ def _check_account(value):
 
 
 BOOL = Kind("true or false", _check_bool)
+BALANCE = _choice("off", "simple", "auto")
+BALANCE_STRATEGY = _choice("time", "size")
 ACCOUNT = Kind('a user or group name, or "" for none', _check_account)
 SECONDS = _number(NumberRule(minimum=0, unit="seconds"))
 POSITIVE_SECONDS = _number(NumberRule(minimum=0, above=True, unit="seconds"))
@@ -170,7 +184,24 @@ SETTINGS = (
     Setting(POOL, "queues", QUEUES, ["default"], "",
             "queues this pool serves, in strict priority order"),
     Setting(POOL, "workers", _integer(1, 1024), 2, "processes",
-            "worker processes in this pool"),
+            "worker processes in this pool, with balance = \"off\" (simple and auto use "
+            "min_workers and max_workers)"),
+    Setting(POOL, "balance", BALANCE, "off", "",
+            '"off": every worker serves the queues in strict priority order; "simple": max_workers '
+            'split evenly between the queues, each worker serving one; "auto": workers resized and '
+            "moved between the queues by each queue's load, every balance_cooldown"),
+    Setting(POOL, "min_workers", _integer(1, 1024), 1, "processes",
+            "with simple or auto: the fewest workers each queue keeps, even when idle"),
+    Setting(POOL, "max_workers", _integer(1, 1024), 10, "processes",
+            "with simple or auto: the most workers in the pool, all queues together "
+            "(SIGTTIN / SIGTTOU move it by one); auto never grows past what free memory allows"),
+    Setting(POOL, "balance_strategy", BALANCE_STRATEGY, "time", "",
+            "with auto, a queue's load: \"time\" = due jobs x their average run time here, "
+            "\"size\" = due jobs"),
+    Setting(POOL, "balance_max_shift", _integer(1, 1024), 1, "processes",
+            "with auto: the most workers a queue gains or loses in one step"),
+    Setting(POOL, "balance_cooldown", POSITIVE_SECONDS, 3, "seconds",
+            "with auto: time between steps (each step reads the queues' counts once)"),
     Setting(POOL, "timeout", _number(TIMEOUT), 60, "seconds",  # the rules of a job's own options
             "hard limit per job: past it the worker is killed and respawned"),
     Setting(POOL, "max_jobs", _integer(0), 1000, "jobs",

@@ -67,17 +67,19 @@ class Exchange:
         retry_at = _first_retry(outbox) if flush else None
         try:
             for pool, want in wants:
-                queues = list(pool.config.queues)
-                started = time.perf_counter()
-                jobs = run_context.attach(self.storage, self.storage.exchange(
-                    self.owner, outbox, queues, want, wall + self.lease, wall))
-                if metrics is not None:
-                    metrics.storage_round_trip("exchange", time.perf_counter() - started)
-                outbox.clear()
-                pool.give(jobs)
-                if len(jobs) < want:
-                    due = self.storage.next_due(queues)
-                    pool.no_more(None if due is None else now + max(0.0, due - wall))
+                # a balanced pool claims for each queue what that queue's workers can take
+                for queues, want in pool.claims() if pool.balanced else ((pool.config.queues, want),):
+                    queues = list(queues)
+                    started = time.perf_counter()
+                    jobs = run_context.attach(self.storage, self.storage.exchange(
+                        self.owner, outbox, queues, want, wall + self.lease, wall))
+                    if metrics is not None:
+                        metrics.storage_round_trip("exchange", time.perf_counter() - started)
+                    outbox.clear()
+                    pool.give(jobs)
+                    if len(jobs) < want:
+                        due = self.storage.next_due(queues)
+                        pool.no_more(None if due is None else now + max(0.0, due - wall), queues)
             if outbox:
                 started = time.perf_counter()
                 self.storage.settle(self.owner, outbox)

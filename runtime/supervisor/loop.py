@@ -37,7 +37,7 @@ from runtime.supervisor.ticking import Ticker
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process
 from runtime.workers.event_relay import hooks_registered
-from runtime.workers.pool import WorkerPool
+from runtime.workers.balanced_pool import worker_pool
 from runtime.workers.selector import EventLoop
 from runtime.workers.stats import Stats
 
@@ -68,8 +68,8 @@ class Supervisor(Reloading, EventLoop):
         self.stats = Stats(self.metrics)
         self.ticker = Ticker(config, registry, self.metrics)  # checks the schedules: ConfigError
         self.exchange = Exchange(self.owner, config.lease, self.stats)
-        self.pools = [WorkerPool(pool, registry, self, self.stats, config.path, self.owner,
-                                 events=hooks_registered())  # what the preloaded modules registered
+        self.pools = [worker_pool(pool, registry, self, self.stats, config.path, self.owner,
+                                  events=hooks_registered())  # what the preloaded modules registered
                       for pool in config.pools.values()]
         self.storage = None
         self.listener = None
@@ -81,6 +81,7 @@ class Supervisor(Reloading, EventLoop):
         self.job_names = sorted(registry)  # what its workers run, told to clients in heartbeats
         self._use_lease(config.lease)
         self.next_heartbeat = self.next_rescue = self.next_poll = self.next_prune = 0.0
+        self.next_balance = 0.0  # the next step of a pool with balance = "auto" (inf: none has it)
         self.watchdog_every = sd_notify.watchdog_interval()
         self.next_watchdog = 0.0 if self.watchdog_every else float("inf")
 
@@ -135,7 +136,7 @@ class Supervisor(Reloading, EventLoop):
         for pool in self.pools:
             pool.manage(now)
         log.info("supervisor %s started: %s", self.owner, ", ".join(
-            f"pool {p.config.name} ({p.config.workers} workers, queues {', '.join(p.config.queues)})"
+            f"pool {p.config.name} ({p.target} workers, queues {', '.join(p.config.queues)})"
             for p in self.pools))
         sd_notify.notify("READY=1\nSTATUS=running", sd_notify.STATE_WAIT)
 
@@ -212,7 +213,7 @@ class Supervisor(Reloading, EventLoop):
 
     def _timeout(self, now: float) -> float:
         nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
-                      self.next_prune, self.exchange.next_timer())
+                      self.next_prune, self.next_balance, self.exchange.next_timer())
         if not self.stopping:
             nearest = min(nearest, self.ticker.next_timer(now))
         if self.import_check is not None:
@@ -245,6 +246,8 @@ class Supervisor(Reloading, EventLoop):
         if not self.stopping and self.ticker.next_timer(now) <= now \
                 and self.ticker.run(self.storage, time.time(), now):
             self._wake_pools()  # claim the ticks' jobs in the next turn
+        if now >= self.next_balance:
+            self._balance(now)
         if now >= self.next_rescue:
             self.next_rescue = now + self.rescue_every
             try:
@@ -269,6 +272,24 @@ class Supervisor(Reloading, EventLoop):
         if pruned == PRUNE_BATCH:
             self.next_prune = now + 0.05  # more to delete: go on soon, between claims
 
+    def _balance(self, now: float) -> None:
+        """Step the pools with balance = "auto" whose cooldown is over, from one read of the
+        queues' counts (storage keeps them as counters: no scan of the jobs)."""
+        due = [pool for pool in self.pools if pool.balanced and now >= pool.next_step and not pool.stopping]
+        if due and not self.exchange.down:
+            try:
+                counts = self.storage.counts(time.time())
+            except StorageError as exc:
+                self.exchange.failed(now, exc)
+            else:
+                for pool in due:
+                    if pool.rebalance(now, counts):
+                        pool.manage(now)  # move, spawn and retire now, not a turn later
+                        self.next_poll = now  # and claim for the moved workers at once
+        self.next_balance = min((pool.next_step for pool in self.pools if pool.balanced and not pool.stopping),
+                                default=float("inf"))
+        self.next_balance = max(self.next_balance, now + 0.05)  # storage down: try again soon, not at once
+
     def worker_exited(self) -> None:
         self._kill_strays()
 
@@ -286,8 +307,7 @@ class Supervisor(Reloading, EventLoop):
         workers = [worker for pool in self.pools for worker in pool.describe_workers()]
         info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
                 "restarts": self.stats.restarts,
-                "pools": {p.config.name: {"queues": list(p.config.queues), "workers": p.target}
-                          for p in self.pools if not p.retired},
+                "pools": {p.config.name: p.describe() for p in self.pools if not p.retired},
                 "jobs": self.job_names}
         held = [job.id for pool in self.pools for job in pool.held()]
         try:
@@ -299,6 +319,7 @@ class Supervisor(Reloading, EventLoop):
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
                 self.metrics.set_workers(workers)
+                self.metrics.set_targets(info["pools"])
                 self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
             self.exchange.failed(time.monotonic(), exc)
@@ -374,13 +395,11 @@ class Supervisor(Reloading, EventLoop):
                     log.info("%s again: stopping now", signal.Signals(signum).name)
                     for pool in self.pools:
                         pool.kill_all(f"the supervisor was told again to stop ({signal.Signals(signum).name})")
-            elif signum == signal.SIGTTIN and not self.stopping:
-                for pool in self.pools:
-                    pool.resize(+1)
-                log.info("SIGTTIN: one more worker per pool")
-            elif signum == signal.SIGTTOU and not self.stopping:
-                for pool in self.pools:
-                    pool.resize(-1)
-                log.info("SIGTTOU: one worker fewer per pool")
+            elif signum in (signal.SIGTTIN, signal.SIGTTOU) and not self.stopping:
+                # one worker more or fewer per pool; a balanced pool moves its max_workers
+                delta = +1 if signum == signal.SIGTTIN else -1
+                log.info("%s: %s", signal.Signals(signum).name,
+                         "; ".join(pool.resize(delta) for pool in self.pools if not pool.stopping))
+                self.next_balance = now
             elif signum == signal.SIGHUP and not self.stopping:
                 self._reload(now)

@@ -88,6 +88,7 @@ class Metrics:
         self._workers: list[dict] = []
         self._pools: dict[str, None] = {}  # every pool seen: one left without workers shows zeros
         self._ticks: dict[tuple[str, str], int] = {}  # (schedule, outcome) -> ticks
+        self._targets: dict[tuple[str, str], int] = {}  # (pool, queue) -> workers, balanced pools
         self.registry = CollectorRegistry()
         self.registry.register(self)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -137,6 +138,11 @@ class Metrics:
         for worker in workers:
             self._pools.setdefault(worker["pool"], None)
 
+    def set_targets(self, pools: dict[str, dict]) -> None:
+        """The balanced pools' workers per queue, from WorkerPool.describe() by pool name."""
+        self._targets = {(name, queue): n for name, pool in pools.items()
+                         for queue, n in (pool.get("targets") or {}).items()}
+
     def render(self) -> bytes:
         """The Prometheus text exposition, to be served with `content_type`."""
         return generate_latest(self.registry)
@@ -158,6 +164,8 @@ class Metrics:
                                          for queue, states in self._depths.items() for state in QUEUE_STATES}),
             _family(GaugeMetricFamily, "jobrt_workers", "Worker processes by pool and state",
                     ("pool", "state"), workers),
+            _family(GaugeMetricFamily, "jobrt_pool_target_workers", "Workers a balanced pool (balance "
+                    "= simple or auto) aims to give each queue now", ("pool", "queue"), self._targets),
             _family(GaugeMetricFamily, "jobrt_worker_rss_bytes", "Resident memory of each worker, in bytes",
                     ("pool", "pid"), {(w["pool"], str(w["pid"])): w.get("rss") or 0 for w in self._workers}),
             _family(CounterMetricFamily, "jobrt_worker_restarts", "Workers recycled or replaced, by pool "

@@ -14,7 +14,7 @@ from runtime.errors import ConfigError
 from runtime.supervisor import sd_notify
 from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
 from runtime.supervisor.ticking import check_schedules
-from runtime.workers.pool import WorkerPool
+from runtime.workers.balanced_pool import worker_pool
 
 log = logging.getLogger("jobrt")
 
@@ -60,8 +60,8 @@ class Reloading:
         self.job_names = names
         try:
             # the new workers import the modules anew: their hooks are those the check found
-            fresh = [WorkerPool(pool, self.registry, self, self.stats, config.path,
-                                self.owner, config.modules, config.module_path, events=events)
+            fresh = [worker_pool(pool, self.registry, self, self.stats, config.path,
+                                 self.owner, config.modules, config.module_path, events=events)
                      for pool in config.pools.values()]
         except ConfigError as exc:
             self._reject_reload(str(exc))
@@ -79,6 +79,7 @@ class Reloading:
             if not pool.stopping:
                 pool.retire_for_reload(now)
         self.pools = self.pools + fresh
+        self.next_balance = now  # the new pools' first step, if they balance
         self.config = config
         self.ticker.use(config, self.registry)  # schedules kept by name keep their cursors
         self._use_lease(config.lease)
@@ -87,5 +88,5 @@ class Reloading:
         self.next_rescue = min(self.next_rescue, now + self.rescue_every)
         log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
                  "they are running (within its timeout) and exit", ", ".join(
-                     f"pool {p.config.name} ({p.config.workers} workers)" for p in fresh))
+                     f"pool {p.config.name} ({p.target} workers)" for p in fresh))
         sd_notify.notify("READY=1\nSTATUS=" + self._summary(), sd_notify.STATE_WAIT)

@@ -7,8 +7,10 @@ and recycles workers after max_jobs / max_time / max_memory_mb; a worker that
 grows past memory_limit_mb while it runs a job is killed, as on a timeout.
 
 Which worker takes a job is `scheduling`'s choice; how a run's end becomes an
-Outcome, `retry_rules`'; the runs ended early (deadlines, memory, cancel, stop)
-are in `run_ending`, a base class. A job sent but not yet started is never
+Outcome, `retry_rules`'; the frames workers send are read in `run_reports`, and the
+runs ended early (deadlines, memory, cancel, stop) in `run_ending`, both base
+classes. A pool with balance = "simple" or "auto" is a `balanced_pool.BalancedPool`.
+A job sent but not yet started is never
 counted as run: if its worker dies or is recycled, it goes back to the buffer.
 """
 
@@ -27,20 +29,21 @@ from runtime.storage.base import FAILED
 from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 from runtime.workers.event_relay import EventRelay
-from runtime.workers.process import describe_exit, read_ready, spawn
+from runtime.workers.process import describe_exit, spawn
 from runtime.workers.records import Run, Worker
 from runtime.workers.run_ending import RunEnding
+from runtime.workers.run_reports import RunReports
 from runtime.workers.scheduling import free_slots, pick
 
 log = logging.getLogger("jobrt")
 
-EWMA = 0.2
 
-
-class WorkerPool(RunEnding):
+class WorkerPool(RunReports, RunEnding):
     """One pool of workers. Only its own methods change its fields; its owner (the supervisor's
     loop, or the embedded Pool's) asks: `wanted()` how many jobs it can take now, `give(jobs)`
     them, `take_outcomes()` how the runs ended, `begin_stop()`, `kill_all()`."""
+
+    balanced = False  # every worker serves every queue of the pool, in priority order
 
     def __init__(self, config, registry, loop, stats, config_path: str | None = None,
                  owner: str = "", fresh_modules: tuple = (), module_path: tuple = (), logger=log,
@@ -80,8 +83,9 @@ class WorkerPool(RunEnding):
         if self.event_relay is not None:  # now is when they were claimed
             self.event_relay.tell(list(buffer)[given:], time.time())
 
-    def no_more(self, due_at: float | None) -> None:
-        """Storage has no more jobs for this pool now; the next is due at `due_at` (monotonic)."""
+    def no_more(self, due_at: float | None, queues=None) -> None:
+        """Storage has no more jobs for this pool now (of `queues`, those it asked for); the next
+        is due at `due_at` (monotonic)."""
         self.maybe_more = False
         self.due_at = due_at
 
@@ -100,9 +104,10 @@ class WorkerPool(RunEnding):
             self.maybe_more = True
         return outcomes
 
-    def resize(self, delta: int) -> None:
-        """One worker more (+1) or fewer (-1); never fewer than one."""
+    def resize(self, delta: int) -> str:
+        """One worker more (+1) or fewer (-1); never fewer than one. Says what it is now."""
         self.target = max(1, self.target + delta)
+        return f"pool {self.config.name}: {self.target} workers"
 
     @property
     def done(self) -> bool:
@@ -152,109 +157,6 @@ class WorkerPool(RunEnding):
     def on_writable(self, worker: Worker) -> None:
         if worker.flush():
             self.loop.want_write(worker, False, self)
-
-    # -- frames from workers ----------------------------------------------
-    def on_readable(self, worker: Worker, now: float) -> None:
-        fd = worker.child.from_child
-        while fd >= 0 and (data := read_ready(fd, 1 << 20)) is not None:
-            if not data:
-                self.loop.unwatch_reader(worker)
-                return
-            try:
-                frames = worker.reader.feed(data)
-            except protocol.ProtocolError as exc:
-                self._broken(worker, f"the worker's result pipe carried garbage ({exc}); "
-                                     "did the job write to an inherited file descriptor?", now)
-                return
-            for kind, header, body in frames:
-                if kind == protocol.DONE:
-                    try:
-                        done = protocol.parse_done(header)
-                    except protocol.ProtocolError as exc:
-                        self._broken(worker, f"the worker sent {exc}; did the job write to the "
-                                             "worker's pipes?", now)
-                        return
-                    if done.printed:  # all of that output is labelled with this job
-                        self.loop.relay_output(worker, end_of_job=True)
-                    if not self._on_done(worker, done, body, now):
-                        return
-                elif kind == protocol.BYE:
-                    worker.said_bye = True
-                elif kind == protocol.BOOT:
-                    worker.boot_error = str(header)[:protocol.MAX_ERROR]
-                else:
-                    self._broken(worker, f"the worker sent a frame of unknown kind {kind}; did the "
-                                         "job write to the worker's pipes?", now)
-                    return
-            if len(data) < 1 << 20:
-                return
-
-    def _broken(self, worker: Worker, error: str, now: float) -> None:
-        self.loop.unwatch_reader(worker)
-        if worker.runs and not worker.killed:
-            run = worker.runs.popleft()
-            self._unreported(run, retry_rules.errored(run.job, run.options, self.config, error, None,
-                                                      time.time(), retry_rules.CRASH))
-            self.stats.finished(run.job.queue, "crashed", now - run.started)
-        self.kill(worker, "crash")
-        self._requeue(worker)
-
-    def _on_done(self, worker: Worker, done: protocol.Done, body: bytes, now: float) -> bool:
-        """Settle the run a DONE frame reports; False when the frame was bogus and the
-        worker is being killed for it."""
-        if worker.killed:
-            return False  # its run was already settled when it was killed
-        job_id, attempt, status, seconds, owned, delay, _printed = done
-        if not worker.runs or worker.runs[0].job.id != job_id or worker.runs[0].job.attempt != attempt:
-            self._broken(worker, f"the worker reported job {job_id} attempt {attempt}, which it was "
-                                 "not running", now)
-            return False
-        if status in (protocol.ERROR, protocol.FAIL):
-            try:
-                error, tb = protocol.parse_error(body)
-            except protocol.ProtocolError as exc:
-                self._broken(worker, f"the worker sent {exc}", now)
-                return False
-        run = worker.runs.popleft()
-        job = run.job
-        wall = time.time()
-        if status == protocol.RETURNED:
-            self._give_back(run, wall)
-        else:
-            worker.jobs_done += run.calls
-            name = job.name
-            average = self.durations.get(name)
-            self.durations[name] = seconds if average is None else average + EWMA * (seconds - average)
-            if status in (protocol.ERROR, protocol.FAIL):
-                self.log.info("job %d (%s) attempt %d: %s", job.id, name, attempt, error)
-            else:
-                error = tb = None
-            outcome, counted = retry_rules.reported(run, self.config, status, body, error, tb, delay, wall)
-            self._outcomes.append(outcome)
-            if run.told is not None:
-                self.event_relay.ended(run, outcome, status)
-            self.stats.finished(job.queue, counted, seconds)
-            self.failed_boots = 0
-        if worker.runs:
-            worker.runs[0].start(now)
-        if worker.active:
-            if self.setup.max_memory and owned > self.setup.max_memory:
-                self.retire(worker, "max_memory")
-            elif worker.max_jobs and worker.jobs_done >= worker.max_jobs:
-                self.retire(worker, "max_jobs")
-        return True
-
-    def _give_back(self, run: Run, wall: float) -> None:
-        """A job sent but never started: back to the buffer, or to storage when stopping."""
-        if self.stopping:
-            self._outcomes.append(retry_rules.returned(run.job, wall))
-        else:
-            self.buffer.appendleft(run)
-
-    def _requeue(self, worker: Worker) -> None:
-        wall = time.time()
-        while worker.runs:
-            self._give_back(worker.runs.pop(), wall)
 
     # -- deaths and deadlines -----------------------------------------------
     def on_exit(self, worker: Worker, now: float) -> None:
@@ -306,15 +208,21 @@ class WorkerPool(RunEnding):
             worker = pick(self.workers.values(), self.durations, self.config.prefetch)
             if worker is None:
                 break
-            run = buffer.popleft()
-            if not worker.runs:
-                run.start(now)
-            worker.runs.append(run)
-            job = run.job
-            frames.setdefault(worker, []).append(
-                protocol.run_frame(job.id, job.attempt, job.name, job.payload, job.context)
-                if run.told is None
-                else self.event_relay.run_frame(run))
+            self._hand(worker, buffer.popleft(), now, frames)
+        self._send_frames(frames)
+
+    def _hand(self, worker: Worker, run: Run, now: float, frames: dict) -> None:
+        """Give `run` to `worker`: its RUN frame joins those `frames` holds for the worker."""
+        if not worker.runs:
+            run.start(now)
+        worker.runs.append(run)
+        job = run.job
+        frames.setdefault(worker, []).append(
+            protocol.run_frame(job.id, job.attempt, job.name, job.payload, job.context)
+            if run.told is None
+            else self.event_relay.run_frame(run))
+
+    def _send_frames(self, frames: dict) -> None:
         for worker, sent in frames.items():
             self.send(worker, sent[0] if len(sent) == 1 else b"".join(sent))
 
@@ -393,6 +301,10 @@ class WorkerPool(RunEnding):
             except psutil.Error:
                 pass
         busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731
-        return [{"pid": w.pid, "pool": self.config.name,
+        return [{"pid": w.pid, "pool": self.config.name, "queue": w.queue,
                  "state": w.killed and "killed" or w.retiring and "stopping" or busy(w),
                  "jobs": w.jobs_done, "rss": w.rss} for w in self.workers.values()]
+
+    def describe(self) -> dict:
+        """This pool for heartbeats (`jobrt status`): its queues, and how many workers it keeps."""
+        return {"queues": list(self.config.queues), "workers": self.target, "balance": "off"}

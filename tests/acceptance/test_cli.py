@@ -41,6 +41,9 @@ def test_init_writes_a_config_that_starts_and_refuses_to_overwrite(tmp_path, sta
     ("[storage]\nurll = 'x'\n", "storage.urll"),
     ("[pools.default\n", "supervisor.toml"),
     ("[jobs]\nmodules = ['no_such_module_here']\n", "jobs.modules"),
+    ("[pools.default]\nqueues = ['a', 'b', 'c']\nbalance = 'auto'\nmin_workers = 4\n",
+     "pools.default.min_workers"),
+    ("[pools.default]\nbalance = 'on'\n", "pools.default.balance"),
 ])
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, text, key):
     (tmp_path / "supervisor.toml").write_text(text)

@@ -51,7 +51,9 @@ def test_an_empty_document_gets_every_default(tmp_path):
     assert config.module_path == (str(tmp_path),)
     assert list(config.pools) == ["default"]
     assert config.pools["default"] == PoolConfig(
-        name="default", queues=("default",), workers=2, timeout=60, max_jobs=1000, max_time=3600,
+        name="default", queues=("default",), workers=2, balance="off", min_workers=1, max_workers=10,
+        balance_strategy="time", balance_max_shift=1, balance_cooldown=3, timeout=60, max_jobs=1000,
+        max_time=3600,
         max_memory_mb=0, memory_limit_mb=0, tries=3, backoff=[10, 60, 300], grace=30, prefetch=2,
         user="", group="", run_as_root=False, max_open_files=0, core_dumps=False,
     )
@@ -200,6 +202,20 @@ def test_the_table_and_the_dataclasses_agree():
         ("[pools.default]\ngrace = -0.5", "pools.default.grace", "seconds >= 0"),
         ("[pools.default]\nprefetch = 17", "pools.default.prefetch", "integer from 1 to 16"),
         ("[pools.default]\nprefetch = 0", "pools.default.prefetch", "got 0"),
+        ("[pools.default]\nbalance = 'on'", "pools.default.balance",
+         'must be one of "off", "simple", "auto", got "on"'),
+        ("[pools.default]\nbalance = true", "pools.default.balance", "got true"),
+        ("[pools.default]\nbalance_strategy = 'jobs'", "pools.default.balance_strategy",
+         'one of "time", "size"'),
+        ("[pools.default]\nmin_workers = 0", "pools.default.min_workers", "integer from 1 to 1024"),
+        ("[pools.default]\nmax_workers = 0", "pools.default.max_workers", "got 0"),
+        ("[pools.default]\nbalance_max_shift = 0", "pools.default.balance_max_shift", "got 0"),
+        ("[pools.default]\nbalance_cooldown = 0", "pools.default.balance_cooldown", "seconds > 0"),
+        ("[pools.mail]\nqueues = ['a', 'b', 'c']\nbalance = 'auto'\nmin_workers = 4",
+         "pools.mail.min_workers",
+         "4 per queue x 3 queues = 12 workers, more than max_workers (10) allows in pool mail"),
+        ("[pools.mail]\nqueues = ['a', 'b']\nbalance = 'simple'\nmax_workers = 1",
+         "pools.mail.min_workers", "more than max_workers (1)"),
         ("[health]\npending_warning = -1", "health.pending_warning", "integer >= 0, got -1"),
         ("[health]\noldest_pending_critical = 'x'", "health.oldest_pending_critical", "seconds"),
         ("[health]\nworker_critical = 1", "health.worker_critical", 'did you mean "workers_critical"?'),
@@ -214,6 +230,14 @@ def test_each_error_names_file_key_and_expectation(tmp_path, text, key, fragment
     assert error.key == key
     assert f": {key}: " in str(error)
     assert fragment in str(error)
+
+
+def test_min_workers_past_max_workers_is_an_error_only_when_the_pool_balances():
+    pools = config_from_dict({"pools": {"a": {"queues": ["x", "y", "z"], "min_workers": 5},
+                                        "b": {"queues": ["x"], "balance": "auto", "min_workers": 3,
+                                              "max_workers": 3, "balance_cooldown": 0.5}}}).pools
+    assert pools["a"].balance == "off" and pools["a"].min_workers == 5
+    assert (pools["b"].balance, pools["b"].max_workers, pools["b"].balance_cooldown) == ("auto", 3, 0.5)
 
 
 def test_a_float_setting_accepts_an_int_and_big_ints_are_refused(tmp_path):

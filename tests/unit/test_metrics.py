@@ -116,6 +116,17 @@ def test_render_counts_what_was_recorded():
     assert ("process_open_fds", frozenset()) in parsed  # the supervisor's own figures come along
 
 
+def test_balanced_pools_show_their_target_per_queue():
+    metrics = Metrics()
+    metrics.set_targets({"default": {"queues": ["a", "b"], "workers": 5, "balance": "auto",
+                                     "max_workers": 10, "targets": {"a": 4, "b": 1}},
+                         "plain": {"queues": ["c"], "workers": 2, "balance": "off"}})
+    parsed = samples(metrics.render().decode())
+    assert value(parsed, "jobrt_pool_target_workers", pool="default", queue="a") == 4
+    assert value(parsed, "jobrt_pool_target_workers", pool="default", queue="b") == 1
+    assert not [key for key in parsed if key[0] == "jobrt_pool_target_workers" and ("pool", "plain") in key[1]]
+
+
 def test_gone_workers_and_queues_drop_out():
     metrics = Metrics()
     metrics.set_workers([{"pid": 11, "pool": "default", "state": "busy", "jobs": 3, "rss": 1000}])
