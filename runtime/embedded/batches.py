@@ -47,6 +47,7 @@ class BatchJob(NamedTuple):
     queue: str = "pool"
     overlap_key: None = None  # no gates: what retry_rules reads of every job
     rate_key: None = None
+    context: None = None  # no workflow: what a RUN frame carries of every job
 
 
 class Batch:
