@@ -34,6 +34,7 @@ from runtime.supervisor.import_check import ImportCheck
 from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
 from runtime.supervisor.ticking import Ticker
+from runtime.supervisor.wakeups import Wakeups
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process
 from runtime.workers.event_relay import hooks_registered
@@ -48,7 +49,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(Reloading, EventLoop):
+class Supervisor(Reloading, Wakeups, EventLoop):
     def __init__(self, config, registry, log_format: str = "text"):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.config = config
@@ -139,40 +140,6 @@ class Supervisor(Reloading, EventLoop):
             f"pool {p.config.name} ({p.target} workers, queues {', '.join(p.config.queues)})"
             for p in self.pools))
         sd_notify.notify("READY=1\nSTATUS=running", sd_notify.STATE_WAIT)
-
-    def _listen(self) -> None:
-        """Subscribe to enqueue wake-ups; without them pickup falls back to polling."""
-        try:
-            self.listener = self.storage.listener()
-        except StorageError as exc:
-            if not self.listen_failed:
-                log.warning("cannot listen for new jobs (%s); polling every %g s until it works",
-                            exc, self.config.poll)
-            self.listen_failed = True
-            return
-        if self.listen_failed:
-            log.info("listening for new jobs again")
-            self.listen_failed = False
-        self.listener_fd = self.listener.fileno()
-        if self.listener_fd >= 0:
-            self.watch_call(self.listener_fd, lambda _mask: self._drain_listener())
-
-    def _drain_listener(self) -> None:
-        self._wake_pools()
-        self._cancel_requested()
-        try:
-            self.listener.drain()
-        except StorageError as exc:
-            log.warning("lost the wake-up listener (%s); polling every %g s and reconnecting",
-                        exc, self.config.poll)
-            self._drop_listener()
-            self.listen_failed = True
-
-    def _drop_listener(self) -> None:
-        if self.listener is not None:
-            self.unwatch_fd(self.listener_fd)
-            self.listener.close()
-            self.listener = None
 
     def _finish(self) -> None:
         sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
