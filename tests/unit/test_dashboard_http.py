@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import base64
 import time
+import warnings
 
 import orjson
 import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-from starlette.testclient import TestClient  # noqa: E402
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx does the same work here
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient  # noqa: E402
 
 from runtime.cli.main import main  # noqa: E402
 from runtime.config.load import config_from_dict  # noqa: E402
