@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from runtime.cli import admin, batches, chains, failed_jobs, schedules
+from runtime.cli import admin, batches, chains, dashboard, failed_jobs, schedules
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     batches.add_parser(commands)
     chains.add_parser(commands)
     schedules.add_parser(commands)
+    dashboard.add_parser(commands)
     return parser
 
 
@@ -340,7 +341,7 @@ def cmd_enqueue(args) -> int:
 
 COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS,
             **failed_jobs.COMMANDS, **batches.COMMANDS,
-            **chains.COMMANDS, **schedules.COMMANDS}
+            **chains.COMMANDS, **schedules.COMMANDS, **dashboard.COMMANDS}
 
 
 if __name__ == "__main__":

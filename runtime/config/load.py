@@ -86,6 +86,10 @@ class Config:
     health: HealthConfig
     metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint, "" = none
     metrics_allow_remote: bool = False
+    dashboard_listen: str = "127.0.0.1:9466"  # [dashboard]: see runtime.config.settings
+    dashboard_token: str = field(default="", repr=False)
+    dashboard_password_file: str = ""
+    dashboard_show_args: bool = True
     rate_limits: dict = field(default_factory=dict)  # [rate_limits]: name -> (starts, period)
     schedules: dict = field(default_factory=dict)  # [schedules.NAME]: name -> runtime.schedules.Schedule
 
@@ -132,10 +136,11 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     path = os.fsdecode(path) if path is not None else None
     if not isinstance(data, dict):
         raise ConfigError(f"must be a TOML document (a table), got {_show(data)}", path)
-    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics", "rate_limits", "schedules"),
+    _reject_unknown(data, ("storage", "jobs", "pools", "health", "metrics", "dashboard", "rate_limits",
+                           "schedules"),
                     path, (), "section")
     top = {}
-    for section in ("storage", "jobs", "metrics"):
+    for section in ("storage", "jobs", "metrics", "dashboard"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
     health = HealthConfig(**_read_table(data.get("health", {}), settings_of("health"), path,
                                         ("health",)))

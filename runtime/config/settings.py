@@ -101,6 +101,18 @@ def _check_listen(value):
     return value
 
 
+def _check_secret(value):
+    if not isinstance(value, str) or (value and not (value.isprintable() and " " not in value)):
+        raise Invalid("must be a string of printable characters without spaces")  # never echoed
+    return value
+
+
+def _check_file(value):
+    if not isinstance(value, str) or "\0" in value:
+        raise Invalid(f'must be a file path or "", got {_show(value)}')
+    return value
+
+
 def _choice(*values: str) -> Kind:
     """One of a few words, e.g. "off", "simple" or "auto"."""
     expected = "one of " + ", ".join(f'"{value}"' for value in values)
@@ -135,6 +147,8 @@ MODULES = _names(
     lambda s: all(part.isidentifier() and not keyword.iskeyword(part) for part in s.split(".")),
 )
 DIRS = _names("a directory", "directories", lambda s: s != "" and "\0" not in s)
+SECRET = Kind("a string of printable characters without spaces", _check_secret)
+FILE = Kind('a file path, or "" for none', _check_file)
 LISTEN = Kind('HOST:PORT such as 127.0.0.1:9464 or [::1]:9464, or "" for none', _check_listen)
 
 
@@ -162,6 +176,7 @@ SECTIONS = {
     "health": "Thresholds of `jobrt health` (exit 0 healthy, 1 warning, 2 critical); "
     "0 turns a check off.",
     "metrics": "The Prometheus endpoint (GET /metrics) the supervisor serves.",
+    "dashboard": "The web dashboard, `jobrt dashboard` (a process of its own, reading this storage).",
 }
 
 # fmt: off
@@ -257,6 +272,19 @@ SETTINGS = (
     Setting("metrics", "allow_remote", BOOL, False, "",
             "allow a listen address other hosts can reach; the endpoint has no authentication",
             field="metrics_allow_remote"),
+    Setting("dashboard", "listen", LISTEN, "127.0.0.1:9466", "",
+            "HOST:PORT the dashboard serves on (--listen overrides it); an address other hosts "
+            "can reach needs a token or a password_file", field="dashboard_listen"),
+    Setting("dashboard", "token", SECRET, "", "",
+            "the secret every request must carry (HTTP Basic password, any user name, or "
+            "Authorization: Bearer TOKEN); \"\" = none, allowed on loopback only",
+            field="dashboard_token"),
+    Setting("dashboard", "password_file", FILE, "", "",
+            "a file whose first line is the token instead (relative to this file; keep it "
+            "mode 0600); \"\" = none", field="dashboard_password_file"),
+    Setting("dashboard", "show_args", BOOL, True, "",
+            "show jobs' arguments and results; false hides them (they may hold personal data)",
+            field="dashboard_show_args"),
 )
 # fmt: on
 

@@ -17,6 +17,7 @@ from typing import Iterable, NamedTuple
 
 import orjson
 
+from runtime.storage.browse import BrowseVerbs
 from runtime.storage.ticks import TickVerbs
 from runtime.storage.workflows import WorkflowVerbs
 
@@ -66,6 +67,7 @@ class ClaimedJob(NamedTuple):
     batch_id: str | None = None  # the batch it is a member of
     chain_id: int | None = None  # the chain it is a step of
     context: dict | None = None  # what the job may ask of its run: runtime.supervisor.run_context
+    available_at: float | None = None  # when it became due: the supervisor counts its wait
 
 
 class Outcome(NamedTuple):
@@ -216,7 +218,7 @@ def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str,
     return out
 
 
-class Storage(WorkflowVerbs, TickVerbs):
+class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
     """Base class of storage backends. Subclasses implement every verb below.
 
     Backends are opened by `runtime.storage.open_storage(url, role=...)`.

@@ -16,6 +16,7 @@ import orjson
 from runtime.errors import StorageError
 from runtime.storage import wakeup
 from runtime.storage.memory_batches import MemoryBatches
+from runtime.storage.memory_browse import MemoryBrowse
 from runtime.storage.memory_chains import MemoryChains
 from runtime.storage.memory_ticks import MemoryTicks
 from runtime.storage.base import (
@@ -27,7 +28,7 @@ from runtime.storage.workflows import batch_time
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, Storage):
+class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"
@@ -41,6 +42,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, Storage):
         self._batches_init()
         self._chains_init()
         self._ticks_init()
+        self.minute_rows: dict = {}  # (minute, queue, name) -> MinuteRow
 
     def close(self) -> None:
         pass
@@ -151,7 +153,8 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, Storage):
                 claimed.append(ClaimedJob(job["id"], job["queue"], job["name"], job["payload"],
                                           job["attempts"], job["options"], job["exceptions"],
                                           job["overlap_key"], job["rate_key"], job["retried_at"],
-                                          job["batch_id"], job.get("chain_id")))
+                                          job["batch_id"], job.get("chain_id"),
+                                          available_at=job["available_at"]))
                 job["retried_at"] = None
         return claimed
 

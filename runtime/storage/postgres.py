@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from runtime.errors import StorageError
 from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
+from runtime.storage.pgbrowse import PostgresBrowseVerbs
 from runtime.storage.pgchains import PostgresChainVerbs
 from runtime.storage.pgticks import PostgresTickVerbs
 from runtime.storage.base import (
@@ -42,7 +43,8 @@ ROLES = ("client", "supervisor")
 IDLE = pq.TransactionStatus.IDLE
 
 
-class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs, Storage):
+class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
+                      PostgresBrowseVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
 
     SQL = SQL
@@ -361,5 +363,5 @@ def _exchange(conn, settles, gates, claim, batch_due):
         rows = cursor.fetchall()
         rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
         return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11], r[12], r[13],
-                           r[14]) for r in rows]
+                           r[14], available_at=r[8]) for r in rows]
     return claimed

@@ -910,6 +910,33 @@ CREATE INDEX jobrt_schedule_ticks_runs ON jobrt_schedule_ticks (schedule, tick_a
     WHERE job_id IS NOT NULL;
 CREATE INDEX jobrt_schedule_ticks_age ON jobrt_schedule_ticks (tick_at);
 
+-- name: migration_14
+-- The dashboard (runtime.dashboard, pgbrowse), as the SQLite backend's migration 16: its
+-- lists page by id through an index each (a queue's, a job name's, a batch's jobs: written
+-- when a job is inserted or deleted, never when its state changes; the failed and
+-- cancelled jobs: written when a job ends so), and jobrt_job_minutes, the per-minute
+-- aggregates the supervisors add to, which the charts read. The batch index gains the id
+-- (a batch's members newest first) and replaces the one of migration 1.
+CREATE INDEX jobrt_jobs_queue_id ON jobrt_jobs (queue, id);
+CREATE INDEX jobrt_jobs_name_id ON jobrt_jobs (name, id);
+CREATE INDEX jobrt_jobs_listed ON jobrt_jobs (state, id) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobrt_jobs_batch_id ON jobrt_jobs (batch_id, id) WHERE batch_id IS NOT NULL;
+DROP INDEX jobrt_jobs_batch;
+CREATE TABLE jobrt_job_minutes (
+    minute      bigint           NOT NULL,
+    queue       text             NOT NULL,
+    name        text             NOT NULL,
+    runs        bigint           NOT NULL DEFAULT 0,
+    succeeded   bigint           NOT NULL DEFAULT 0,
+    failed      bigint           NOT NULL DEFAULT 0,
+    runtime_sum double precision NOT NULL DEFAULT 0,
+    runtime_max double precision NOT NULL DEFAULT 0,
+    waits       bigint           NOT NULL DEFAULT 0,
+    wait_sum    double precision NOT NULL DEFAULT 0,
+    wait_max    double precision NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, queue, name)
+);
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -1494,3 +1521,75 @@ WHERE id IN (SELECT id FROM jobrt_jobs
              ORDER BY finished_at, id
              LIMIT %(limit)s
              FOR UPDATE SKIP LOCKED);
+
+-- name: jobs_page_listed
+-- The failed or cancelled jobs (jobrt_jobs_listed), newest first, further filtered.
+SELECT * FROM jobrt_jobs
+WHERE state = %(state)s::text AND state IN ('failed', 'cancelled') AND id < %(before)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND (%(name)s::text IS NULL OR name = %(name)s::text) AND (%(batch)s::text IS NULL OR batch_id = %(batch)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: jobs_page_running
+-- The running jobs (a few per worker, all in jobrt_jobs_lease), sorted.
+SELECT * FROM jobrt_jobs
+WHERE state = 'running' AND id < %(before)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND (%(name)s::text IS NULL OR name = %(name)s::text) AND (%(batch)s::text IS NULL OR batch_id = %(batch)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: jobs_page_batch
+SELECT * FROM jobrt_jobs
+WHERE batch_id = %(batch)s::text AND batch_id IS NOT NULL AND id < %(before)s
+  AND (%(state)s::text IS NULL OR state = %(state)s::text) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND (%(name)s::text IS NULL OR name = %(name)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: jobs_page_queue
+SELECT * FROM jobrt_jobs
+WHERE queue = %(queue)s::text AND id < %(before)s
+  AND (%(state)s::text IS NULL OR state = %(state)s::text) AND (%(name)s::text IS NULL OR name = %(name)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: jobs_page_name
+SELECT * FROM jobrt_jobs
+WHERE name = %(name)s::text AND id < %(before)s
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: jobs_page_all
+-- No filter, or pending or succeeded jobs: the primary key in id order.
+SELECT * FROM jobrt_jobs
+WHERE true AND id < %(before)s
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: batches_page
+SELECT * FROM jobrt_batches WHERE id < %(before)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: record_minutes
+INSERT INTO jobrt_job_minutes AS m (minute, queue, name, runs, succeeded, failed, runtime_sum,
+                                    runtime_max, waits, wait_sum, wait_max)
+SELECT * FROM unnest(%(minute)s::bigint[], %(queue)s::text[], %(name)s::text[],
+                     %(runs)s::bigint[], %(succeeded)s::bigint[], %(failed)s::bigint[],
+                     %(runtime_sum)s::float8[], %(runtime_max)s::float8[], %(waits)s::bigint[],
+                     %(wait_sum)s::float8[], %(wait_max)s::float8[])
+ON CONFLICT (minute, queue, name) DO UPDATE SET
+    runs = m.runs + excluded.runs, succeeded = m.succeeded + excluded.succeeded,
+    failed = m.failed + excluded.failed, runtime_sum = m.runtime_sum + excluded.runtime_sum,
+    runtime_max = greatest(m.runtime_max, excluded.runtime_max), waits = m.waits + excluded.waits,
+    wait_sum = m.wait_sum + excluded.wait_sum, wait_max = greatest(m.wait_max, excluded.wait_max);
+
+-- name: minute_series_queue
+SELECT minute - minute %% %(bucket)s::bigint AS at, queue, sum(runs)::bigint,
+       sum(succeeded)::bigint, sum(failed)::bigint, sum(runtime_sum), max(runtime_max),
+       sum(waits)::bigint, sum(wait_sum), max(wait_max)
+FROM jobrt_job_minutes WHERE minute >= %(since)s::bigint
+GROUP BY at, queue;
+
+-- name: minute_series_name
+SELECT minute - minute %% %(bucket)s::bigint AS at, name, sum(runs)::bigint,
+       sum(succeeded)::bigint, sum(failed)::bigint, sum(runtime_sum), max(runtime_max),
+       sum(waits)::bigint, sum(wait_sum), max(wait_max)
+FROM jobrt_job_minutes WHERE minute >= %(since)s::bigint
+GROUP BY at, name;
+
+-- name: prune_minutes
+DELETE FROM jobrt_job_minutes WHERE minute < %(before)s::bigint;

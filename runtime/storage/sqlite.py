@@ -22,7 +22,7 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import (
-    sqlite_batches, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, sqlite_ticks, wakeup,
+    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, sqlite_ticks, wakeup,
 )
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
@@ -38,7 +38,7 @@ TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
 class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs,
-                    sqlite_ticks.SqliteTickVerbs, Storage):
+                    sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs
@@ -361,7 +361,7 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
             if len(rows) > 1:
                 rows.sort(key=_claim_order)
             claimed.extend([ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[10], r[11],
-                                       r[13], r[14], r[15]) for r in rows])
+                                       r[13], r[14], r[15], available_at=r[7]) for r in rows])
             tally.move(PENDING, RUNNING, [(r[1], r[2], r[7]) for r in rows])
             starts = [r[0] for r in rows if r[9]]
             if starts:

@@ -353,6 +353,30 @@ CREATE INDEX schedule_ticks_runs ON schedule_ticks (schedule, tick_at) WHERE job
 -- prune: oldest first
 CREATE INDEX schedule_ticks_age ON schedule_ticks (tick_at);
 
+-- name: migration_16
+-- The dashboard (runtime.dashboard, sqlite_browse). Its lists page by id through an index
+-- each: a queue's or a job name's jobs (written when a job is inserted or deleted, never
+-- when its state changes), the failed and cancelled jobs (written when a job ends so).
+-- job_minutes: per minute, queue and job name, what the supervisors counted (runs,
+-- outcomes, run time, wait), added up by every supervisor's write; the charts read it.
+CREATE INDEX jobs_queue_id ON jobs (queue, id);
+CREATE INDEX jobs_name_id ON jobs (name, id);
+CREATE INDEX jobs_listed ON jobs (state, id) WHERE state IN ('failed', 'cancelled');
+CREATE TABLE job_minutes (
+    minute      INTEGER NOT NULL,
+    queue       TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    runs        INTEGER NOT NULL DEFAULT 0,
+    succeeded   INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    runtime_sum REAL    NOT NULL DEFAULT 0,
+    runtime_max REAL    NOT NULL DEFAULT 0,
+    waits       INTEGER NOT NULL DEFAULT 0,
+    wait_sum    REAL    NOT NULL DEFAULT 0,
+    wait_max    REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, queue, name)
+) WITHOUT ROWID;
+
 -- name: insert_tick
 INSERT INTO schedule_ticks (schedule, tick_at, outcome, missed, created_at)
 VALUES (?, ?, ?, ?, ?)
@@ -840,3 +864,72 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ended
              ORDER BY finished_at, id
              LIMIT ?)
 RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END;
+
+-- name: jobs_page_listed
+-- The failed or cancelled jobs (jobs_listed), newest first, further filtered.
+SELECT * FROM jobs INDEXED BY jobs_listed
+WHERE state = :state AND state IN ('failed', 'cancelled') AND id < :before
+  AND (:queue IS NULL OR queue = :queue) AND (:name IS NULL OR name = :name)
+  AND (:batch IS NULL OR batch_id = :batch)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: jobs_page_running
+-- The running jobs (a few per worker: jobs_lease holds them all), sorted.
+SELECT * FROM jobs INDEXED BY jobs_lease
+WHERE state = 'running' AND id < :before
+  AND (:queue IS NULL OR queue = :queue) AND (:name IS NULL OR name = :name)
+  AND (:batch IS NULL OR batch_id = :batch)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: jobs_page_batch
+-- A batch's members (jobs_batch: its entries are in id order within a batch).
+SELECT * FROM jobs INDEXED BY jobs_batch
+WHERE batch_id = :batch AND batch_id IS NOT NULL AND id < :before
+  AND (:state IS NULL OR state = :state)
+  AND (:queue IS NULL OR queue = :queue) AND (:name IS NULL OR name = :name)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: jobs_page_queue
+SELECT * FROM jobs INDEXED BY jobs_queue_id
+WHERE queue = :queue AND id < :before
+  AND (:state IS NULL OR state = :state) AND (:name IS NULL OR name = :name)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: jobs_page_name
+SELECT * FROM jobs INDEXED BY jobs_name_id
+WHERE name = :name AND id < :before AND (:state IS NULL OR state = :state)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: jobs_page_all
+-- No filter, or pending or succeeded jobs: the table in id order.
+SELECT * FROM jobs
+WHERE id < :before AND (:state IS NULL OR state = :state)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: batches_page
+SELECT * FROM batches WHERE id < ? ORDER BY id DESC LIMIT ?;
+
+-- name: record_minute
+INSERT INTO job_minutes (minute, queue, name, runs, succeeded, failed, runtime_sum,
+                         runtime_max, waits, wait_sum, wait_max)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (minute, queue, name) DO UPDATE SET
+    runs = runs + excluded.runs, succeeded = succeeded + excluded.succeeded,
+    failed = failed + excluded.failed, runtime_sum = runtime_sum + excluded.runtime_sum,
+    runtime_max = max(runtime_max, excluded.runtime_max), waits = waits + excluded.waits,
+    wait_sum = wait_sum + excluded.wait_sum, wait_max = max(wait_max, excluded.wait_max);
+
+-- name: minute_series_queue
+SELECT minute - minute % ?2 AS at, queue, sum(runs), sum(succeeded), sum(failed),
+       sum(runtime_sum), max(runtime_max), sum(waits), sum(wait_sum), max(wait_max)
+FROM job_minutes WHERE minute >= ?1
+GROUP BY at, queue;
+
+-- name: minute_series_name
+SELECT minute - minute % ?2 AS at, name, sum(runs), sum(succeeded), sum(failed),
+       sum(runtime_sum), max(runtime_max), sum(waits), sum(wait_sum), max(wait_max)
+FROM job_minutes WHERE minute >= ?1
+GROUP BY at, name;
+
+-- name: prune_minutes
+DELETE FROM job_minutes WHERE minute < ?;

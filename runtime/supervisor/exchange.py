@@ -76,6 +76,7 @@ class Exchange:
                     if metrics is not None:
                         metrics.storage_round_trip("exchange", time.perf_counter() - started)
                     outbox.clear()
+                    self.stats.claimed(wall, jobs)
                     pool.give(jobs)
                     if len(jobs) < want:
                         due = self.storage.next_due(queues)

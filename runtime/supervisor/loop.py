@@ -31,6 +31,7 @@ from runtime.storage import open_storage
 from runtime.supervisor import sd_notify
 from runtime.supervisor.exchange import Exchange
 from runtime.supervisor.import_check import ImportCheck
+from runtime.supervisor.minutes import MinuteTally, MinuteWriter
 from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
 from runtime.supervisor.ticking import Ticker
@@ -66,7 +67,8 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             from runtime.supervisor.metrics import Metrics  # prometheus_client: only with metrics on
 
             self.metrics = Metrics()
-        self.stats = Stats(self.metrics)
+        self.stats = Stats(self.metrics, MinuteTally())  # the dashboard's per-minute rows
+        self.minutes = MinuteWriter(self.stats.minutes)
         self.ticker = Ticker(config, registry, self.metrics)  # checks the schedules: ConfigError
         self.exchange = Exchange(self.owner, config.lease, self.stats)
         self.pools = [worker_pool(pool, registry, self, self.stats, config.path, self.owner,
@@ -147,6 +149,10 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             if self.exchange.sync(time.monotonic(), self.pools, force=True):
                 break
             time.sleep(0.2 * (attempt + 1))
+        try:
+            self.minutes.write(self.storage, time.time())  # the last counts, for the charts
+        except StorageError:
+            pass
         if self.exchange.outbox:
             log.error("could not write %d results before exiting; their jobs will run again "
                       "once their lease (%g s) expires", len(self.exchange.outbox), self.config.lease)
@@ -283,6 +289,7 @@ class Supervisor(Reloading, Wakeups, EventLoop):
                                    wall, wall + self.config.lease, held=held)
             self._rescued(self.neighbours.watch(wall))
             self._cancel_requested()
+            self.minutes.write(self.storage, wall)
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
                 self.metrics.set_workers(workers)

@@ -181,7 +181,7 @@ class WorkerPool(RunReports, RunEnding):
             if worker.runs:
                 run = worker.runs.popleft()
                 self._unreported(run, retry_rules.lost(run, self.config, status, how, EXIT_CRASH, time.time()))
-                self.stats.finished(run.job.queue, "crashed", now - run.started)
+                self.stats.finished(run.job.queue, "crashed", now - run.started, run.job.name)
                 self.log.warning("pool %s: worker %d %s while running job %d (%s)",
                             self.config.name, worker.pid, how, run.job.id, run.job.name)
             else:

@@ -83,7 +83,7 @@ class RunEnding:
         worker.runs.popleft()
         self._unreported(run, retry_rules.errored(run.job, run.options, self.config, error, None,
                                                   time.time(), reason))
-        self.stats.finished(run.job.queue, reason, now - run.started)
+        self.stats.finished(run.job.queue, reason, now - run.started, run.job.name)
         self.log.warning("job %d (%s) attempt %d %s", run.job.id, run.job.name, run.job.attempt, error)
         self._requeue(worker)
 
@@ -115,7 +115,8 @@ class RunEnding:
             for run in hit:
                 worker.runs.remove(run)
                 self._outcomes.append(retry_rules.cancelled(run.job, wall))
-                self.stats.finished(run.job.queue, "cancelled", now - (run.started or now))
+                self.stats.finished(run.job.queue, "cancelled", now - (run.started or now),
+                                    run.job.name)
                 self.log.warning("job %d (%s) attempt %d cancelled while running: worker %d killed",
                                  run.job.id, run.job.name, run.job.attempt, worker.pid)
             if worker.runs and worker.runs[0].started is not None:

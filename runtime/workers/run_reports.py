@@ -61,7 +61,7 @@ class RunReports:
             run = worker.runs.popleft()
             self._unreported(run, retry_rules.errored(run.job, run.options, self.config, error, None,
                                                       time.time(), retry_rules.CRASH))
-            self.stats.finished(run.job.queue, "crashed", now - run.started)
+            self.stats.finished(run.job.queue, "crashed", now - run.started, run.job.name)
         self.kill(worker, "crash")
         self._requeue(worker)
 
@@ -99,7 +99,7 @@ class RunReports:
             self._outcomes.append(outcome)
             if run.told is not None:
                 self.event_relay.ended(run, outcome, status)
-            self.stats.finished(job.queue, counted, seconds)
+            self.stats.finished(job.queue, counted, seconds, name)
             self.failed_boots = 0
         if worker.runs:
             worker.runs[0].start(now)

@@ -6,19 +6,28 @@ import time
 
 
 class Stats:
-    def __init__(self, metrics=None):
+    def __init__(self, metrics=None, minutes=None):
         self.metrics = metrics  # a runtime.supervisor.metrics.Metrics when [metrics] listen is set
+        self.minutes = minutes  # a runtime.supervisor.minutes.MinuteTally (the supervisor's)
         self.done = 0
         self.restarts: dict[str, int] = {}
         self.rate = 0.0
         self._last_done = 0
         self._last_at = time.monotonic()
 
-    def finished(self, queue: str, outcome: str, seconds: float) -> None:
-        """A run ended: succeeded, failed, retried, released, timeout, memory or crashed."""
+    def finished(self, queue: str, outcome: str, seconds: float, name: str = "") -> None:
+        """A run of job `name` ended: succeeded, failed, retried, released, timeout, memory
+        or crashed."""
         self.done += 1
         if self.metrics is not None:
             self.metrics.job_finished(queue, outcome, seconds)
+        if self.minutes is not None:
+            self.minutes.finished(time.time(), queue, name, outcome, seconds)
+
+    def claimed(self, wall: float, jobs) -> None:
+        """Jobs were claimed at `wall` (epoch seconds): their waits since available_at."""
+        if self.minutes is not None:
+            self.minutes.claimed(wall, jobs)
 
     def restarted(self, pool: str, reason: str) -> None:
         """A worker was replaced. Killed while running a job: timeout, memory (past memory_limit_mb),

@@ -146,7 +146,7 @@ def test_the_table_and_the_dataclasses_agree():
     health_fields = {f.name for f in dataclasses.fields(HealthConfig)}
     assert pool_fields == {"name"} | {s.field or s.name for s in SETTINGS if s.section == POOL}
     assert config_fields == {"path", "base_dir", "pools", "health", "rate_limits", "schedules"} | {
-        s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs", "metrics")
+        s.field or s.name for s in SETTINGS if s.section in ("storage", "jobs", "metrics", "dashboard")
     }
     assert health_fields == {s.field or s.name for s in SETTINGS if s.section == "health"}
     for setting in SETTINGS:
@@ -399,8 +399,12 @@ def test_init_names_a_path_that_is_no_file_and_says_what_to_do(name, fragment):
 
 def test_the_template_explains_every_key_with_its_unit():
     lines = default_config_text().splitlines()
-    for setting in SETTINGS:
-        (index,) = [i for i, line in enumerate(lines) if line.startswith(f"{setting.name} = ")]
+    for setting in SETTINGS:  # a name may recur in another section: [metrics] and [dashboard] listen
+        header = "[pools.default]" if setting.section == POOL else f"[{setting.section}]"
+        start = lines.index(header)
+        ends = [i for i, line in enumerate(lines) if i > start and line.startswith("[")]
+        (index,) = [i for i, line in enumerate(lines[:ends[0] if ends else None])
+                    if i > start and line.startswith(f"{setting.name} = ")]
         assert lines[index - 1].startswith("# ")
         if setting.unit:
             assert lines[index - 1].endswith(f"({setting.unit})")

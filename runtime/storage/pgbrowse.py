@@ -1,0 +1,52 @@
+"""The browsing verbs in the PostgreSQL backend (migration 14), as in the SQLite backend
+(sqlite_browse): keyset pages of jobs, one index each, and the per-minute aggregates."""
+
+from __future__ import annotations
+
+import math
+
+from runtime.numbers import INT_MAX
+from runtime.storage.base import decode_record
+from runtime.storage.browse import PAGE_MAX, MinuteRow, MinuteSeries, check_by
+from runtime.storage.sqlite_browse import page_query
+
+
+class PostgresBrowseVerbs:
+    """Mixed into PostgresStorage: uses its SQL, _read, _write, _change and _record."""
+
+    def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
+                  limit=50):
+        batch = None if batch_id is None else str(batch_id)
+        params = {"state": state, "queue": queue, "name": name, "batch": batch,
+                  "before": INT_MAX if before is None else before,
+                  "limit": max(0, min(limit, PAGE_MAX))}
+        found = self._read("listing jobs", self.SQL[page_query(state, queue, name, batch)],
+                           params, dicts=True)
+        return [decode_record(row) for row in found]
+
+    def batches_page(self, before=None, limit=50):
+        found = self._read("listing batches", self.SQL["batches_page"],
+                           {"before": INT_MAX if before is None else before,
+                            "limit": max(0, min(limit, PAGE_MAX))}, dicts=True)
+        return [self._record(row) for row in found]
+
+    def record_minutes(self, rows):
+        rows = list(rows)
+        if not rows:
+            return
+        params = {field: [getattr(row, field) for row in rows] for field in MinuteRow._fields}
+
+        def work(conn):
+            conn.execute(self.SQL["record_minutes"], params)
+            return lambda: None
+        self._write("writing per-minute job counts", work)
+
+    def minute_series(self, since, bucket, by):
+        check_by(by)
+        found = self._read("reading per-minute job counts", self.SQL[f"minute_series_{by}"],
+                           {"since": math.ceil(since), "bucket": int(bucket)})
+        return sorted(MinuteSeries(*row) for row in found)
+
+    def prune_minutes(self, before):
+        return self._change("pruning per-minute job counts", "prune_minutes",
+                            {"before": math.ceil(before)})

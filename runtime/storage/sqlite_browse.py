@@ -1,0 +1,61 @@
+"""The browsing verbs in the SQLite backend (migration 16): keyset pages of jobs, each query
+walking one index chosen by its filters, and the per-minute aggregate table."""
+
+from __future__ import annotations
+
+from runtime.numbers import INT_MAX
+from runtime.storage.base import decode_record
+from runtime.storage.browse import PAGE_MAX, MinuteSeries, check_by
+from runtime.storage.sqlite_batches import record
+from runtime.storage.sqlite_file import SQL, rows
+
+
+def page_query(state, queue, name, batch) -> str:
+    """The name of the statement that walks the most selective index for these filters."""
+    if state in ("failed", "cancelled"):
+        return "jobs_page_listed"
+    if state == "running":
+        return "jobs_page_running"
+    if batch is not None:
+        return "jobs_page_batch"
+    if queue is not None:
+        return "jobs_page_queue"
+    if name is not None:
+        return "jobs_page_name"
+    return "jobs_page_all"
+
+
+class SqliteBrowseVerbs:
+    """Mixed into SqliteStorage: uses its _cursor, _read, _write and conn."""
+
+    def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
+                  limit=50):
+        batch = None if batch_id is None else str(batch_id)
+        params = {"state": state, "queue": queue, "name": name, "batch": batch,
+                  "before": INT_MAX if before is None else before,
+                  "limit": max(0, min(limit, PAGE_MAX))}
+        cursor = self._cursor("listing jobs", SQL[page_query(state, queue, name, batch)], params)
+        names = [column[0] for column in cursor.description]
+        return [decode_record(dict(zip(names, row))) for row in cursor.fetchall()]
+
+    def batches_page(self, before=None, limit=50):
+        found = rows(self._cursor("listing batches", SQL["batches_page"],
+                                  (INT_MAX if before is None else before,
+                                   max(0, min(limit, PAGE_MAX)))))
+        return [record(self.conn, row) for row in found]
+
+    def record_minutes(self, minute_rows):
+        minute_rows = [tuple(row) for row in minute_rows]
+        if minute_rows:
+            self._write("writing per-minute job counts", lambda conn, tally: conn.executemany(
+                SQL["record_minute"], minute_rows))
+
+    def minute_series(self, since, bucket, by):
+        check_by(by)
+        found = self._read("reading per-minute job counts", SQL[f"minute_series_{by}"],
+                           (since, int(bucket)))
+        return sorted(MinuteSeries(*row) for row in found)
+
+    def prune_minutes(self, before):
+        return self._write("pruning per-minute job counts", lambda conn, tally: conn.execute(
+            SQL["prune_minutes"], (before,)).rowcount)
