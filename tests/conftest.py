@@ -76,8 +76,10 @@ class RunningSupervisor:
         self.config = config
         self.log_path = config.parent / f"supervisor-{time.monotonic_ns()}.log"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify_path = str(config.parent / f"notify-{time.monotonic_ns()}.sock")
-        self.notify.bind(self.notify_path)
+        # An abstract socket ("@", as systemd allows): no path, so no limit of 108 bytes on
+        # deep test directories, and nothing left behind.
+        self.notify_path = f"@jobrt-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.notify.bind("\0" + self.notify_path[1:])
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
