@@ -7,8 +7,16 @@ import math
 
 from runtime.numbers import INT_MAX
 from runtime.storage.base import decode_record
-from runtime.storage.browse import PAGE_MAX, MinuteRow, MinuteSeries, check_by
+from runtime.storage.browse import (
+    PAGE_MAX, MinuteRow, MinuteSeries, by_hour, check_by, reads_hours,
+)
+from runtime.storage.pgschema import SQL
 from runtime.storage.sqlite_browse import page_query
+
+# The hourly table's statements: the minute table's, on jobrt_job_hours.
+HOURS = {name: SQL[name].replace("jobrt_job_minutes", "jobrt_job_hours")
+         for name in ("record_minutes", "minute_series_queue", "minute_series_name",
+                      "prune_minutes")}
 
 
 class PostgresBrowseVerbs:
@@ -34,19 +42,27 @@ class PostgresBrowseVerbs:
         rows = list(rows)
         if not rows:
             return
-        params = {field: [getattr(row, field) for row in rows] for field in MinuteRow._fields}
+
+        def params(rows):
+            return {field: [getattr(row, field) for row in rows] for field in MinuteRow._fields}
 
         def work(conn):
-            conn.execute(self.SQL["record_minutes"], params)
+            conn.execute(self.SQL["record_minutes"], params(rows))
+            conn.execute(HOURS["record_minutes"], params(by_hour(rows)))
             return lambda: None
         self._write("writing per-minute job counts", work)
 
     def minute_series(self, since, bucket, by):
         check_by(by)
-        found = self._read("reading per-minute job counts", self.SQL[f"minute_series_{by}"],
-                           {"since": math.ceil(since), "bucket": int(bucket)})
+        since = math.ceil(since)
+        sql = (HOURS if reads_hours(since, bucket) else self.SQL)[f"minute_series_{by}"]
+        found = self._read("reading per-minute job counts", sql,
+                           {"since": since, "bucket": int(bucket)})
         return sorted(MinuteSeries(*row) for row in found)
 
     def prune_minutes(self, before):
-        return self._change("pruning per-minute job counts", "prune_minutes",
-                            {"before": math.ceil(before)})
+        def work(conn):
+            conn.execute(HOURS["prune_minutes"], {"before": math.ceil(before)})
+            cursor = conn.execute(self.SQL["prune_minutes"], {"before": math.ceil(before)})
+            return lambda: max(cursor.rowcount, 0)
+        return self._write("pruning per-minute job counts", work)

@@ -936,6 +936,9 @@ CREATE TABLE jobrt_job_minutes (
     wait_max    double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (minute, queue, name)
 );
+-- The same added up per hour (`minute`: the hour's start), written with them: the charts of
+-- a week read these, some thousand rows, not the minutes' ten thousands.
+CREATE TABLE jobrt_job_hours (LIKE jobrt_job_minutes INCLUDING ALL);
 
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;

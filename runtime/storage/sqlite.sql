@@ -376,6 +376,22 @@ CREATE TABLE job_minutes (
     wait_max    REAL    NOT NULL DEFAULT 0,
     PRIMARY KEY (minute, queue, name)
 ) WITHOUT ROWID;
+-- The same added up per hour (`minute`: the hour's start), written with them: the charts of
+-- a week read these, some thousand rows, not the minutes' ten thousands.
+CREATE TABLE job_hours (
+    minute      INTEGER NOT NULL,
+    queue       TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    runs        INTEGER NOT NULL DEFAULT 0,
+    succeeded   INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    runtime_sum REAL    NOT NULL DEFAULT 0,
+    runtime_max REAL    NOT NULL DEFAULT 0,
+    waits       INTEGER NOT NULL DEFAULT 0,
+    wait_sum    REAL    NOT NULL DEFAULT 0,
+    wait_max    REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, queue, name)
+) WITHOUT ROWID;
 
 -- name: insert_tick
 INSERT INTO schedule_ticks (schedule, tick_at, outcome, missed, created_at)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from runtime.numbers import INT_MAX
 from runtime.storage.base import decode_record
-from runtime.storage.browse import PAGE_MAX, MinuteSeries, check_by
+from runtime.storage.browse import PAGE_MAX, MinuteSeries, by_hour, check_by, reads_hours
 from runtime.storage.sqlite_batches import record
 from runtime.storage.sqlite_file import SQL, rows
+
+# The hourly table's statements: the minute table's, on job_hours.
+HOURS = {name: SQL[name].replace("job_minutes", "job_hours")
+         for name in ("record_minute", "minute_series_queue", "minute_series_name", "prune_minutes")}
 
 
 def page_query(state, queue, name, batch) -> str:
@@ -45,17 +49,22 @@ class SqliteBrowseVerbs:
         return [record(self.conn, row) for row in found]
 
     def record_minutes(self, minute_rows):
-        minute_rows = [tuple(row) for row in minute_rows]
+        minute_rows = list(minute_rows)
+
+        def work(conn, tally):
+            conn.executemany(SQL["record_minute"], [tuple(row) for row in minute_rows])
+            conn.executemany(HOURS["record_minute"], [tuple(row) for row in by_hour(minute_rows)])
         if minute_rows:
-            self._write("writing per-minute job counts", lambda conn, tally: conn.executemany(
-                SQL["record_minute"], minute_rows))
+            self._write("writing per-minute job counts", work)
 
     def minute_series(self, since, bucket, by):
         check_by(by)
-        found = self._read("reading per-minute job counts", SQL[f"minute_series_{by}"],
-                           (since, int(bucket)))
+        sql = (HOURS if reads_hours(since, bucket) else SQL)[f"minute_series_{by}"]
+        found = self._read("reading per-minute job counts", sql, (since, int(bucket)))
         return sorted(MinuteSeries(*row) for row in found)
 
     def prune_minutes(self, before):
-        return self._write("pruning per-minute job counts", lambda conn, tally: conn.execute(
-            SQL["prune_minutes"], (before,)).rowcount)
+        def work(conn, tally):
+            conn.execute(HOURS["prune_minutes"], (before,))
+            return conn.execute(SQL["prune_minutes"], (before,)).rowcount
+        return self._write("pruning per-minute job counts", work)

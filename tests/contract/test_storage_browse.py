@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from runtime.storage import NewJob, Outcome
-from runtime.storage.browse import MinuteRow
+from runtime.storage.browse import MinuteRow, bucket_rows
 from runtime.storage.workflows import NewBatch
 
 LEASE = 30.0
@@ -102,3 +102,16 @@ def test_minute_rows_add_up_across_writes_and_bucket_by_queue_or_name(store):
         (60, "a", 3), (120, "a", 4), (120, "b", 1)]
     assert store.prune_minutes(120) == 1
     assert [s.at for s in store.minute_series(0, 60, "queue")] == [120, 120]
+
+
+def test_whole_hours_come_from_the_hourly_rows_and_add_up_the_same(store):
+    rows = [MinuteRow(m, "q", "a", 1, n % 2, 1 - n % 2, float(n % 7), float(n % 5), 1,
+                      (n % 8) / 4, (n % 3) / 2)  # sums exact in binary: any order adds up alike
+            for n, m in enumerate(range(0, 5 * 3600, 60 * 7))]
+    store.record_minutes(rows[:20])
+    store.record_minutes(rows[20:])
+    # from a whole hour in whole hours: the hourly rows; from a minute: the minute rows
+    assert store.minute_series(3600, 2 * 3600, "name") == bucket_rows(rows, 3600, 2 * 3600, "name")
+    assert store.minute_series(3660, 3600, "name") == bucket_rows(rows, 3660, 3600, "name")
+    store.prune_minutes(2 * 3600)
+    assert [s.at for s in store.minute_series(0, 3600, "queue")] == [7200, 10800, 14400]
