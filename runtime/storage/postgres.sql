@@ -676,6 +676,9 @@ ALTER TABLE jobrt_chains ADD COLUMN batch_id bigint;
 ALTER TABLE jobrt_batches ADD COLUMN chain_id bigint;
 -- Finished chains are pruned with the jobs' retention, as batches are.
 CREATE INDEX jobrt_chains_finished ON jobrt_chains (finished_at) WHERE finished_at IS NOT NULL;
+-- A claim of a member no longer moves it out of an index of pending members: cancelling a
+-- batch (rare) reads its members through its batch index instead.
+DROP INDEX jobrt_jobs_batch_pending;
 -- A member of a cancelled batch back in its queue (a retry, a rescue): its batch is due,
 -- whose work cancels it (jobrt_workflows_due).
 CREATE FUNCTION jobrt_batch_back() RETURNS trigger LANGUAGE plpgsql

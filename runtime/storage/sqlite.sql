@@ -320,6 +320,9 @@ ALTER TABLE chains ADD COLUMN batch_id INTEGER;
 ALTER TABLE batches ADD COLUMN chain_id INTEGER;
 -- Finished chains are pruned with the jobs' retention, as batches are.
 CREATE INDEX chains_finished ON chains (finished_at) WHERE finished_at IS NOT NULL;
+-- A claim of a member no longer moves it out of an index of pending members: cancelling a
+-- batch (rare) reads its members through jobs_batch instead.
+DROP INDEX jobs_batch_pending;
 -- A member of a cancelled batch back in its queue (a retry, a rescue): its batch is due,
 -- whose work cancels it (sqlite_batches.work_due).
 CREATE TRIGGER jobs_batch_back AFTER UPDATE OF state ON jobs
@@ -489,7 +492,7 @@ UPDATE batches SET fired = ?, finished_at = ?, cancelled_at = ?, due = 0 WHERE i
 
 -- name: batch_cancel_members
 UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_held = NULL
-WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch
              WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL)
 RETURNING queue, name, available_at, overlap_key, rate_key;
 
@@ -501,7 +504,7 @@ WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_running
 
 -- name: batch_cancel_returned
 UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_held = NULL
-WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch_pending
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_batch
              WHERE batch_id = ? AND state = 'pending' AND batch_id IS NOT NULL
                AND retried_at IS NULL)
 RETURNING queue, name, available_at, overlap_key, rate_key;
