@@ -13,6 +13,8 @@ The pools all have queues emails, exports, reports and the same max_workers:
   off idle  balance = "off", workers = min_workers x queues (3): the size an auto
             pool shrinks to when idle, and what a fixed pool costs at rest
   auto      balance = "auto", min_workers 1, grows toward max_workers by the load
+  simple    balance = "simple", max_workers split evenly between the queues, fixed
+            (Horizon's "simple": the queue with 90% of the work gets a third)
   off max   balance = "off", workers = max_workers: a fixed pool that is always as
             large as auto ever gets (the ceiling; it costs that much at rest too)
 The headline ratio is off idle / auto: what auto gains at the same resting
@@ -100,6 +102,7 @@ def main() -> None:
         ("off idle", {"balance": "off", "workers": idle_size, **common}),
         ("auto", {"balance": "auto", "balance_cooldown": args.cooldown,
                   "balance_max_shift": args.shift, **common}),
+        ("simple", {"balance": "simple", **common}),
         ("off max", {"balance": "off", "workers": args.max_workers, **common}),
     ]
     results = [drain(name, pool, args) for name, pool in runs]
@@ -111,6 +114,7 @@ def main() -> None:
            f"auto_speedup = this run's drain time / auto's", results, args.json_out, 16)
     print(f"auto drains {by_name['off idle'] / by_name['auto']:.2f}x faster than off at the "
           f"same resting size ({idle_size} workers) and max_workers; "
+          f"{by_name['simple'] / by_name['auto']:.2f}x against simple at max_workers; "
           f"{by_name['off max'] / by_name['auto']:.2f}x against off always at max_workers")
 
 
