@@ -83,6 +83,9 @@ def overview(storage, cfg, now: float | None = None) -> dict:
     rows = health.live_supervisors(storage, now)
     supervisors, workers = health.live_workers(storage, now, rows)
     hour = storage.minute_series(now - 3600, 3600, "queue")
+    # jobs per minute: the runs counted in the last five minutes (the current one partly)
+    since = (int(now) // 60 - 5) * 60
+    recent = sum(s.runs for s in storage.minute_series(since, 60, "queue"))
     runs = {s.key: s.runs for s in hour}
     runtime = {s.key: (s.runtime_sum / s.runs if s.runs else None) for s in hour}
     serving = _workers_per_queue(supervisors, workers)
@@ -109,7 +112,7 @@ def overview(storage, cfg, now: float | None = None) -> dict:
                          targets=pool.get("targets"))
     return {
         "now": now,
-        "jobs_per_minute": round(60 * sum(s.get("rate") or 0 for s in supervisors), 1),
+        "jobs_per_minute": round(recent * 60 / max(60.0, now - since), 1),
         "jobs_last_hour": sum(runs.values()),
         "failed": sum(c.get("failed", 0) for c in counts.values()),
         "failed_retention_days": round(cfg.retention / 86400, 1) if cfg.retention else None,

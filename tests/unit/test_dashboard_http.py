@@ -86,6 +86,8 @@ def test_every_page_and_its_json_twin(made):
         queues = {q["queue"]: q for q in overview["queues"]}
         assert queues["default"]["pending"] == 3 and queues["default"]["failed"] == 1
         assert overview["jobs_last_hour"] == 5 and overview["health"]["status"] == "critical"
+        # counted runs over the last five minutes and this one's part: 5 in 5 to 6 minutes
+        assert 0.8 <= overview["jobs_per_minute"] <= 1.0  # 5 * 60 / 300..360 s, to 0.1
         failed = c.get("/api/failed").json()["jobs"]
         assert [j["id"] for j in failed] == [found["failed"]] and failed[0]["error_line"] == "RuntimeError: boom"
         charts = c.get("/api/metrics-charts").json()
