@@ -156,8 +156,9 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from peers_report import plot, table
 
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     results = run(args)
-    document = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    document = {"date": started,
                 "machine": machine(), "command": "python3 benchmarks/peers.py " + " ".join(argv),
                 "jobs": args.jobs, "workers": args.workers, "redis_appendfsync": args.redis_fsync,
                 "results": results}

@@ -29,11 +29,20 @@ def note_key(key: str) -> str:
     return key.removesuffix("_per_s").removesuffix("_p50_ms") + "_note"
 
 
+def marked(result: dict, key: str) -> str:
+    """"*" where a throughput figure has a note (a drain that did not finish)."""
+    return "*" if key.endswith("_per_s") and result.get(note_key(key)) else ""
+
+
+def bar_text(value: float, result: dict, key: str) -> str:
+    return (f"{value:,.0f}" if value >= 10 else f"{value:.2g}") + marked(result, key)
+
+
 def cell(result: dict, key: str, missing: str) -> str:
     value = result.get(key)
     if value is not None:
         text = f"{value:,}" if isinstance(value, int) else str(value)
-        return text + ("*" if key.endswith("_per_s") and result.get(note_key(key)) else "")
+        return text + marked(result, key)
     if key == "kill_p50_ms" and result.get("kill_summary"):
         return result["kill_summary"]
     errors = result.get("errors", {})
@@ -94,7 +103,7 @@ def plot(document: dict, directory: Path) -> list[Path]:
             values = [result.get(key) for result in results]
             bars = ax.bar([x for x, v in zip(xs, values) if v], [max(v, 0.01) for v in values if v], width,
                           label=label)
-            ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 10 else f"{v:.2g}" for v in values if v],
+            ax.bar_label(bars, labels=[bar_text(v, r, key) for v, r in zip(values, results) if v],
                          fontsize=7, rotation=90, padding=2)
             for x, value, result in zip(xs, values, results):
                 if not value:  # what the table says instead, at the foot of the axis
