@@ -39,13 +39,14 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
         self.last_id = 0
         self.starts: dict[str, list[float]] = {}  # rate key -> when its jobs started
         self.key = f"memory:{os.getpid()}:{id(self)}"
+        self.waker = wakeup.Waker(self.key)
         self._batches_init()
         self._chains_init()
         self._ticks_init()
         self.minute_rows: dict = {}  # (minute, queue, name) -> MinuteRow
 
     def close(self) -> None:
-        pass
+        self.waker.close()
 
     # -- clients ---------------------------------------------------------
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
@@ -91,7 +92,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
                      if j["unique_key"] == key and j["state"] in LIVE), None)
 
     def notify(self) -> None:
-        wakeup.wake(self.key)
+        self.waker.wake()
 
     def listener(self) -> wakeup.WakeListener:
         return wakeup.WakeListener(self.key)

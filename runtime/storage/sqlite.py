@@ -60,6 +60,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             # mode=rw: should the file vanish meanwhile, SQLite fails instead of creating it
             target, uri = "file:" + quote(self.path) + "?mode=rw", True
         self.key = os.path.realpath(self.path)
+        self.waker = wakeup.Waker(self.key)
         self._target = (target, uri)
         self._conn: sqlite3.Connection | None = connect(self.path, target, uri, role)
         self._closed = False
@@ -89,6 +90,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
         conn, self._conn, self._closed = self._conn, None, True
         if conn is not None:
             conn.close()
+        self.waker.close()
 
     def _write(self, doing: str, work, *args):
         """Run `work(conn, tally, *args)` in one BEGIN IMMEDIATE transaction, then
@@ -136,7 +138,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
         return self._write("enqueueing", sqlite_insert.insert_bulk, rows)
 
     def notify(self) -> None:
-        wakeup.wake(self.key)
+        self.waker.wake()
 
     def listener(self) -> wakeup.WakeListener:
         return wakeup.WakeListener(self.key)
