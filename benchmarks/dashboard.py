@@ -85,7 +85,7 @@ def paths(storage) -> list[str]:
 
 
 def explain(storage) -> None:
-    from runtime.storage.sqlite_browse import page_query
+    from runtime.storage.browse import page_query
 
     cases = [dict(state=s) for s in (None, "pending", "running", "failed", "succeeded")] + [
         dict(queue="emails"), dict(name="jobs.sync:push"), dict(batch="1"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from runtime.numbers import INT_MAX
+
 PAGE_MAX = 500  # rows one page holds at most, whatever a caller asks
 LISTED_STATES = ("running", "failed", "cancelled")  # states with an index of their own
 
@@ -99,6 +101,30 @@ def bucket_rows(rows, since: float, bucket: int, by: str) -> list[MinuteSeries]:
                 runtime_max=max(old.runtime_max, row.runtime_max), waits=old.waits + row.waits,
                 wait_sum=old.wait_sum + row.wait_sum, wait_max=max(old.wait_max, row.wait_max))
     return [out[key] for key in sorted(out)]
+
+
+def page_query(state, queue, name, batch) -> str:
+    """The name of the statement that walks the most selective index for these filters
+    (each backend's .sql file has one of that name)."""
+    if state in ("failed", "cancelled"):
+        return "jobs_page_listed"
+    if state == "running":
+        return "jobs_page_running"
+    if batch is not None:
+        return "jobs_page_batch"
+    if queue is not None:
+        return "jobs_page_queue"
+    if name is not None:
+        return "jobs_page_name"
+    return "jobs_page_all"
+
+
+def page_of(state, queue, name, batch_id, before, limit) -> tuple[str, dict]:
+    """jobs_page's statement name and its named parameters, for either SQL backend."""
+    batch = None if batch_id is None else str(batch_id)
+    return page_query(state, queue, name, batch), {
+        "state": state, "queue": queue, "name": name, "batch": batch,
+        "before": INT_MAX if before is None else before, "limit": max(0, min(limit, PAGE_MAX))}
 
 
 def check_by(by: str) -> None:

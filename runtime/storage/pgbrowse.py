@@ -8,10 +8,9 @@ import math
 from runtime.numbers import INT_MAX
 from runtime.storage.base import decode_record
 from runtime.storage.browse import (
-    PAGE_MAX, MinuteRow, MinuteSeries, by_hour, check_by, reads_hours,
+    PAGE_MAX, MinuteRow, MinuteSeries, by_hour, check_by, page_of, reads_hours,
 )
 from runtime.storage.pgschema import SQL
-from runtime.storage.sqlite_browse import page_query
 
 # The hourly table's statements: the minute table's, on jobrt_job_hours.
 HOURS = {name: SQL[name].replace("jobrt_job_minutes", "jobrt_job_hours")
@@ -24,12 +23,8 @@ class PostgresBrowseVerbs:
 
     def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
                   limit=50):
-        batch = None if batch_id is None else str(batch_id)
-        params = {"state": state, "queue": queue, "name": name, "batch": batch,
-                  "before": INT_MAX if before is None else before,
-                  "limit": max(0, min(limit, PAGE_MAX))}
-        found = self._read("listing jobs", self.SQL[page_query(state, queue, name, batch)],
-                           params, dicts=True)
+        query, params = page_of(state, queue, name, batch_id, before, limit)
+        found = self._read("listing jobs", self.SQL[query], params, dicts=True)
         return [decode_record(row) for row in found]
 
     def batches_page(self, before=None, limit=50):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from runtime.numbers import INT_MAX
 from runtime.storage.base import decode_record
-from runtime.storage.browse import PAGE_MAX, MinuteSeries, by_hour, check_by, reads_hours
+from runtime.storage.browse import (
+    PAGE_MAX, MinuteSeries, by_hour, check_by, page_of, reads_hours,
+)
 from runtime.storage.sqlite_batches import record
 from runtime.storage.sqlite_file import SQL, rows
 
@@ -14,31 +16,13 @@ HOURS = {name: SQL[name].replace("job_minutes", "job_hours")
          for name in ("record_minute", "minute_series_queue", "minute_series_name", "prune_minutes")}
 
 
-def page_query(state, queue, name, batch) -> str:
-    """The name of the statement that walks the most selective index for these filters."""
-    if state in ("failed", "cancelled"):
-        return "jobs_page_listed"
-    if state == "running":
-        return "jobs_page_running"
-    if batch is not None:
-        return "jobs_page_batch"
-    if queue is not None:
-        return "jobs_page_queue"
-    if name is not None:
-        return "jobs_page_name"
-    return "jobs_page_all"
-
-
 class SqliteBrowseVerbs:
     """Mixed into SqliteStorage: uses its _cursor, _read, _write and conn."""
 
     def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
                   limit=50):
-        batch = None if batch_id is None else str(batch_id)
-        params = {"state": state, "queue": queue, "name": name, "batch": batch,
-                  "before": INT_MAX if before is None else before,
-                  "limit": max(0, min(limit, PAGE_MAX))}
-        cursor = self._cursor("listing jobs", SQL[page_query(state, queue, name, batch)], params)
+        query, params = page_of(state, queue, name, batch_id, before, limit)
+        cursor = self._cursor("listing jobs", SQL[query], params)
         names = [column[0] for column in cursor.description]
         return [decode_record(dict(zip(names, row))) for row in cursor.fetchall()]
 
