@@ -6,15 +6,8 @@ from __future__ import annotations
 import time
 
 from runtime.storage import pginsert
-from runtime.storage.base import NewJob
-from runtime.storage.workflows import ChainMember, NewBatch, batch_record
+from runtime.storage.workflows import ChainMember, NewBatch, batch_record, jobs_within
 from runtime.storage.pgparams import check_jobs
-
-
-def members_checked(jobs: list) -> list[NewJob]:
-    """Every job of a batch's members, the steps of its chains included."""
-    return [step for job in jobs
-            for step in (job.steps if isinstance(job, ChainMember) else [job])]
 
 
 class PostgresBatchVerbs:
@@ -22,7 +15,7 @@ class PostgresBatchVerbs:
     chain verbs' _new_chain."""
 
     def create_batch(self, batch: NewBatch, jobs: list, now: float):
-        check_jobs(members_checked(jobs), self.target.where)
+        check_jobs(jobs_within(jobs), self.target.where)
 
         def work(conn):
             batch_id = conn.execute(self.SQL["insert_batch"], {
@@ -34,7 +27,7 @@ class PostgresBatchVerbs:
         return self._write("creating a batch", work, confirm_first=True)
 
     def batch_add(self, batch_id: int, jobs: list, now: float):
-        check_jobs(members_checked(jobs), self.target.where)
+        check_jobs(jobs_within(jobs), self.target.where)
 
         def work(conn):
             if not conn.execute(self.SQL["batch_open"], {"batch": batch_id}).fetchall():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from runtime.storage.workflows import BatchStep, ChainRecord, step_label, step_spec
+from runtime.storage.workflows import ChainRecord, jobs_within, step_label, step_spec
 from runtime.storage.pgparams import check_jobs
 
 
@@ -13,9 +13,7 @@ class PostgresChainVerbs:
     """Mixed into PostgresStorage: uses its SQL, _write, _read, channel and target."""
 
     def create_chain(self, steps: list, catch, queue: str, now: float):
-        check_jobs([job for step in steps
-                    for job in (step.members if isinstance(step, BatchStep) else [step])],
-                   self.target.where)
+        check_jobs(jobs_within(steps), self.target.where)
 
         def work(conn):
             made = self._new_chain(conn, steps, catch, queue, now, None)

@@ -142,6 +142,14 @@ def step_spec(step) -> list | dict:
             step.overlap_key, step.rate_key, step.rate_max, step.rate_period]
 
 
+def jobs_within(items: list) -> list:
+    """Every job of a batch's members or a chain's steps, those of a nested ChainMember or
+    BatchStep included: what a backend checks before it stores any of them."""
+    return [job for item in items for job in (
+        item.steps if isinstance(item, ChainMember) else
+        item.members if isinstance(item, BatchStep) else [item])]
+
+
 def step_label(spec) -> str | dict:
     """What ChainRecord.steps shows of a step spec: its job name, or its batch's name and
     size."""
