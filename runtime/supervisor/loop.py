@@ -37,7 +37,7 @@ from runtime.supervisor.reloading import Reloading
 from runtime.supervisor.ticking import Ticker
 from runtime.supervisor.wakeups import Wakeups
 from runtime.supervisor.output_relay import OutputRelay
-from runtime.workers import process
+from runtime.workers import process, zygote
 from runtime.workers.event_relay import hooks_registered
 from runtime.workers.balanced_pool import worker_pool
 from runtime.workers.selector import EventLoop
@@ -135,6 +135,8 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             log.info("metrics on http://%s:%d/metrics", *self.metrics_server.address[:2])
         gc.collect()
         gc.freeze()  # keep the preloaded image's pages shared with the children
+        if zygote.supported():
+            self.zygote = zygote.Zygote(cfg.modules, cfg.module_path, cfg.path)
         now = time.monotonic()
         for pool in self.pools:
             pool.manage(now)
@@ -164,6 +166,8 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         self.neighbours.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
+        if self.zygote is not None:
+            self.zygote.close()
         self.storage.close()
         signal.set_wakeup_fd(-1)
         log.info("supervisor %s stopped", self.owner)
@@ -270,7 +274,9 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         known = {pid for pool in self.pools for pid in pool.pids()}
         if self.import_check is not None:
             known.add(self.import_check.pid)
-        strays = process.kill_strays(known)
+        if self.zygote is not None:
+            known.add(self.zygote.pid)
+        strays = process.kill_strays(known, self.zygote.pid if self.zygote is not None else 0)
         if strays:
             log.warning("killed %d process(es) that jobs started and abandoned (orphans, out of "
                         "their worker's process group): %s", len(strays), ", ".join(map(str, strays)))

@@ -29,7 +29,7 @@ from runtime.storage.base import FAILED
 from runtime.workers import protocol, retry_rules, sandbox
 from runtime.workers.child import EXIT_BOOT, EXIT_CRASH, become_worker
 from runtime.workers.event_relay import EventRelay
-from runtime.workers.process import describe_exit, spawn
+from runtime.workers.process import describe_exit
 from runtime.workers.records import Run, Worker
 from runtime.workers.run_ending import RunEnding
 from runtime.workers.run_reports import RunReports
@@ -125,7 +125,8 @@ class WorkerPool(RunReports, RunEnding):
     def spawn_worker(self, now: float) -> Worker:
         cfg = self.config
         registry, parent, setup = self.registry, self.parent_pid, self.setup
-        child = spawn(lambda r, w: become_worker(r, w, parent, registry, setup), self.loop.relay is not None)
+        child = self.loop.fork_worker(setup, lambda r, w: become_worker(r, w, parent, registry, setup),
+                                      self.loop.relay is not None)
         max_jobs = cfg.max_jobs + random.randint(0, cfg.max_jobs // 10) if cfg.max_jobs else 0
         retire_at = now + cfg.max_time * random.uniform(1.0, 1.1) if cfg.max_time else float("inf")
         worker = Worker(child, max_jobs, retire_at)

@@ -115,26 +115,50 @@ def spawn(body: Callable[[int, int], None], capture_output: bool = True) -> Chil
     """Fork a child that runs body(read_fd, write_fd) and must never return. With
     capture_output, the child's stdout and stderr become one pipe (Child.output), so what
     jobs print can be labelled; without, the child keeps this process's own."""
+    child_ends, parent_ends = pipes(capture_output)
+    pid = os.fork()
+    if pid == 0:
+        for fd in parent_ends:
+            if fd >= 0:
+                os.close(fd)
+        enter_child(child_ends, body)
+    close_all(child_ends)
+    return adopt(pid, parent_ends)
+
+
+def pipes(capture_output: bool) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A child's pipes: (its ends: read, write, output), (ours: write, read, output);
+    output is -1 on both sides without capture_output."""
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
     out_r, out_w = os.pipe() if capture_output else (-1, -1)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(to_w)
-            os.close(from_r)
-            if capture_output:
-                os.close(out_r)
-                os.dup2(out_w, 1)
-                os.dup2(out_w, 2)
-                os.close(out_w)
-            body(to_r, from_w)
-        finally:
-            os._exit(70)
-    os.close(to_r)
-    os.close(from_w)
-    if capture_output:
-        os.close(out_w)
+    return (to_r, from_w, out_w), (to_w, from_r, out_r)
+
+
+def close_all(fds) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+def enter_child(child_ends: tuple[int, int, int], body: Callable[[int, int], None]) -> None:
+    """In a new child: its output pipe becomes fd 1 and 2, then body runs. Never returns."""
+    read_fd, write_fd, out_w = child_ends
+    try:
+        if out_w >= 0:
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+            os.close(out_w)
+        body(read_fd, write_fd)
+    finally:
+        os._exit(70)
+
+
+def adopt(pid: int, parent_ends: tuple[int, int, int]) -> Child:
+    """In the parent of a new child `pid`: its own process group, a pidfd, our pipe ends
+    non-blocking and large."""
+    to_w, from_r, out_r = parent_ends
+    if out_r >= 0:
         os.set_blocking(out_r, False)
     try:
         os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
@@ -207,9 +231,10 @@ def children() -> list[int]:
         return [child.pid for child in psutil.Process().children()]
 
 
-def kill_strays(known: set[int]) -> list[int]:
+def kill_strays(known: set[int], spares_group: int = 0) -> list[int]:
     """SIGKILL children that are not in `known` (orphans a job left, which we adopted as
-    subreaper) and reap them. Returns the pids of those that were still running; one that
+    subreaper) and reap them; children in process group `spares_group` (the zygote's
+    spare workers, see runtime.workers.zygote) are left alone. Returns the pids of those that were still running; one that
     was already dead (killed at an earlier sweep, a zombie now) is only reaped, so each
     stray is reported once. Safe against pid reuse: an unreaped child's pid is never reused."""
     killed = []
@@ -219,6 +244,8 @@ def kill_strays(known: set[int]) -> list[int]:
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 continue  # already dead
+            if spares_group and os.getpgid(pid) == spares_group:
+                continue
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
             os.waitpid(pid, os.WNOHANG)  # a zombie now or at the next sweep

@@ -13,7 +13,7 @@ import selectors
 import time
 
 from runtime.workers.pool import WorkerPool
-from runtime.workers.process import read_ready
+from runtime.workers.process import read_ready, spawn
 from runtime.workers.records import Worker
 
 
@@ -22,6 +22,16 @@ class EventLoop:
         self.selector = selectors.DefaultSelector()
         self.relay = relay  # where what jobs print goes (an OutputRelay); None: not captured
         self.writing: set[int] = set()  # pipes to workers with bytes waiting to be written
+        self.zygote = None  # the supervisor's (runtime.workers.zygote); None: fork workers here
+
+    def fork_worker(self, setup, body, capture_output: bool):
+        """A new worker's Child: cloned by the zygote when there is one, else forked here."""
+        if self.zygote is not None:
+            child = self.zygote.spawn(setup, capture_output)
+            if child is not None:
+                return child
+            self.zygote = None
+        return spawn(body, capture_output)
 
     def watch(self, worker: Worker, pool: WorkerPool) -> None:
         self.selector.register(worker.child.from_child, selectors.EVENT_READ, ("read", worker, pool))
