@@ -83,8 +83,10 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
         return self.last_id
 
     def _expire_key(self, key: str | None, now: float) -> None:
+        if key is None:
+            return  # not a pass over every job per enqueue: the eager queue enqueues thousands
         for job in self.jobs.values():
-            if key is not None and job["unique_key"] == key and job["state"] in LIVE \
+            if job["unique_key"] == key and job["state"] in LIVE \
                     and job["unique_expires"] is not None and job["unique_expires"] <= now:
                 job["unique_key"] = None
 
