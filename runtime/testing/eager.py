@@ -16,11 +16,9 @@ killed at its timeout, as under `jobrt start`.
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import contextmanager
 
 from runtime import events
-from runtime.config.load import check_pool
 from runtime.errors import JobrtError
 from runtime.supervisor import run_context
 from runtime.testing.runners import InlineRunner, WorkerRunner
@@ -39,25 +37,15 @@ class EagerError(JobrtError):
 
 
 class EagerShared(Shared):
-    """Shared, with what runs jobs: the pools' defaults, a runner, whether a cancel came."""
+    """Shared, with what runs jobs: a runner, whether a cancel came, whether one runs now."""
 
     def __init__(self, config_path: str | None, run_in_worker: bool):
         super().__init__(config_path)
-        cfg = self.config
-        pools = list(cfg.pools.values()) if cfg is not None else [check_pool({"queues": ["default"]}, "eager")]
-        # One worker, this process's user: the pools' job defaults (tries, backoff, timeout) matter.
-        self.pools = [dataclasses.replace(pool, workers=1, balance="off", max_jobs=0, max_time=0,
-                                          user="", group="", run_as_root=True) for pool in pools]
-        self.order = [queue for pool in self.pools for queue in pool.queues]
         runner = WorkerRunner if run_in_worker else InlineRunner
         extra = (self.pools[0],) if run_in_worker else ()
         self.runner = runner(self.specs, self.pool_for, self.clock.now, *extra)
         self.cancel_asked = False  # a cancel may have hit a claimed job not yet run
         self.running = False
-
-    def pool_for(self, queue: str):
-        """The pool whose defaults a job of `queue` gets: the first that serves it."""
-        return next((pool for pool in self.pools if queue in pool.queues), self.pools[0])
 
     def close(self) -> None:
         self.runner.close()

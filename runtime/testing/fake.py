@@ -27,8 +27,9 @@ SHOWN = 20  # recorded jobs listed in a failed assertion's message
 
 @dataclass(frozen=True)
 class EnqueuedJob:
-    """One recorded job with its options resolved (the @job's, overridden per enqueue).
-    `delay` and `retry_until` are seconds after the enqueue, as they were given."""
+    """One recorded job with its options resolved: the @job's, overridden per enqueue, else
+    (timeout, tries, backoff) the defaults of the pool serving its queue. `delay` and
+    `retry_until` are seconds after the enqueue, as they were given."""
 
     id: int
     name: str
@@ -50,12 +51,14 @@ class EnqueuedJob:
     options: dict = field(repr=False)  # as stored with the job
 
     @classmethod
-    def of(cls, record: JobRecord) -> "EnqueuedJob":
+    def of(cls, record: JobRecord, pool) -> "EnqueuedJob":
         options = record.options
         retry_until = options.get("retry_until")
+        backoff = options.get("backoff")
         return cls(record.id, record.name, record.queue, record.args, record.kwargs,
-                   record.available_at - record.created_at, record.priority, options.get("timeout"),
-                   options.get("tries"), options.get("backoff"),
+                   record.available_at - record.created_at, record.priority,
+                   options.get("timeout") or pool.timeout, options.get("tries") or pool.tries,
+                   pool.backoff if backoff is None else backoff,
                    None if retry_until is None else retry_until - record.created_at,
                    options.get("max_exceptions"), record.unique_key, record.overlap_key,
                    record.rate_key, None if record.batch_id is None else int(record.batch_id),
@@ -122,8 +125,9 @@ class FakeQueue(StandInQueue):
     @property
     def jobs(self) -> list[EnqueuedJob]:
         """Every job recorded, in the order enqueued (callbacks and hooks included)."""
-        storage = self.shared.storage
-        return [EnqueuedJob.of(storage.get(job_id)) for job_id in sorted(storage.jobs)]
+        shared = self.shared
+        found = [shared.storage.get(job_id) for job_id in sorted(shared.storage.jobs)]
+        return [EnqueuedJob.of(record, shared.pool_for(record.queue)) for record in found]
 
     @property
     def batched(self) -> list[RecordedBatch]:

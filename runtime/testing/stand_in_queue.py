@@ -11,12 +11,13 @@ queues) is the client's own code here: a test fails where production would.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 
 from runtime import stand_in
 from runtime.client import Queue
-from runtime.config.load import load_config
+from runtime.config.load import check_pool, load_config
 from runtime.errors import UnknownJob
 from runtime.registry import JobSpec, resolve
 from runtime.storage.memory import MemoryStorage
@@ -45,14 +46,35 @@ class FakeClock:
 
 class Shared:
     """The state every view of one stand-in shares: the store, the clock, the config it was
-    made with, and the job specs its clients resolved (jobs defined in a test module, or
-    named by @job(name=...), found again by name when they run)."""
+    made with and its pools (their job defaults: tries, backoff, timeout), and the job specs
+    its clients resolved (jobs defined in a test module, or named by @job(name=...), found
+    again by name when they run)."""
 
     def __init__(self, config_path: str | None):
         self.clock = FakeClock()
         self.storage = MemoryStorage(clock=self.clock.now)
-        self.config = None if config_path is None else load_config(config_path)
         self.specs = Specs()
+        self.config = None
+        self._use([check_pool({"queues": ["default"]}, "default")])
+        if config_path is not None:
+            self.adopt(load_config(config_path))
+
+    def adopt(self, cfg) -> None:
+        """Take the pools of the first config given: the stand-in's own, else the first one
+        the code under test connects with (what a supervisor of it would run)."""
+        if self.config is None:
+            self.config = cfg
+            self._use(cfg.pools.values())
+
+    def _use(self, pools) -> None:
+        # One worker, this process's user (the eager queue's run_in_worker forks it).
+        self.pools = [dataclasses.replace(pool, workers=1, balance="off", max_jobs=0, max_time=0,
+                                          user="", group="", run_as_root=True) for pool in pools]
+        self.order = [queue for pool in self.pools for queue in pool.queues]
+
+    def pool_for(self, queue: str):
+        """The pool whose defaults a job of `queue` gets: the first that serves it."""
+        return next((pool for pool in self.pools if queue in pool.queues), self.pools[0])
 
     def close(self) -> None:
         self.storage.close()
@@ -85,6 +107,8 @@ class StandInQueue(Queue):
         else:
             self.shared = shared
             cfg = None if config is None else load_config(config)
+            if cfg is not None:
+                shared.adopt(cfg)
         checks = {} if cfg is None else dict(
             modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path,
             pools={name: pool.queues for name, pool in cfg.pools.items()}, limiters=cfg.rate_limits)

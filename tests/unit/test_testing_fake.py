@@ -91,7 +91,8 @@ def test_config_checks_apply_to_connect_with_config(tmp_path):
         c.enqueue("jobs.examples:echo", 1)
         with pytest.raises(UnknownJob, match="not in \\[jobs\\] modules"):
             c.enqueue(send_email, "a")  # a worker of that config would never run it
-        q.assert_enqueued("jobs.examples:echo", args=[1], times=1)
+        [echo] = q.assert_enqueued("jobs.examples:echo", args=[1], times=1)
+        assert (echo.timeout, echo.tries) == (30, 3)  # the defaults of the pool serving its queue
 
 
 def test_a_fake_url_in_the_config_makes_connect_return_a_fake(tmp_path):
