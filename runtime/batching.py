@@ -33,7 +33,7 @@ def create(queue, items, name=None, on_queue=None, then=None, catch=None, finall
            allow_failures=False) -> BatchHandle:
     """A batch of `items` (as enqueue_many takes them, or a workflow_specs.Chain) and its
     callbacks, in one transaction."""
-    now = time.time()
+    now = queue.clock()
     jobs = members(queue, items, now, "batch")
     first = jobs[0] if jobs else None
     batch = new_batch(queue, first.queue if isinstance(first, NewJob) else
@@ -87,7 +87,7 @@ def status(storage, value) -> BatchRecord:
 def add(queue, value, items) -> list[int]:
     """Add members to a batch that has not finished; their ids."""
     wanted = batch_id(value)
-    now = time.time()
+    now = queue.clock()
     jobs = members(queue, items, now, "batch_add")
     ids = queue.storage.batch_add(wanted, jobs, now)
     if ids is None:
@@ -100,10 +100,10 @@ def add(queue, value, items) -> list[int]:
     return ids
 
 
-def cancel(storage, value, kill: bool = False) -> bool:
+def cancel(storage, value, kill: bool = False, now: float | None = None) -> bool:
     """Cancel the pending members (running ones finish, or are killed with `kill`); False if
-    it had finished already."""
-    cancelled = storage.batch_cancel(batch_id(value), time.time(), kill)
+    it had finished already. `now`: the client's clock (default: the wall clock)."""
+    cancelled = storage.batch_cancel(batch_id(value), time.time() if now is None else now, kill)
     if cancelled is None:
         raise _unknown(value)
     if cancelled:
@@ -111,13 +111,13 @@ def cancel(storage, value, kill: bool = False) -> bool:
     return cancelled
 
 
-def retry(storage, value) -> int:
+def retry(storage, value, now: float | None = None) -> int:
     """Put the failed members back in their queues (Laravel's queue:retry-batch); how many.
     The batch is open again until they end; callbacks that ran do not run again."""
     record = status(storage, value)
     if not record.failed_job_ids:
         return 0
-    count = storage.retry_failed(list(record.failed_job_ids), time.time())
+    count = storage.retry_failed(list(record.failed_job_ids), time.time() if now is None else now)
     if count:
         storage.notify()
     return count

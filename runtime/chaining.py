@@ -14,7 +14,6 @@ Queue's chain methods and `jobrt chain` both call here.
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 from runtime.errors import ChainNotFound, PayloadError
@@ -35,7 +34,7 @@ class ChainHandle(NamedTuple):
 def create(queue, items, catch=None, on_queue=None) -> ChainHandle:
     """A chain of `items` (as enqueue_many takes them, or a workflow_specs.Batch), run one
     after another, and its catch callback, stored with its first step in one transaction."""
-    now = time.time()
+    now = queue.clock()
     items = list(items)
     if not items:
         # Laravel dispatches nothing for an empty chain; a caller that built an empty list

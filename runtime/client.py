@@ -10,7 +10,7 @@ import hashlib
 import time
 
 from runtime.config.load import load_config
-from runtime import batching, chaining, gates
+from runtime import batching, chaining, gates, stand_in
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
 from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
@@ -31,13 +31,22 @@ _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "
 
 
 def connect(url: str | None = None, *, config: str | None = None) -> "Queue":
-    """Open a queue by storage url (`sqlite:///path.db`) or by a supervisor.toml."""
+    """Open a queue by storage url (`sqlite:///path.db`) or by a supervisor.toml. Inside
+    runtime.testing's fake_queue() or eager_queue(), or with a `fake://` or `eager://` url,
+    the test helper's queue instead."""
     if (url is None) == (config is None):
         raise TypeError("connect() takes a storage url or config=PATH, one of the two")
+    testing = stand_in.active()  # runtime.testing's fake or eager queue, in a test
+    if testing is not None:
+        return testing.connect(url, config)
     if config is None:
+        if stand_in.is_test_url(url):
+            return stand_in.open_test_url(url, None)
         return Queue(open_storage(url, role="client"))
 
     cfg = load_config(config)
+    if stand_in.is_test_url(cfg.storage_url):
+        return stand_in.open_test_url(cfg.storage_url, config)
     storage = open_storage(cfg.storage_url, role="client", base_dir=cfg.base_dir)
     return Queue(storage, modules=cfg.modules, module_path=cfg.module_path, config_path=cfg.path,
                  pools={name: pool.queues for name, pool in cfg.pools.items()},
@@ -48,12 +57,13 @@ class Queue:
     """A connection for enqueueing jobs and reading their state."""
 
     def __init__(self, storage, modules=(), module_path=(), config_path=None, pools=None,
-                 limiters=None, registry=None):
+                 limiters=None, registry=None, clock=time.time):
         """`pools` (pool name -> its queues) says the config is known: then a job is refused
         at enqueue when no pool of the config serves its queue, or when its name is not
         registered by the config's `modules`, since no worker of that config would run it.
         `limiters`: the config's [rate_limits], name -> (starts, period). `registry`: the
-        modules' jobs, already collected (the supervisor's), so they are not imported again."""
+        modules' jobs, already collected (the supervisor's), so they are not imported again.
+        `clock`: what "now" is (runtime.testing's eager queue passes its fake clock)."""
         self.storage = storage
         self._modules = tuple(modules)
         self._module_path = tuple(module_path)
@@ -63,6 +73,7 @@ class Queue:
         self._checked: dict[tuple[str, str], bytes | None] = {}  # (job, queue) served -> its options
         self._by_name: dict[str, JobSpec] = {}  # names resolved (a module is scanned once, not per job)
         self._limiters = dict(limiters or {})
+        self.clock = clock
 
     def __enter__(self):
         return self
@@ -230,14 +241,14 @@ class Queue:
         # Every keyword with a leading underscore is an option, so a misspelt one is refused
         # here instead of reaching the job as an argument it does not take.
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
-        return self._store([self._new_job(job, args, kwargs, options, time.time())])[0]
+        return self._store([self._new_job(job, args, kwargs, options, self.clock())])[0]
 
     def enqueue_many(self, items) -> list[int]:
         """Store many jobs in one transaction: all of them or none.
 
         Each item is (job, args), (job, args, kwargs) or (job, args, kwargs, options)
         where options is a dict of the same underscore keywords enqueue() takes."""
-        return self._store(self._new_jobs(items, time.time(), "enqueue_many"))
+        return self._store(self._new_jobs(items, self.clock(), "enqueue_many"))
 
     def _new_jobs(self, items, now: float, caller: str, first: int = 0) -> list[NewJob]:
         """enqueue_many's items as NewJobs (a batch's members are given the same way); an
@@ -274,7 +285,7 @@ class Queue:
         within a heartbeat, kills its worker's process group and the job ends cancelled:
         no retry, no failure hook; a job that finishes first keeps its outcome), or the
         state it had already ended in (left as it is). JobNotFound if unknown."""
-        before = self.storage.cancel(int(job_id), time.time())
+        before = self.storage.cancel(int(job_id), self.clock())
         if before is None:
             raise JobNotFound(f"no job with id {job_id} (it may never have existed, or was pruned)")
         if before == "running":
@@ -282,7 +293,7 @@ class Queue:
         return before
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return self.storage.counts(time.time())
+        return self.storage.counts(self.clock())
 
     # -- batches (runtime.batching) ---------------------------------------------
     def batch(self, items, name: str | None = None, queue: str | None = None, then=None, catch=None,
@@ -309,11 +320,11 @@ class Queue:
         """Cancel the batch's pending members; running ones finish, or with `kill` their
         supervisors kill them (as cancel() does) and they end cancelled. False if it had
         finished."""
-        return batching.cancel(self.storage, batch_id, kill)
+        return batching.cancel(self.storage, batch_id, kill, self.clock())
 
     def batch_retry(self, batch_id: int) -> int:
         """Run the batch's failed members again; how many were put back."""
-        return batching.retry(self.storage, batch_id)
+        return batching.retry(self.storage, batch_id, self.clock())
 
     def batches(self, limit: int = 100) -> list[BatchRecord]:
         """The newest batches first."""

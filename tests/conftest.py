@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parent.parent
 END_STATES = ("succeeded", "failed", "cancelled")
 
 
+def pytest_configure(config) -> None:
+    """The jobrt pytest plugin (runtime.testing.plugin): loaded by its pytest11 entry point
+    once jobrt is installed from this tree, else here, so the suite has its fixtures either
+    way (and never registers the plugin twice, which pytest refuses)."""
+    manager = config.pluginmanager
+    if not manager.has_plugin("jobrt") and not manager.has_plugin("runtime.testing.plugin"):
+        import runtime.testing.plugin
+        manager.register(runtime.testing.plugin, "jobrt")
+
+
 def write_config(directory: Path, pools: dict | None = None, storage: dict | None = None,
                  **sections: dict) -> Path:
     """A supervisor.toml in `directory` with a SQLite db beside it and the example jobs;

@@ -137,21 +137,28 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory
             select.select([read_fd], [], [])
             continue
         header, payload = queued.popleft()
-        if len(header) == 3:  # no hooks, no context: the common case, kept as lean as before
-            job_id, attempt, name = header
-            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload)
-        else:
-            job_id, attempt, name = header[0], header[1], header[2]
-            context = header[-1] if len(header) in (4, 8) else None  # protocol.run_frame*
-            ran = len(header) >= 7 and name in registry  # hooks; a job never run has no events
-            if ran:
-                worker_events.before(hooks, header, payload)
-            status, body, delay, seconds = _run(registry, job_id, attempt, name, payload, context)
-            if ran:
-                worker_events.after(hooks, header, payload, status, body)
+        status, body, delay, seconds = run_job(registry, hooks, header, payload)
         owned = owned_bytes(pid, max_memory) if max_memory else 0
         write_all(write_fd, protocol.done_frame(
-            protocol.Done(job_id, attempt, status, seconds, owned, delay, _printed()), body))
+            protocol.Done(header[0], header[1], status, seconds, owned, delay, _printed()), body))
+
+
+def run_job(registry, hooks, header, payload: bytes) -> tuple[str, bytes, float, float]:
+    """Run the job of one RUN frame (its header and payload) with the runtime.events hooks
+    the frame asks for; (status, body, release delay, seconds). Also what runtime.testing's
+    eager queue runs jobs with, in its own process."""
+    if len(header) == 3:  # no hooks, no context: the common case, kept as lean as before
+        job_id, attempt, name = header
+        return _run(registry, job_id, attempt, name, payload)
+    job_id, attempt, name = header[0], header[1], header[2]
+    context = header[-1] if len(header) in (4, 8) else None  # protocol.run_frame*
+    ran = len(header) >= 7 and name in registry  # hooks; a job never run has no events
+    if ran:
+        worker_events.before(hooks, header, payload)
+    status, body, delay, seconds = _run(registry, job_id, attempt, name, payload, context)
+    if ran:
+        worker_events.after(hooks, header, payload, status, body)
+    return status, body, delay, seconds
 
 
 _FIONREAD_BUFFER = bytearray(4)
