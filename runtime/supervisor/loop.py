@@ -198,10 +198,11 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             nearest = min(nearest, self.ticker.next_timer(now))
         if self.import_check is not None:
             nearest = min(nearest, self.import_check.deadline)
-        if self.stop_rules is not None:
-            nearest = min(nearest, self.stop_rules.next_timer())
-        if self.source_watch is not None and not self.stopping:
-            nearest = min(nearest, self.source_watch.next_check)
+        if not self.stopping:  # once stopping, neither is looked at again: no wake-up for them
+            if self.stop_rules is not None:
+                nearest = min(nearest, self.stop_rules.next_timer())
+            if self.source_watch is not None:
+                nearest = min(nearest, self.source_watch.next_check)
         for pool in self.pools:
             nearest = min(nearest, pool.next_timer(now))
         return max(0.0, nearest - now)
