@@ -73,7 +73,7 @@ def attempt() -> int:
 
 
 def job_id() -> int:
-    """The id of the job this worker is running."""
+    """The id of the job this worker is running; 0 under `jobrt run`, which stores no job."""
     return _require()[0]
 
 

@@ -18,6 +18,7 @@ import orjson
 from runtime.errors import ConfigError, UnknownJob
 from runtime.options import check_option, unique_without_key
 from runtime.payload import dump_result
+from runtime.source_files import project_modules
 
 ATTR = "__jobrt__"
 
@@ -183,11 +184,13 @@ def resolve(target, registry: dict[str, JobSpec] | None = None) -> JobSpec:
 
 
 def reimport(modules, search_path=(), config_path: str | None = None) -> dict[str, JobSpec]:
-    """Forget the job modules' packages and import them again from disk: how a worker
-    forked after a reload gets the new code of jobs its supervisor preloaded long ago."""
+    """Forget the job modules' packages, and the project's other modules they imported
+    (runtime.source_files), and import them again from disk: how a worker forked after a
+    reload gets the new code of jobs its supervisor preloaded long ago."""
     packages = {name.split(".")[0] for name in modules}
+    project = project_modules()
     for name in list(sys.modules):
-        if name.split(".")[0] in packages:
+        if name.split(".")[0] in packages or name in project:
             del sys.modules[name]
     importlib.invalidate_caches()
     return collect(modules, search_path, config_path)

@@ -82,7 +82,7 @@ def alive(process) -> bool:
 class RunningSupervisor:
     """`jobrt start` as a user runs it, with a fake NOTIFY_SOCKET to know when it is ready."""
 
-    def __init__(self, config: Path, env: dict | None = None):
+    def __init__(self, config: Path, env: dict | None = None, args=()):
         self.config = config
         self.log_path = config.parent / f"supervisor-{time.monotonic_ns()}.log"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -93,7 +93,8 @@ class RunningSupervisor:
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "start", "--config", str(config), "--log-level", "debug"],
+            [sys.executable, "-m", "runtime.cli", "start", "--config", str(config), "--log-level", "debug",
+             *args],
             cwd=config.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_message(self, wanted: bytes, timeout: float = 30.0) -> bytes:
@@ -144,8 +145,8 @@ def start_supervisor():
     """Start supervisors for a test; any left running are stopped afterwards."""
     started: list[RunningSupervisor] = []
 
-    def start(config: Path, env: dict | None = None) -> RunningSupervisor:
-        supervisor = RunningSupervisor(config, env)
+    def start(config: Path, env: dict | None = None, args=()) -> RunningSupervisor:
+        supervisor = RunningSupervisor(config, env, args)  # args: more `jobrt start` options
         started.append(supervisor)  # before waiting: teardown must kill one that never got ready
         supervisor.wait_message(b"READY=1")
         return supervisor

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from runtime.cli import admin, batches, chains, dashboard, failed_jobs, schedules
+from runtime.cli import admin, batches, chains, dashboard, failed_jobs, run_job, schedules, start_options
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="text for people (default), json: one JSON object per line, also for job output")
+    start_options.add_arguments(start)
 
     enqueue = commands.add_parser("enqueue", help="store a job; prints its id", epilog=ARGS_HELP,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--json", action="store_true",
                          help='print {"id": ID}; errors as {"error": ..., "exit": N}')
 
+    run_job.add_parser(commands, ARGS_HELP)
     admin.add_parsers(commands)
     failed_jobs.add_parser(commands)
     batches.add_parser(commands)
@@ -233,7 +235,8 @@ def cmd_start(args) -> int:
     cfg = load(args)
     registry = collect(cfg.modules, cfg.module_path, cfg.path)
     setup_logging(args.log_level, args.log_format)
-    return Supervisor(cfg, registry, log_format=args.log_format).run()
+    options = start_options.supervisor_options(args, cfg.modules, time.monotonic())
+    return Supervisor(cfg, registry, log_format=args.log_format, **options).run()
 
 
 def _read_json_input(option: str, text: str, stdin_used: list) -> str:
@@ -339,7 +342,14 @@ def cmd_enqueue(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, **admin.COMMANDS,
+def cmd_run(args) -> int:
+    stdin_used: list[str] = []
+    positional = _parse_json("--args", _read_json_input("--args", args.args, stdin_used), list)
+    keywords = _parse_json("--kwargs", _read_json_input("--kwargs", args.kwargs, stdin_used), dict)
+    return run_job.run(args, positional, keywords)
+
+
+COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, "run": cmd_run, **admin.COMMANDS,
             **failed_jobs.COMMANDS, **batches.COMMANDS,
             **chains.COMMANDS, **schedules.COMMANDS, **dashboard.COMMANDS}
 

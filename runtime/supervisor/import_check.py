@@ -1,7 +1,8 @@
 """Importing a reload's job modules in a forked child before any worker is replaced.
 
-    supervisor --fork--> checker: reimport(modules) --> the job names on its pipe, and
-                                                        whether they register event hooks, exit 0
+    supervisor --fork--> checker: reimport(modules) --> the job names on its pipe, whether
+                                                        they register event hooks, and the source
+                                                        files they import (`--reload` watches), exit 0
                                                     --> or the error on its pipe, exit 1
 
 SIGHUP deploys new job code: the new workers import the job modules anew from
@@ -20,6 +21,7 @@ import signal
 import orjson
 
 from runtime.registry import reimport
+from runtime.source_files import watched_files
 from runtime.workers import process, protocol
 from runtime.workers.event_relay import hooks_registered
 
@@ -32,6 +34,7 @@ class ImportCheck:
         self.child = process.spawn(lambda _r, w: _check(w, modules, module_path, config_path),
                                    capture_output=False)  # what modules print goes to our log
         self.said = bytearray()
+        self.files: list[str] = []  # once the modules imported: the source files they import
 
     @property
     def pid(self) -> int:
@@ -46,7 +49,7 @@ class ImportCheck:
         self.child.close()
         if status == 0:
             try:
-                names, events = orjson.loads(self.said)
+                names, events, self.files = orjson.loads(self.said)
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 return "the import check sent no job names (did a module write to its pipe?)", [], False
             return None, names, events is True
@@ -72,5 +75,5 @@ def _check(write_fd: int, modules, module_path, config_path) -> None:
         text = protocol.clean_text(str(exc) or type(exc).__name__, protocol.MAX_ERROR)
         process.write_all(write_fd, text.encode())
         os._exit(1)
-    process.write_all(write_fd, orjson.dumps([names, hooks_registered()]))
+    process.write_all(write_fd, orjson.dumps([names, hooks_registered(), watched_files(modules)]))
     os._exit(0)

@@ -51,8 +51,10 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
 
 
 class Supervisor(Reloading, Wakeups, EventLoop):
-    def __init__(self, config, registry, log_format: str = "text"):
+    def __init__(self, config, registry, log_format: str = "text", stop_rules=None, source_watch=None):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
+        self.stop_rules = stop_rules  # stopping_rules.StopRules: --until-empty, --max-jobs, --max-time
+        self.source_watch = source_watch  # dev_reload.SourceWatch: --reload
         self.config = config
         self.registry = registry
         # JOBRT_HOST names the host where hostnames are not unique (containers);
@@ -183,6 +185,11 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         for pool in self.pools:
             pool.enforce_deadlines(now)
         self.exchange.sync(now, self.pools)
+        if self.stop_rules is not None and not self.stopping:
+            # after the results are written, before the jobs just claimed are dispatched
+            why = self.stop_rules.reached(now, self)
+            if why:
+                self.stop(now, why)
         for pool in self.pools:
             pool.dispatch(now)
             pool.manage(now)
@@ -195,6 +202,11 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             nearest = min(nearest, self.ticker.next_timer(now))
         if self.import_check is not None:
             nearest = min(nearest, self.import_check.deadline)
+        if not self.stopping:  # once stopping, neither is looked at again: no wake-up for them
+            if self.stop_rules is not None:
+                nearest = min(nearest, self.stop_rules.next_timer())
+            if self.source_watch is not None:
+                nearest = min(nearest, self.source_watch.next_check)
         for pool in self.pools:
             nearest = min(nearest, pool.next_timer(now))
         return max(0.0, nearest - now)
@@ -202,6 +214,10 @@ class Supervisor(Reloading, Wakeups, EventLoop):
     def _periodic(self, now: float) -> None:
         if self.import_check is not None and now >= self.import_check.deadline:
             self._reject_reload(self._take_import_check().abandon())
+        if self.source_watch is not None and not self.stopping and now >= self.source_watch.next_check:
+            changed = self.source_watch.changed(now)
+            if changed:
+                self._reload(now, cause=f"--reload: {', '.join(changed)} changed")
         if any(pool.retired and pool.done for pool in self.pools):
             self.pools = [pool for pool in self.pools if not (pool.retired and pool.done)]
         if now >= self.next_poll:
@@ -353,24 +369,28 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             return
         self.signals.extend(data)
 
+    def stop(self, now: float, why: str) -> None:
+        """Stop claiming, return unstarted jobs, give running ones their pool's grace: on
+        SIGTERM/SIGINT, and when a stop rule (`jobrt start --until-empty`, ...) is met."""
+        self.stopping = True
+        log.info("%s: stopping; running jobs get up to their pool's grace to finish", why)
+        sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
+        if self.import_check is not None:
+            self._take_import_check().abandon()
+        for pool in self.pools:
+            if not pool.stopping:
+                grace = pool.config.grace
+                pool.begin_stop(now, grace, f"the supervisor stopped and the grace period "
+                                            f"({grace:g} s) ran out")
+            else:  # retired by a reload, its jobs had no deadline: now they have
+                pool.hurry(now)
+
     def _handle_signals(self, now: float) -> None:
         signals, self.signals = self.signals, []
         for signum in signals:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 if not self.stopping:
-                    self.stopping = True
-                    log.info("%s: stopping; running jobs get up to their pool's grace to finish",
-                             signal.Signals(signum).name)
-                    sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
-                    if self.import_check is not None:
-                        self._take_import_check().abandon()
-                    for pool in self.pools:
-                        if not pool.stopping:
-                            grace = pool.config.grace
-                            pool.begin_stop(now, grace, f"the supervisor stopped and the grace period "
-                                                        f"({grace:g} s) ran out")
-                        else:  # retired by a reload, its jobs had no deadline: now they have
-                            pool.hurry(now)
+                    self.stop(now, signal.Signals(signum).name)
                 else:
                     log.info("%s again: stopping now", signal.Signals(signum).name)
                     for pool in self.pools:

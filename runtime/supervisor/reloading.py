@@ -22,9 +22,14 @@ log = logging.getLogger("jobrt")
 class Reloading:
     """The reload steps of Supervisor."""
 
-    def _reload(self, now: float) -> None:
+    reload_cause = "SIGHUP"  # what started the latest reload: begins the lines it logs
+
+    def _reload(self, now: float, cause: str = "SIGHUP") -> None:
         """Re-read the config and have a throwaway child import its job modules; once they
-        import, `_apply_reload`. A bad config, or modules that do not import, change nothing."""
+        import, `_apply_reload`. A bad config, or modules that do not import, change nothing.
+        `cause` begins the lines logged: SIGHUP, or the files `jobrt start --reload` saw change."""
+        self.reload_cause = cause
+        log.info("%s: reloading the configuration and job modules", cause)
         sd_notify.notify(f"RELOADING=1\nMONOTONIC_USEC={sd_notify.monotonic_usec()}", sd_notify.STATE_WAIT)
         try:
             config = load_config(self.config.path)
@@ -53,10 +58,13 @@ class Reloading:
         return check
 
     def _import_checked(self, config) -> None:
-        error, names, events = self._take_import_check().verdict()
+        check = self._take_import_check()
+        error, names, events = check.verdict()
         if error is not None:
             self._reject_reload(f"its job modules do not import: {error}")
             return
+        if self.source_watch is not None:  # the new code may import files the old did not
+            self.source_watch.watch(check.files)
         self.job_names = names
         try:
             # the new workers import the modules anew: their hooks are those the check found
@@ -69,7 +77,7 @@ class Reloading:
         self._apply_reload(time.monotonic(), config, fresh)
 
     def _reject_reload(self, why: str) -> None:
-        log.error("SIGHUP: new configuration rejected, the running one stays: %s", why)
+        log.error("%s: new configuration rejected, the running one stays: %s", self.reload_cause, why)
         sd_notify.notify("READY=1\nSTATUS=reload rejected: " + why[:200], sd_notify.STATE_WAIT)
 
     def _apply_reload(self, now: float, config, fresh: list) -> None:
@@ -86,7 +94,7 @@ class Reloading:
         # a shorter lease must be renewed before the next heartbeat the old one planned
         self.next_heartbeat = min(self.next_heartbeat, now + self.heartbeat_every)
         self.next_rescue = min(self.next_rescue, now + self.rescue_every)
-        log.info("SIGHUP: configuration reloaded; replacing workers: %s; old workers finish the job "
-                 "they are running (within its timeout) and exit", ", ".join(
+        log.info("%s: configuration reloaded; replacing workers: %s; old workers finish the job "
+                 "they are running (within its timeout) and exit", self.reload_cause, ", ".join(
                      f"pool {p.config.name} ({p.target} workers)" for p in fresh))
         sd_notify.notify("READY=1\nSTATUS=" + self._summary(), sd_notify.STATE_WAIT)
