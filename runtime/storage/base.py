@@ -232,6 +232,8 @@ class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
     # How many outcomes the last exchange (or settle) refused: runs no longer current
     # (fenced by attempt and owner: rescued, rerun, or reported twice).
     refused: int = 0
+    # The longest one call may block on an unreachable storage (seconds, roughly).
+    longest_call: float = 0.2
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:

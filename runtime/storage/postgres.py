@@ -74,6 +74,11 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
         self.channel = "jobrt_" + hashlib.sha1(f"{database}\0{schema}".encode()).hexdigest()[:20]
 
     @property
+    def longest_call(self) -> float:
+        """A call waits for the server at most call_timeout, and connecting at least 2 s."""
+        return float("inf") if self.call_timeout is None else max(2.0, self.call_timeout)
+
+    @property
     def url_for_humans(self) -> str:
         return self.target.url_for_humans
 

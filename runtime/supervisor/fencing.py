@@ -12,7 +12,9 @@ before another supervisor may rescue and rerun them.
 A lease lets another supervisor rescue a job `lease` seconds after its last renewal;
 this one stops the job `margin` seconds before then, so one job runs on two hosts at
 once only if this supervisor's loop stalls for longer than the margin (every storage
-call it makes is bounded by [storage] call_timeout, well under it). The results of
+call it makes is bounded by [storage] call_timeout, well under it; while storage is
+down, the fence closes early enough that the next retry, which may block for the
+longest a call can, cannot carry it past the deadline). The results of
 killed runs are never written: their leases are gone, and a late write would be
 refused anyway (settling is fenced by attempt and owner). One line is logged when the
 fence closes and one when it lifts; metrics: jobrt_fence_events_total, jobrt_fenced.
@@ -96,7 +98,10 @@ class Fencing:
         or try to lift it when storage may be called again."""
         fence = self.fence
         if not fence.fenced:
-            if now >= fence.next_timer():
+            # While storage is down, the next call may block for its longest: fence now
+            # if the deadline could pass during it.
+            ahead = self.storage.longest_call if self.exchange.down else 0.0
+            if now + ahead >= fence.next_timer():
                 self._close_fence(now)
         elif self.exchange.may_call(now):
             self._lift_fence(now)

@@ -161,16 +161,22 @@ class Supervisor(Fencing, Reloading, Wakeups, EventLoop):
         for attempt in range(3):
             if self.exchange.sync(time.monotonic(), self.pools, force=True):
                 break
-            time.sleep(0.2 * (attempt + 1))
+            pause = 0.2 * (attempt + 1)
+            if not self.exchange.may_call(time.monotonic() + pause):
+                break  # it blocked for its call_timeout: unreachable, not busy
+            time.sleep(pause)
+        reachable = self.exchange.may_call(time.monotonic())
         try:
-            self.minutes.write(self.storage, time.time())  # the last counts, for the charts
+            if reachable:
+                self.minutes.write(self.storage, time.time())  # the last counts, for the charts
         except StorageError:
             pass
         if self.exchange.outbox:
             log.error("could not write %d results before exiting; their jobs will run again "
                       "once their lease (%g s) expires", len(self.exchange.outbox), self.config.lease)
         try:
-            self.storage.remove_supervisor(self.owner)
+            if reachable:
+                self.storage.remove_supervisor(self.owner)
         except StorageError:
             pass
         self._drop_listener()
