@@ -90,6 +90,9 @@ class Config:
     dashboard_token: str = field(default="", repr=False)
     dashboard_password_file: str = ""
     dashboard_show_args: bool = True
+    call_timeout: float = 0.0  # [storage]: 0 = lease / 6 (runtime.supervisor.fencing)
+    fence_margin: float = 0.0  # 0 = lease / 3
+    allow_network_fs: bool = False
     rate_limits: dict = field(default_factory=dict)  # [rate_limits]: name -> (starts, period)
     schedules: dict = field(default_factory=dict)  # [schedules.NAME]: name -> runtime.schedules.Schedule
 
@@ -142,6 +145,7 @@ def config_from_dict(data: dict, path: str | None = None, base_dir: str = ".") -
     top = {}
     for section in ("storage", "jobs", "metrics", "dashboard"):
         top.update(_read_table(data.get(section, {}), settings_of(section), path, (section,)))
+    _check_lease(top, path)
     health = HealthConfig(**_read_table(data.get("health", {}), settings_of("health"), path,
                                         ("health",)))
     _check_levels(health, path)
@@ -202,6 +206,20 @@ def _check_balance(pool: PoolConfig, path, where: tuple[str, ...]) -> PoolConfig
             f"max_workers ({pool.max_workers}) allows in pool {pool.name}; lower min_workers or "
             f"raise max_workers", path, _key(*where, "min_workers"))
     return pool
+
+
+def _check_lease(storage: dict, path) -> None:
+    """A supervisor must notice in time that it lost its leases: its storage calls end
+    well within the fence margin, which ends within the lease."""
+    lease = storage["lease"]
+    margin = storage["fence_margin"] or lease / 3
+    if margin >= lease:
+        raise ConfigError(f"must be less than lease ({_show(lease)} s), got {_show(margin)}",
+                          path, "storage.fence_margin")
+    if storage["call_timeout"] > margin / 2:
+        raise ConfigError(f"must be at most half the fence margin ({_show(margin / 2)} s with "
+                          f"lease = {_show(lease)}), got {_show(storage['call_timeout'])}",
+                          path, "storage.call_timeout")
 
 
 def _check_levels(health: HealthConfig, path) -> None:

@@ -191,6 +191,18 @@ SETTINGS = (
     Setting("storage", "retention", SECONDS, 7 * 24 * 3600, "seconds",
             "how long ended jobs stay queryable before the supervisor deletes them; "
             "604800 = 7 days, 0 = forever"),
+    Setting("storage", "call_timeout", SECONDS, 0, "seconds",
+            "the longest the supervisor waits for one storage call (PostgreSQL: a frozen or "
+            "unreachable server; connecting waits at least 2 s) before it gives up, keeps "
+            "enforcing deadlines and retries with backoff; at most fence_margin / 2; 0 = lease / 6 "
+            "(at most fence_margin / 2)"),
+    Setting("storage", "fence_margin", SECONDS, 0, "seconds",
+            "a supervisor that could not renew its leases for lease - fence_margin kills the "
+            "jobs it runs and claims none until storage answers, before another supervisor "
+            "may rescue them; 0 = lease / 3"),
+    Setting("storage", "allow_network_fs", BOOL, False, "",
+            "start even when the SQLite database is on a network filesystem (NFS, SMB, FUSE, "
+            "9p ...): only safe if one host ever uses it"),
     Setting("jobs", "modules", MODULES, ["jobs.examples"], "",
             "job modules, imported before workers fork"),
     Setting("jobs", "path", DIRS, ["."], "",

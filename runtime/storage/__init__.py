@@ -47,11 +47,13 @@ ACCEPTED = ("sqlite:///relative/path.db, sqlite:////absolute/path.db, "
 
 
 def open_storage(url: str, role: str = "client", base_dir: str | None = None,
-                 create: bool = True) -> Storage:
+                 create: bool = True, call_timeout: float | None = None) -> Storage:
     """Open the storage named by `url` for `role` ("client" or "supervisor").
 
     With `create=False` a SQLite database file that does not exist yet is not
-    created: StorageError says so (what read-only commands want).
+    created: StorageError says so (what read-only commands want). `call_timeout`
+    (seconds) bounds each call's wait for a PostgreSQL server (SQLite's supervisor
+    role waits at most its busy timeout on a lock).
 
     Raises StorageError with one line naming the problem when the storage cannot
     be opened, StorageUrlError (a StorageError) when the URL is not understood.
@@ -75,7 +77,7 @@ def open_storage(url: str, role: str = "client", base_dir: str | None = None,
         except ImportError:
             raise StorageError("PostgreSQL storage needs psycopg 3: pip install "
                                "'psycopg[binary]' (or jobrt[postgres])") from None
-        return PostgresStorage(url, role)
+        return PostgresStorage(url, role, call_timeout)
     raise StorageUrlError(f"unsupported storage url scheme {scheme!r:.40}: use {ACCEPTED}")
 
 

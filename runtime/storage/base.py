@@ -12,6 +12,7 @@ A claimed job is `running`, owned by one supervisor (`owner`) until
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
@@ -228,6 +229,11 @@ class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
     """
 
     url_for_humans: str = ""
+    # How many outcomes the last exchange (or settle) refused: runs no longer current
+    # (fenced by attempt and owner: rescued, rerun, or reported twice).
+    refused: int = 0
+    # The longest one call may block on an unreachable storage (seconds, roughly).
+    longest_call: float = 0.2
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -297,6 +303,11 @@ class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
         raise NotImplementedError
 
     # -- leases and supervisors --------------------------------------------
+    def clock(self) -> float:
+        """Now, as epoch seconds, by the clock that judges leases: the database server's
+        where supervisors of many hosts share it (PostgreSQL), else this host's."""
+        return time.time()
+
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
         """Record `owner` as alive (with `info` for status) and extend to `lease_expires`

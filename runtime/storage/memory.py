@@ -112,12 +112,14 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
                                  f"cancelled, not {o.state!r}")
         # Settled kind by kind (succeeded, failed, pending, cancelled), as the SQL backends do.
         failed: list[tuple[int, float]] = []
+        self.refused = len(outcomes)
         for kind in (SUCCEEDED, FAILED, PENDING, CANCELLED):
             for o in outcomes:
                 job = self.jobs.get(o.job_id)
                 if o.state != kind or not job or job["state"] != RUNNING \
                         or job["attempts"] != o.attempt or job["owner"] != owner:
                     continue  # fenced: a stale run or another owner's
+                self.refused -= 1
                 job.update(state=kind, owner=None, lease_expires=None)
                 self._moved(job, RUNNING, kind)
                 if kind == SUCCEEDED:

@@ -10,9 +10,11 @@ to do, and the supervisor's wake-up listener (a dedicated LISTEN connection).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import select
+import time
 from urllib.parse import unquote
 
 import psycopg
@@ -22,9 +24,11 @@ from runtime.errors import StorageError
 from runtime.storage import StorageUrlError
 
 # Added only when neither the url nor the environment sets them: a supervisor
-# must not hang for minutes on an unreachable host or a silently dead peer.
+# must not hang for minutes on an unreachable host or a silently dead peer
+# (tcp_user_timeout: unacknowledged data gives up after 10 s, not the kernel's 15 minutes).
 DEFAULTS = {"connect_timeout": ("PGCONNECT_TIMEOUT", 10), "keepalives_idle": (None, 30),
-            "keepalives_interval": (None, 10), "keepalives_count": (None, 3)}
+            "keepalives_interval": (None, 10), "keepalives_count": (None, 3),
+            "tcp_user_timeout": (None, 10_000)}
 FALLBACK_APPLICATION_NAME = "jobrt"
 # The supervisor's event loop must not sit in a lock wait while job deadlines
 # pass (as with SQLite's 200 ms busy timeout): it gives up, and retries from its
@@ -63,6 +67,40 @@ _CONNECT_FAILURES = (
     (re.compile(r"too many clients|out of memory"), "53"),
     (re.compile(r"starting up|shutting down|in recovery mode"), "57P03"),
 )
+
+
+class Unanswered(psycopg.OperationalError):
+    """The server did not answer a call within its bound: the connection was closed
+    (mid-statement it can never be used again); what the call wrote is unknown."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """A connection whose every wait for the server ends by `deadline` (monotonic
+    seconds, None: no bound), set by the caller before each call.
+
+    A frozen server (SIGSTOP, a hung host whose kernel still acknowledges) never
+    answers: its statement_timeout cannot fire, and neither TCP keepalives nor
+    tcp_user_timeout notice, since every packet is acknowledged. libpq has no
+    client-side deadline, so the one place psycopg waits for the socket enforces it.
+    """
+
+    deadline: float | None = None
+    bound: float = 0.0  # the seconds the deadline allowed, for the message
+
+    def wait(self, gen, interval: float = 0.1, timeout: float | None = None):
+        if self.deadline is None:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        left = self.deadline - time.monotonic()
+        if left > 0:
+            try:
+                return super().wait(gen, interval=min(interval, left),
+                                    timeout=left if timeout is None else min(timeout, left))
+            except psycopg.errors._WaitTimeout:  # psycopg's own (internal) name for it
+                pass
+        gen.close()
+        self.pgconn.finish()
+        raise Unanswered(f"the server did not answer within {self.bound:g} s ([storage] "
+                         f"call_timeout): it is frozen, overloaded or unreachable")
 
 
 def _secrets(url: str) -> list[str]:
@@ -124,15 +162,23 @@ class Target:
             text = text.replace(secret, "***")
         return text
 
-    def connect(self, role: str) -> psycopg.Connection:
-        """A new autocommit connection; transactions are explicit BEGIN ... COMMIT."""
+    def connect(self, role: str, bound: float | None = None) -> psycopg.Connection:
+        """A new autocommit connection; transactions are explicit BEGIN ... COMMIT.
+
+        With `bound` (seconds), connecting waits at most that long (libpq's floor:
+        2 s) and the connection is a BoundedConnection whose calls the caller bounds."""
+        extra = self.extra
+        if bound is not None:
+            extra = {**extra, "connect_timeout": max(2, math.ceil(bound))}
         try:
-            conn = psycopg.connect(self.url, autocommit=True, **self.extra)
+            conn = BoundedConnection.connect(self.url, autocommit=True, **extra)
         except psycopg.Error as exc:
             raise self.error(exc, "connecting", connecting=True) from None
         try:
+            bounded(conn, bound)
             if role == "supervisor":  # clients keep durable commits and no time limits
                 conn.execute(SUPERVISOR_SETTINGS)
+            bounded(conn, None)  # each call starts its own bound
             info = conn.info
             self.set_where(info.host, str(info.port), info.dbname)
         except psycopg.Error as exc:
@@ -188,6 +234,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
+def bounded(conn: BoundedConnection, bound: float | None) -> BoundedConnection:
+    """Start the bound of one call on `conn`: `bound` seconds from now (None: none)."""
+    conn.deadline = None if bound is None else time.monotonic() + bound
+    conn.bound = bound or 0.0
+    return conn
+
+
 def is_broken(conn: psycopg.Connection | None) -> bool:
     return conn is None or conn.closed or conn.pgconn.status != pq.ConnStatus.OK
 
@@ -215,11 +268,11 @@ class Listener:
     closes this listener and makes a new one later (polling meanwhile).
     """
 
-    def __init__(self, target: Target, channel: str):
+    def __init__(self, target: Target, channel: str, bound: float | None = None):
         self.target = target
-        self.conn: psycopg.Connection | None = target.connect("client")
+        self.conn: psycopg.Connection | None = target.connect("client", bound)
         try:
-            self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            bounded(self.conn, bound).execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except psycopg.Error as exc:
             self.close()
             raise target.error(exc, "starting to listen for new jobs") from None

@@ -31,7 +31,7 @@ from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
 )
 from runtime.storage.workflows import batch_time
-from runtime.storage.pgconn import Listener, Target, is_broken, probe
+from runtime.storage.pgconn import Listener, Target, Unanswered, bounded, is_broken, probe
 from runtime.storage.pgparams import check_jobs, settle_params
 
 SQL = pgschema.SQL
@@ -49,10 +49,13 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
 
     SQL = SQL
 
-    def __init__(self, url: str, role: str = "client"):
+    def __init__(self, url: str, role: str = "client", call_timeout: float | None = None):
+        """`call_timeout` (seconds, None: unbounded) bounds every call's wait for the server,
+        so a supervisor's loop never waits on a frozen or unreachable server for longer."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         self.role = role
+        self.call_timeout = call_timeout
         self.target = Target(url)  # the url stays in there, out of repr and messages
         self.conn: psycopg.Connection | None = None
         self.channel = ""
@@ -69,6 +72,11 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
             raise
         # Per database and schema: supervisors of unrelated apps are not woken.
         self.channel = "jobrt_" + hashlib.sha1(f"{database}\0{schema}".encode()).hexdigest()[:20]
+
+    @property
+    def longest_call(self) -> float:
+        """A call waits for the server at most call_timeout, and connecting at least 2 s."""
+        return float("inf") if self.call_timeout is None else max(2.0, self.call_timeout)
 
     @property
     def url_for_humans(self) -> str:
@@ -89,7 +97,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
             if not is_broken(conn):
                 return conn
         self._drop()
-        self.conn = self.target.connect(self.role)
+        self.conn = self.target.connect(self.role, self.call_timeout)
         return self.conn
 
     def _drop(self) -> None:
@@ -110,7 +118,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
         transaction is tried once more, at once, on a new connection.
         """
         for retry in (False, True):
-            conn = self._connection()
+            conn = bounded(self._connection(), self.call_timeout)
             committing = False
             try:
                 with conn.pipeline():
@@ -127,7 +135,8 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
                 return finish()
             except psycopg.Error as exc:
                 lost = self._recover(conn)
-                if lost and confirm_first and not committing and not retry:
+                if lost and confirm_first and not committing and not retry \
+                        and not isinstance(exc, Unanswered):  # its bound is spent
                     continue
                 raise self.target.error(exc, doing, committing=committing, lost=lost,
                                         rolled_back=True) from None
@@ -154,13 +163,13 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
     def _read(self, doing: str, query: str, params: dict | None = None, dicts: bool = False):
         """One statement on its own; a connection found lost is replaced once, at once."""
         for retry in (False, True):
-            conn = self._connection()
+            conn = bounded(self._connection(), self.call_timeout)
             try:
                 cursor = conn.cursor(row_factory=dict_row) if dicts else conn.cursor()
                 return cursor.execute(query, params).fetchall()
             except psycopg.Error as exc:
                 lost = self._recover(conn)
-                if lost and not retry:
+                if lost and not retry and not isinstance(exc, Unanswered):
                     continue
                 raise self.target.error(exc, doing, lost=lost) from None
 
@@ -196,7 +205,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
             pass  # supervisors also poll
 
     def listener(self) -> Listener:
-        return Listener(self.target, self.channel)
+        return Listener(self.target, self.channel, self.call_timeout)
 
     # -- the supervisor's hot path -----------------------------------------
     def exchange(self, owner: str, outcomes: Iterable[Outcome], queues: list[str],
@@ -204,14 +213,17 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
         outcomes = outcomes if isinstance(outcomes, (list, tuple)) else list(outcomes)
         settles = settle_params(owner, outcomes)
         queues = list(dict.fromkeys(queues))  # a queue named twice is still one queue
+        self.refused = 0
         if not settles and (limit <= 0 or not queues):
             return []
         gated = [o for o in outcomes if o.overlap_key is not None or o.rate_key is not None]
         gates = ([o.overlap_key for o in gated], [o.rate_key for o in gated])
-        return self._write("claiming and settling jobs", _exchange, settles, gates, {
+        claimed, settled = self._write("claiming and settling jobs", _exchange, settles, gates, {
             "owner": owner, "queues": queues, "limit": limit,
             "lease_expires": lease_expires, "now": now, "channel": self.channel},
             {"now": batch_time(outcomes, now), "channel": self.channel})
+        self.refused = len(outcomes) - settled
+        return claimed
 
     def next_due(self, queues: list[str]) -> float | None:
         if not queues:
@@ -224,6 +236,9 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
                           {"now": now})[0][0]
 
     # -- leases and supervisors --------------------------------------------
+    def clock(self) -> float:
+        return self._read("reading the server's clock", SQL["clock"])[0][0]
+
     def heartbeat(self, owner: str, host: str, pid: int, started_at: float,
                   info: dict, now: float, lease_expires: float, *, held=None) -> int:
         def work(conn):
@@ -347,14 +362,17 @@ def _fold(conn):
 
 
 def _exchange(conn, settles, gates, claim, batch_due):
-    for name, params in settles:
-        conn.execute(SQL[name], params)
+    """Queue the statements; returns a callable giving (claimed jobs, outcomes settled)."""
+    settled = [conn.execute(SQL[name], params) for name, params in settles]
     # the settled jobs' gates (if any had): the next job's turn
     pginsert.regate(conn, SQL, *gates, claim["now"], claim["channel"])
     if settles:  # members of batches among them: the callbacks due (an index probe if none)
         conn.execute(SQL["batch_due"], batch_due)
+    def count() -> int:  # settle_failed counts the jobs it failed in its one row
+        return sum(cursor.fetchone()[0] if name == "settle_failed" else max(cursor.rowcount, 0)
+                   for (name, _), cursor in zip(settles, settled))
     if claim["limit"] <= 0 or not claim["queues"]:
-        return list
+        return lambda: ([], count())
     conn.execute(SQL["reopen"], claim)
     cursor = conn.execute(SQL["claim"], claim)
     conn.execute(SQL["started"], claim)
@@ -363,5 +381,5 @@ def _exchange(conn, settles, gates, claim, batch_due):
         rows = cursor.fetchall()
         rows.sort(key=lambda r: (r[6], -r[7], r[8], r[0]))  # queue order, then claim order
         return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[9], r[10], r[11], r[12], r[13],
-                           r[14], available_at=r[8]) for r in rows]
+                           r[14], available_at=r[8]) for r in rows], count()
     return claimed

@@ -963,6 +963,10 @@ INSERT INTO jobrt_migrations (version, applied_at) VALUES (%(version)s, %(at)s);
 -- name: whereami
 SELECT current_database(), coalesce(current_schema(), '');
 
+-- name: clock
+-- The server's time now (not the transaction's start), as epoch seconds.
+SELECT extract(epoch FROM clock_timestamp())::double precision;
+
 -- name: insert_jobs
 -- Rows are inserted in batch order, so identity values rise in batch order.
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
@@ -1240,7 +1244,8 @@ WITH failed AS (
 hooked AS (
     SELECT f.*, convert_from(f.options, 'UTF8')::jsonb AS opts FROM failed AS f
     WHERE f.options IS NOT NULL
-)
+),
+hooks AS (
 INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at)
 SELECT queue, opts ->> 'on_failure',
        convert_to(jsonb_build_array(jsonb_build_array(jsonb_build_object(
@@ -1251,7 +1256,10 @@ SELECT queue, opts ->> 'on_failure',
        priority, convert_to(jsonb_build_object('tries', 1, 'timeout', opts -> 'timeout')::text, 'UTF8'),
        at, at
 FROM hooked WHERE opts ? 'on_failure'
-ORDER BY id;  -- the hooks' ids in the order of their jobs', as in every backend
+ORDER BY id  -- the hooks' ids in the order of their jobs', as in every backend
+RETURNING 1
+)
+SELECT count(*) FROM failed;  -- the outcomes it settled (the others were stale)
 
 -- name: settle_pending
 UPDATE jobrt_jobs AS j

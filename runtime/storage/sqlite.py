@@ -172,13 +172,15 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
                 raise ValueError(f"an outcome's state is succeeded, failed, pending or "
                                  f"cancelled, not {state!r}")
         settles = (succeeded, failed, pending, cancelled)
+        self.refused = 0
         if not any(settles) and limit <= 0:
             return []
         gated = [(o.overlap_key, o.rate_key) for o in outcomes
                  if o.overlap_key is not None or o.rate_key is not None]
-        return self._write("claiming and settling jobs", _exchange, settles, moved, put_back,
-                           gated, owner, queues, limit, lease_expires, now,
-                           batch_time(outcomes, now))
+        claimed, self.refused = self._write("claiming and settling jobs", _exchange, settles,
+                                            moved, put_back, gated, owner, queues, limit,
+                                            lease_expires, now, batch_time(outcomes, now))
+        return claimed
 
     def next_due(self, queues: list[str]) -> float | None:
         due = [row[0] for queue in queues
@@ -341,8 +343,9 @@ def _cancel_retried(conn: sqlite3.Connection, tally: Tally, put_back: list[tuple
 
 def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit, lease_expires,
               now, settled_at):
+    refused = 0
     if any(settles):
-        failed = sqlite_settle.settle(conn, tally, owner, settles, moved)
+        failed, refused = sqlite_settle.settle(conn, tally, owner, settles, moved)
         _cancel_retried(conn, tally, put_back, now)
         if failed:
             hooks = conn.execute(SQL["failure_hooks"], (orjson.dumps(failed),))
@@ -374,4 +377,4 @@ def _exchange(conn, tally, settles, moved, put_back, gated, owner, queues, limit
                 conn.execute(SQL["retried_seen"], (orjson.dumps(retried),))
         if rated:  # after every queue's claim: one job per rate key and claim
             sqlite_gates.started(conn, rated, now)
-    return claimed
+    return claimed, refused

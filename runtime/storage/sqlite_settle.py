@@ -17,9 +17,10 @@ _SETTLES = ((SUCCEEDED, SQL["settle_succeeded"]), (FAILED, SQL["settle_failed"])
 
 
 def settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
-            moved: tuple) -> list[int]:
+            moved: tuple) -> tuple[list[int], int]:
     """Settle the outcomes whose runs are still this owner's (a stale or repeated one
-    changes nothing) and tally the jobs they move; returns the ids of those it failed. `settles` holds the statements'
+    changes nothing) and tally the jobs they move; returns the ids of those it failed,
+    and how many outcomes it refused. `settles` holds the statements'
     arguments per state, each ending with (id, attempt, owner); `moved` the (queue, name,
     available_at) of each, as the outcomes say.
 
@@ -40,13 +41,13 @@ def settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
                 if jobs:
                     tally.add_all(RUNNING, jobs, -1)
                     tally.add_all(state, jobs, 1)
-            return [args[-3] for args in settles[1]]
+            return [args[-3] for args in settles[1]], 0
         conn.execute("ROLLBACK TO settle")
         conn.execute("RELEASE settle")
     ids = [args[-3] for args_of_state in settles for args in args_of_state]
     running = {row[0]: row[1:] for row in conn.execute(SQL["running_jobs"],
                                                        (orjson.dumps(ids), owner))}
-    failed = []
+    failed, applied = [], 0
     for (state, sql), outcomes in zip(_SETTLES, settles):
         current = []
         for args in outcomes:
@@ -57,7 +58,8 @@ def settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
                 tally.add(RUNNING, run[1], run[2], None, -1)
                 tally.add(state, run[1], run[2], args[0] if state == PENDING else None, 1)
         if current:
+            applied += len(current)
             conn.executemany(sql, current)
             if state == FAILED:
                 failed = [args[-3] for args in current]
-    return failed
+    return failed, len(ids) - applied

@@ -3,7 +3,10 @@
 Results (Outcomes) wait at most FLUSH_DELAY to share one transaction with
 other results and with the next claim. When storage fails, the Exchange keeps
 every result, stops claiming, retries with backoff, and logs one line when an
-outage starts and one when it ends.
+outage starts and one when it ends. While it backs off, the supervisor makes no
+other storage call either (`may_call`): a call to an unreachable server blocks the
+loop for up to [storage] call_timeout, so at most one is made per retry. Results
+storage refused because their runs' leases were lost are logged, one line per batch.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ READ_AHEAD = 0.01  # seconds of work (at the current rate) claimed beyond the fr
 
 
 class Exchange:
-    def __init__(self, owner: str, lease: float, stats):
+    def __init__(self, owner: str, lease: float, stats, clock, fence):
         self.owner = owner
         self.lease = lease
         self.stats = stats
+        self.clock = clock  # the LeaseClock: leases are written in storage's time
+        self.fence = fence  # fenced: claim nothing
         self.storage = None  # set once opened
         self.outbox: list = []  # Outcomes taken from the pools, not yet written
         self.outbox_since = 0.0
@@ -55,12 +60,12 @@ class Exchange:
             return False
         self.stats.update_rate(now)
         extra = min(256, int(self.stats.rate * READ_AHEAD))
-        wants = [(pool, pool.wanted(extra)) for pool in pools]
+        wants = [] if self.fence.fenced else [(pool, pool.wanted(extra)) for pool in pools]
         wants = [(pool, want) for pool, want in wants if want > 0]
         flush = outbox and (force or len(outbox) >= FLUSH_BATCH or now - self.outbox_since >= FLUSH_DELAY)
         if not wants and not flush:
             return True
-        wall = time.time()
+        wall = self.clock.now()
         metrics = self.stats.metrics
         # Retries and releases this supervisor writes: it wakes when the first is due
         # instead of waiting for the next poll.
@@ -75,6 +80,7 @@ class Exchange:
                         self.owner, outbox, queues, want, wall + self.lease, wall))
                     if metrics is not None:
                         metrics.storage_round_trip("exchange", time.perf_counter() - started)
+                    self._refused(len(outbox))
                     outbox.clear()
                     self.stats.claimed(wall, jobs)
                     pool.give(jobs)
@@ -86,6 +92,7 @@ class Exchange:
                 self.storage.settle(self.owner, outbox)
                 if metrics is not None:
                     metrics.storage_round_trip("settle", time.perf_counter() - started)
+                self._refused(len(outbox))
                 outbox.clear()
         except StorageError as exc:
             self.failed(now, exc)
@@ -113,6 +120,21 @@ class Exchange:
                       exc, len(self.outbox))
         self.failures += 1
         self.retry_at = now + min(5.0, 0.01 * 2 ** self.failures)
+        if not contended:
+            # A call to an unreachable server blocked the loop (up to call_timeout) since
+            # `now`: keep the loop free at least twice as long before the next attempt.
+            after = time.monotonic()
+            self.retry_at = max(self.retry_at, after + 2 * (after - now))
+
+    def may_call(self, now: float) -> bool:
+        """Whether storage may be called now: it works, or its backoff ran out."""
+        return self.down_since is None or now >= self.retry_at
+
+    def _refused(self, sent: int) -> None:
+        refused = self.storage.refused
+        if sent and refused:
+            log.warning("storage refused %d of %d results: their runs' leases were lost (the "
+                        "jobs were rescued for another run), so they were not written", refused, sent)
 
     def recovered(self, now: float) -> None:
         if self.down_since is not None:

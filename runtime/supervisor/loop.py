@@ -11,7 +11,10 @@ fd events -> handle queued signals -> enforce deadlines -> write outcomes and
 claim jobs in one transaction -> dispatch -> manage the pools -> periodic work
 (heartbeat and lease renewal, rescue, poll). Signal handlers do nothing: the
 wake-up fd carries the signal number into the loop (SIGHUP's reload: `reloading`,
-a base class). The supervisor runs no user code and opens no thread.
+a base class). The supervisor runs no user code and opens no thread. Every storage
+call is bounded ([storage] call_timeout) and, after one fails, none is made until
+the exchange's backoff allows; a supervisor whose leases could not be renewed in
+time fences itself (`fencing`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ import psutil
 
 from runtime.errors import StorageError
 from runtime.storage import open_storage
+from runtime.storage.network_fs import refuse_network_fs
 from runtime.supervisor import sd_notify
 from runtime.supervisor.exchange import Exchange
+from runtime.supervisor.fencing import Fence, Fencing, call_timeout, fence_margin
 from runtime.supervisor.import_check import ImportCheck
+from runtime.supervisor.lease_clock import LeaseClock
 from runtime.supervisor.minutes import MinuteTally, MinuteWriter
 from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
@@ -50,7 +56,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(Reloading, Wakeups, EventLoop):
+class Supervisor(Fencing, Reloading, Wakeups, EventLoop):
     def __init__(self, config, registry, log_format: str = "text", stop_rules=None, source_watch=None):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.stop_rules = stop_rules  # stopping_rules.StopRules: --until-empty, --max-jobs, --max-time
@@ -72,7 +78,9 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         self.stats = Stats(self.metrics, MinuteTally())  # the dashboard's per-minute rows
         self.minutes = MinuteWriter(self.stats.minutes)
         self.ticker = Ticker(config, registry, self.metrics)  # checks the schedules: ConfigError
-        self.exchange = Exchange(self.owner, config.lease, self.stats)
+        self.clock = LeaseClock()  # storage's time: leases never follow this host's wall clock
+        self.fence = Fence(config.lease, fence_margin(config))
+        self.exchange = Exchange(self.owner, config.lease, self.stats, self.clock, self.fence)
         self.pools = [worker_pool(pool, registry, self, self.stats, config.path, self.owner,
                                   events=hooks_registered())  # what the preloaded modules registered
                       for pool in config.pools.values()]
@@ -93,6 +101,7 @@ class Supervisor(Reloading, Wakeups, EventLoop):
     def _use_lease(self, lease: float) -> None:
         """Renew leases well within their length, and sweep for expired ones twice a lease."""
         self.exchange.lease = lease
+        self.fence.use(lease, fence_margin(self.config))
         self.heartbeat_every = min(2.0, lease / 3)
         self.rescue_every = max(0.5, lease / 2)
 
@@ -114,7 +123,9 @@ class Supervisor(Reloading, Wakeups, EventLoop):
 
     def _setup(self) -> None:
         cfg = self.config
-        self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir)
+        refuse_network_fs(cfg.storage_url, cfg.base_dir, cfg.allow_network_fs, cfg.path)
+        self.storage = open_storage(cfg.storage_url, role="supervisor", base_dir=cfg.base_dir,
+                                    call_timeout=call_timeout(cfg))
         self.exchange.storage = self.storage
         self._listen()
         sig_r, sig_w = socket.socketpair()
@@ -127,9 +138,11 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         self.watch_call(sig_r.fileno(), lambda _mask: self._read_signals(sig_r))
         process.become_subreaper()
         self.neighbours = Neighbours(self.storage, self.host, self.owner, self)
-        self.neighbours.rescue_dead(time.time())
-        self._heartbeat(time.time())
+        self.clock.sync(self.storage)
+        self.neighbours.rescue_dead(self.clock.now())
+        self._heartbeat(self.clock.now())
         if self.metrics is not None:
+            self.metrics.registry.register(self.fence)
             from runtime.supervisor.metrics import MetricsServer
 
             self.metrics_server = MetricsServer(cfg.metrics_listen, self.metrics, self.selector,
@@ -152,16 +165,22 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         for attempt in range(3):
             if self.exchange.sync(time.monotonic(), self.pools, force=True):
                 break
-            time.sleep(0.2 * (attempt + 1))
+            pause = 0.2 * (attempt + 1)
+            if not self.exchange.may_call(time.monotonic() + pause):
+                break  # it blocked for its call_timeout: unreachable, not busy
+            time.sleep(pause)
+        reachable = self.exchange.may_call(time.monotonic())
         try:
-            self.minutes.write(self.storage, time.time())  # the last counts, for the charts
+            if reachable:
+                self.minutes.write(self.storage, time.time())  # the last counts, for the charts
         except StorageError:
             pass
         if self.exchange.outbox:
             log.error("could not write %d results before exiting; their jobs will run again "
                       "once their lease (%g s) expires", len(self.exchange.outbox), self.config.lease)
         try:
-            self.storage.remove_supervisor(self.owner)
+            if reachable:
+                self.storage.remove_supervisor(self.owner)
         except StorageError:
             pass
         self._drop_listener()
@@ -184,6 +203,7 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             self._handle_signals(now)
         for pool in self.pools:
             pool.enforce_deadlines(now)
+        self._fence_turn(now)
         self.exchange.sync(now, self.pools)
         if self.stop_rules is not None and not self.stopping:
             # after the results are written, before the jobs just claimed are dispatched
@@ -196,10 +216,12 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         self._periodic(now)
 
     def _timeout(self, now: float) -> float:
-        nearest = min(self.next_heartbeat, self.next_rescue, self.next_poll, self.next_watchdog,
-                      self.next_prune, self.next_balance, self.exchange.next_timer())
+        nearest = min(self.next_poll, self.next_watchdog, self.next_prune, self.next_balance,
+                      self.exchange.next_timer(), self.fence.next_timer())
+        calls = min(self.next_heartbeat, self.next_rescue)  # they wait for storage's backoff
         if not self.stopping:
-            nearest = min(nearest, self.ticker.next_timer(now))
+            calls = min(calls, self.ticker.next_timer(now))
+        nearest = min(nearest, calls if self.exchange.may_call(calls) else self.exchange.retry_at)
         if self.import_check is not None:
             nearest = min(nearest, self.import_check.deadline)
         if not self.stopping:  # once stopping, neither is looked at again: no wake-up for them
@@ -230,21 +252,21 @@ class Supervisor(Reloading, Wakeups, EventLoop):
         if now >= self.next_watchdog:
             sd_notify.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
             self.next_watchdog = now + self.watchdog_every
-        if now >= self.next_heartbeat:
-            self._heartbeat(time.time())
+        if now >= self.next_heartbeat and self.exchange.may_call(now):
+            self._heartbeat(self.clock.now())
             self.next_heartbeat = now + self.heartbeat_every
             sd_notify.notify("STATUS=" + self._summary())
         if now >= self.next_prune:
             self._prune(now)
-        if not self.stopping and self.ticker.next_timer(now) <= now \
+        if not self.stopping and self.ticker.next_timer(now) <= now and self.exchange.may_call(now) \
                 and self.ticker.run(self.storage, time.time(), now):
             self._wake_pools()  # claim the ticks' jobs in the next turn
         if now >= self.next_balance:
             self._balance(now)
-        if now >= self.next_rescue:
+        if now >= self.next_rescue and self.exchange.may_call(now):
             self.next_rescue = now + self.rescue_every
             try:
-                wall = time.time()
+                wall = self.clock.now()
                 self._rescued(self.storage.rescue(wall) + self.neighbours.rescue_dead(wall))
             except StorageError as exc:
                 self.exchange.failed(now, exc)
@@ -298,6 +320,7 @@ class Supervisor(Reloading, Wakeups, EventLoop):
                         "their worker's process group): %s", len(strays), ", ".join(map(str, strays)))
 
     def _heartbeat(self, wall: float) -> None:
+        at = time.monotonic()  # `wall` was read just before: the leases run from here
         self._kill_strays()
         workers = [worker for pool in self.pools for worker in pool.describe_workers()]
         info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
@@ -309,6 +332,8 @@ class Supervisor(Reloading, Wakeups, EventLoop):
             started = time.perf_counter()
             self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
                                    wall, wall + self.config.lease, held=held)
+            self.fence.renewed(at)
+            self.clock.sync(self.storage)
             self._rescued(self.neighbours.watch(wall))
             self._cancel_requested()
             self.minutes.write(self.storage, wall)
@@ -318,7 +343,9 @@ class Supervisor(Reloading, Wakeups, EventLoop):
                 self.metrics.set_targets(info["pools"])
                 self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
-            self.exchange.failed(time.monotonic(), exc)
+            self.exchange.failed(at, exc)
+            return
+        self.exchange.recovered(time.monotonic())
 
     def _summary(self) -> str:
         """One line for `systemctl status`: workers busy/total, throughput, outage."""
@@ -335,8 +362,10 @@ class Supervisor(Reloading, Wakeups, EventLoop):
 
     def neighbour_died(self, owner: str) -> None:
         """A supervisor of this host ended (its pidfd said so): rescue its jobs now."""
+        if not self.exchange.may_call(time.monotonic()):
+            return  # the periodic rescue does it once storage answers
         try:
-            self._rescued(self.neighbours.died(owner, time.time()))
+            self._rescued(self.neighbours.died(owner, self.clock.now()))
         except StorageError as exc:
             self.exchange.failed(time.monotonic(), exc)  # the periodic rescue tries again
 
@@ -347,6 +376,8 @@ class Supervisor(Reloading, Wakeups, EventLoop):
     def _cancel_requested(self) -> None:
         """Kill the runs that q.cancel / jobrt cancel asked to stop (asked on every wake-up,
         so at once on this host or with PostgreSQL's notifications, else each heartbeat)."""
+        if not self.exchange.may_call(time.monotonic()):
+            return
         try:
             wanted = set(self.storage.cancel_requests(self.owner))
         except StorageError as exc:

@@ -137,6 +137,24 @@ class RunEnding:
             if worker.retiring is None and not worker.killed:
                 self.retire(worker, "stop")
 
+    def drop_claims(self, now: float) -> int:
+        """Its supervisor fenced itself: these claims may be another supervisor's by now.
+        Kill every worker running a job and forget the jobs claimed but not started, writing
+        no outcome for either: their leases decide (rescued elsewhere once expired, or by
+        this supervisor when storage answers again). A run that ended just before keeps its
+        outcome. Returns how many jobs were dropped."""
+        dropped = len(self.buffer)
+        self.buffer.clear()
+        for worker in list(self.workers.values()):
+            if not worker.killed and worker.runs:
+                self.on_readable(worker, now)  # it may have finished just in time
+            if worker.killed or not worker.runs:
+                continue
+            dropped += len(worker.runs)
+            worker.runs.clear()
+            self.kill(worker, "fenced")
+        return dropped
+
     def kill_all(self, why: str) -> None:
         """Stop, killing every worker now; their running jobs go back to pending, not counted
         as tried."""
