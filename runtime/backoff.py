@@ -101,9 +101,10 @@ _POSITIVE_SECONDS = NumberRule(minimum=0, above=True, unit="seconds")
 
 
 def _number(value, what: str, rule: NumberRule):
-    """The value as given (an int stays an int), if `rule` admits it."""
+    """The value as given (an int stays an int, unless past 64 bits, which JSON storage
+    cannot carry: then a float), if `rule` admits it."""
     try:
         rule.check(value)
     except ValueError as exc:
         raise ValueError(f"{what} {exc}") from None
-    return value
+    return value if isinstance(value, float) or -2**63 <= value < 2**63 else float(value)

@@ -127,3 +127,16 @@ def test_delays_are_finite_and_bounded(value, attempt, rng):
         assert delay in policy
     else:
         assert delay == policy
+
+
+def test_a_backoff_past_64_bits_becomes_a_float_that_storage_can_carry(tmp_path):
+    # Found by hypothesis: an int of 2**64 passed the check, then failed to encode as a
+    # TypeError from orjson inside enqueue, instead of being stored.
+    from runtime import connect
+
+    assert check_backoff(2**64) == float(2**64)
+    assert check_backoff([1, 2**70]) == [1, float(2**70)]
+    assert check_backoff(5) == 5 and isinstance(check_backoff(5), int)
+    with connect(f"sqlite:///{tmp_path}/q.db") as q:
+        job_id = q.enqueue("jobs.examples:noop", _backoff=2**64)
+        assert q.status(job_id).state == "pending"
