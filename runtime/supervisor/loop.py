@@ -29,6 +29,7 @@ import psutil
 from runtime.errors import StorageError
 from runtime.storage import open_storage
 from runtime.supervisor import sd_notify
+from runtime.supervisor.controls import Controlling
 from runtime.supervisor.exchange import Exchange
 from runtime.supervisor.import_check import ImportCheck
 from runtime.supervisor.minutes import MinuteTally, MinuteWriter
@@ -50,7 +51,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(Reloading, Wakeups, EventLoop):
+class Supervisor(Reloading, Wakeups, Controlling, EventLoop):
     def __init__(self, config, registry, log_format: str = "text"):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.config = config
@@ -289,6 +290,7 @@ class Supervisor(Reloading, Wakeups, EventLoop):
                                    wall, wall + self.config.lease, held=held)
             self._rescued(self.neighbours.watch(wall))
             self._cancel_requested()
+            self._read_controls()
             self.minutes.write(self.storage, wall)
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
