@@ -16,6 +16,12 @@ class Controls(NamedTuple):
     restart: int
 
 
+def made_by(ids: list[int], jobs: list) -> list:
+    """(id, job) of the first job given each id: a later one with the same unique key in the
+    same enqueue got that job's id, and did not make it."""
+    return list({job_id: job for job_id, job in reversed(list(zip(ids, jobs)))}.items())
+
+
 class OpsVerbs:
     """Pause, resume, restart requests and prune_failed (each backend implements them)."""
 

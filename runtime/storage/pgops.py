@@ -4,7 +4,7 @@ failed-jobs store by age, and job tags."""
 
 from __future__ import annotations
 
-from runtime.storage.ops import Controls
+from runtime.storage.ops import Controls, made_by
 from runtime.storage.pgschema import SQL
 
 
@@ -17,7 +17,7 @@ def tagging(insert, tagged_jobs: list):
 
         def ids() -> list[int]:
             made = finish()
-            pairs = [(tag, job_id) for job_id, job in zip(made, tagged_jobs) for tag in set(job.tags)]
+            pairs = [(tag, job_id) for job_id, job in made_by(made, tagged_jobs) for tag in job.tags]
             conn.execute(sql["insert_tags"], {"tag": [tag for tag, _ in pairs],
                                               "job_id": [job_id for _, job_id in pairs], "now": now})
             return made

@@ -8,7 +8,7 @@ import sqlite3
 
 import orjson
 
-from runtime.storage.ops import Controls
+from runtime.storage.ops import Controls, made_by
 from runtime.storage.sqlite_file import SQL
 
 
@@ -19,8 +19,8 @@ def tagging(insert, jobs: list):
         # AUTOINCREMENT ids only grow, and nobody else writes inside BEGIN IMMEDIATE.
         before = conn.execute(SQL["max_id"]).fetchone()[0]
         ids = insert(conn, tally, rows)
-        conn.executemany(SQL["insert_tag"], [(tag, job_id) for job_id, job in zip(ids, jobs)
-                                             if job_id > before for tag in set(job.tags)])
+        conn.executemany(SQL["insert_tag"], [(tag, job_id) for job_id, job in made_by(ids, jobs)
+                                             if job_id > before for tag in job.tags])
         return ids
     return work
 
