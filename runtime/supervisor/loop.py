@@ -256,6 +256,8 @@ class Supervisor(Reloading, Wakeups, Controlling, EventLoop):
             except StorageError as exc:
                 self.exchange.failed(now, exc)
             else:
+                # a paused queue's backlog waits for `jobrt resume`: no worker moves to it
+                counts = {queue: c for queue, c in counts.items() if queue not in self.exchange.paused}
                 for pool in due:
                     if pool.rebalance(now, counts):
                         pool.manage(now)  # move, spawn and retire now, not a turn later
