@@ -10,7 +10,7 @@ import hashlib
 import time
 
 from runtime.config.load import load_config
-from runtime import batching, chaining, gates, stand_in
+from runtime import batching, chaining, gates, stand_in, tags
 from runtime.errors import JobNotFound, PayloadError, UnknownJob
 from runtime.options import JobOptions, check_option, unique_without_key
 from runtime.payload import dump_payload
@@ -26,7 +26,7 @@ _RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until", "max_exc
 _GATE_OPTIONS = frozenset(("without_overlapping", "overlap_key", "rate_limit", "rate_key"))
 _OPTIONS = ("_queue", "_delay", "_timeout", "_tries", "_backoff", "_priority", "_unique", "_retry_until",
             "_max_exceptions", "_unique_for", "_unique_until", "_without_overlapping", "_overlap_key",
-            "_rate_limit", "_rate_key")
+            "_rate_limit", "_rate_key", "_tags")
 # (their rules are runtime.options': the same as @job's and the pools' defaults)
 
 
@@ -150,6 +150,11 @@ class Queue:
                      unique_key=self._unique(spec, unique, payload))
         if spec.without_overlapping or spec.rate_limit or not _GATE_OPTIONS.isdisjoint(given):
             new = self._gated(spec, new, given, args, kwargs)
+        if spec.tags or "tags" in given:
+            try:
+                new = new._replace(tags=tags.merged(spec.tags, given.get("tags", ())))
+            except ValueError as exc:
+                raise PayloadError(f"job {spec.name}: _tags {exc}") from None
         if spec.unique_for is None and spec.unique_until is None and not _UNIQUE_OPTIONS.intersection(given):
             return new
         unique_for = given.get("unique_for", spec.unique_for)
@@ -236,7 +241,8 @@ class Queue:
         _queue, _delay (s), _timeout (s), _tries, _backoff, _priority, _unique (key),
         _retry_until (s after now), _max_exceptions, _unique_for (s), _unique_until ("start"),
         _without_overlapping / _overlap_key (a key), _rate_limit ("10/s" or a limiter's
-        name), _rate_key (splits the limiter). Any other keyword starting with `_` is refused: pass job
+        name), _rate_key (splits the limiter), _tags (labels, merged with the job's own
+        tags=). Any other keyword starting with `_` is refused: pass job
         arguments with such names through enqueue_many()."""
         # Every keyword with a leading underscore is an option, so a misspelt one is refused
         # here instead of reaching the job as an argument it does not take.

@@ -20,6 +20,7 @@ import orjson
 from runtime.backoff import check_backoff
 from runtime.gates import check_overlap, check_rate_key, check_rate_limit, encodable
 from runtime.numbers import INT_MAX, NumberRule, show
+from runtime.tags import check_tags
 
 TIMEOUT = NumberRule(minimum=0, above=True, unit="seconds")
 TRIES = NumberRule(minimum=1, maximum=INT_MAX, integer=True)
@@ -89,6 +90,7 @@ RULES = {
     "overlap_key": check_overlap,  # enqueue's name for it: _overlap_key="event-17"
     "rate_limit": check_rate_limit,
     "rate_key": check_rate_key,
+    "tags": check_tags,
 }
 
 

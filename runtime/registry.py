@@ -44,6 +44,7 @@ class JobSpec:
     # arguments: per the key it returns for each enqueue (Laravel's WithoutOverlapping($id))
     without_overlapping: object = False
     rate_limit: str | None = None  # "10/s", or the name of a [rate_limits] limiter
+    tags: tuple = ()  # labels to find its jobs by (runtime.tags), sorted
 
     def invoke(self, payload: bytes) -> bytes:
         """Run the function on a JSON payload `[args, kwargs]`; return the result's JSON."""
@@ -56,14 +57,15 @@ def job(func: Callable | None = None, *, name: str | None = None, queue: str = "
         retry_until: float | None = None, unique: bool = False,
         max_exceptions: int | None = None, unique_for: float | None = None,
         unique_until: str | None = None, without_overlapping: bool | str = False,
-        rate_limit: str | None = None):
+        rate_limit: str | None = None, tags=()):
     """Register a function as a jobrt job. Usable bare (`@job`) or with options, checked
     here by the rules enqueue overrides and pool defaults share: a bad one fails the import
     of the job's module, naming the option."""
     given = {"queue": queue, "timeout": timeout, "tries": tries, "backoff": backoff, "priority": priority,
              "retry_until": retry_until, "unique": unique, "max_exceptions": max_exceptions,
              "unique_for": unique_for, "unique_until": unique_until,
-             "without_overlapping": without_overlapping, "rate_limit": rate_limit}
+             "without_overlapping": without_overlapping, "rate_limit": rate_limit,
+             "tags": () if tags is None else tags}
     checked = {}
     for option, value in given.items():
         if option == "without_overlapping" and callable(value):

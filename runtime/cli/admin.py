@@ -194,16 +194,20 @@ def cmd_status(args) -> int:
         rows = live_supervisors(storage, now)
         supervisors, workers = live_workers(storage, now, rows)
         stranded = read_stranded(storage, now, rows) or []  # None (no live supervisor): not judged
+        paused = list(storage.paused_queues())
     if args.json:
         emit({"queues": queues, "workers": workers, "supervisors": supervisors,
-              "problems": [problem.to_dict() for problem in stranded]})
+              "problems": [problem.to_dict() for problem in stranded], "paused_queues": paused})
         return EXIT_OK
     columns = ("pending", "delayed", "running", "succeeded", "failed")
     print(f"{'queue':<20}" + "".join(f"{c:>11}" for c in columns))
     for name, counts in sorted(queues.items()):
-        print(f"{name:<20}" + "".join(f"{counts.get(c, 0):>11}" for c in columns))
+        print(f"{name:<20}" + "".join(f"{counts.get(c, 0):>11}" for c in columns)
+              + ("  (paused)" if name in paused else ""))
     if not queues:
         print("(no jobs)")
+    if paused:
+        print(f"paused queues (no new job starts; `jobrt resume --queue Q`): {', '.join(paused)}")
     for problem in stranded:
         print(problem.message())
     print()
@@ -255,6 +259,8 @@ def cmd_health(args) -> int:
         emit(report.to_dict())
     else:
         print("\n".join(report.reasons) or health.summary(counts))
+        if report.paused_queues:
+            print(f"note: paused queues (no new job starts): {', '.join(report.paused_queues)}")
     return report.exit_status
 
 
@@ -267,6 +273,8 @@ def print_record(record, full: bool) -> None:
         shown.insert(5, "exceptions")
     shown += [key for key in ("unique_key", "overlap_key", "rate_key", "batch_id", "chain_id")
               if data[key] is not None]
+    if data["tags"]:
+        shown.append("tags")
     for key in shown:
         print(f"{key:>12}: {data[key] if not isinstance(data[key], (dict, list)) else orjson.dumps(data[key]).decode()}")
     for key in ("created_at", "started_at", "finished_at", "available_at"):

@@ -8,7 +8,9 @@ from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, CommandError, UsageError, client_storage, config_arg, emit, job_id,
     json_arg, limit, print_record,
 )
+from runtime.cli.durations import duration, hours, seconds_text
 from runtime.errors import JobNotFound
+from runtime.storage.base import PRUNE_BATCH
 
 
 def add_parser(commands) -> None:
@@ -16,7 +18,8 @@ def add_parser(commands) -> None:
     failed_commands = failed.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in (("list", "list failed jobs, newest first"), ("show", "one failed job with its traceback"),
                        ("retry", "put failed jobs back in their queue"), ("forget", "delete failed jobs"),
-                       ("flush", "delete every failed job")):
+                       ("flush", "delete every failed job"),
+                       ("prune", "delete failed jobs older than a duration (--older-than 7d)")):
         sub = failed_commands.add_parser(name, help=text)
         config_arg(sub)
         json_arg(sub)
@@ -25,6 +28,11 @@ def add_parser(commands) -> None:
         if name == "retry":
             sub.add_argument("ids", type=job_id, nargs="*", metavar="ID")
             sub.add_argument("--all", action="store_true", help="retry every failed job")
+        if name == "prune":
+            sub.add_argument("--older-than", type=duration, metavar="DURATION",
+                             help="e.g. 90s, 30m, 24h, 7d (s, m, h, d: seconds to days)")
+            sub.add_argument("--hours", type=hours, metavar="N",
+                             help="the same in hours (Laravel's queue:prune-failed --hours)")
         if name == "list":
             sub.add_argument("--limit", type=limit, default=100, help="at most this many (default 100)")
 
@@ -63,6 +71,8 @@ def _failed(storage, args) -> int:
             raise JobNotFound(_not_failed(args.ids[0], record))
         emit(record.to_dict()) if args.json else print_record(record, full=True)
         return EXIT_OK
+    if action == "prune":
+        return _prune(storage, args)
     problems: list[str] = []
     if action == "retry" and not args.all:
         if not args.ids:
@@ -106,6 +116,26 @@ def _lost_race(storage, action: str, failed_ids: list[int]) -> str:
         return (f"job{'s' if len(still) > 1 else ''} {', '.join(map(str, still))} stayed failed: "
                 f"another job with the same unique key is pending or running")
     return f"{len(failed_ids)} jobs were failed, but some changed meanwhile (another jobrt command?)"
+
+
+def _prune(storage, args) -> int:
+    """Delete the failed jobs that ended more than --older-than ago, a short transaction
+    per PRUNE_BATCH, so supervisors claim in between."""
+    if (args.older_than is None) == (args.hours is None):
+        raise UsageError("failed prune needs --older-than DURATION (e.g. 7d) or --hours N, one of the two")
+    age = args.older_than if args.hours is None else args.hours
+    before, count = time.time() - age, 0
+    while True:
+        pruned = storage.prune_failed(before, PRUNE_BATCH)
+        count += pruned
+        if pruned < PRUNE_BATCH:
+            break
+    if args.json:
+        emit({"prune": count, "older_than": age})
+    else:
+        print(f"pruned {count} failed job{'s' if count != 1 else ''} that failed more than "
+              f"{seconds_text(age)} ago")
+    return EXIT_OK
 
 
 COMMANDS = {"failed": cmd_failed}

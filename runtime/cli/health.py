@@ -106,6 +106,7 @@ class Counts(NamedTuple):
     oldest_wait: float | None  # seconds the longest-waiting due job has waited; None: none due
     failed: int  # jobs in the failed-jobs store
     stranded: list[Stranded] | None = None  # pending jobs no live supervisor runs; None: not judged
+    paused_queues: tuple = ()  # `jobrt pause`: shown, not judged (an operator chose it)
 
 
 @dataclass
@@ -113,13 +114,15 @@ class Report:
     status: str
     reasons: list[str]  # one line per check that is not healthy, worst first
     checks: dict[str, dict]
+    paused_queues: tuple = ()
 
     @property
     def exit_status(self) -> int:
         return EXIT_STATUS[self.status]
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "reasons": self.reasons, "checks": self.checks}
+        return {"status": self.status, "reasons": self.reasons, "checks": self.checks,
+                "paused_queues": list(self.paused_queues)}
 
 
 def gather(storage, now: float) -> Counts:
@@ -129,7 +132,8 @@ def gather(storage, now: float) -> Counts:
     oldest = storage.oldest_pending(now)
     return Counts(workers=len(workers), pending=sum(c["pending"] for c in counts),
                   oldest_wait=None if oldest is None else max(0.0, now - oldest),
-                  failed=sum(c["failed"] for c in counts), stranded=read_stranded(storage, now, rows))
+                  failed=sum(c["failed"] for c in counts), stranded=read_stranded(storage, now, rows),
+                  paused_queues=tuple(storage.paused_queues()))
 
 
 def _plural(n: int, noun: str) -> str:
@@ -177,7 +181,8 @@ def evaluate(health: HealthConfig, counts: Counts) -> Report:
             reasons.append((-EXIT_STATUS[status],
                             f"{status}: {_plural(total, 'pending job')} {what}: {listed}{more}"))
     status = max((c["status"] for c in checks.values()), key=EXIT_STATUS.__getitem__)
-    return Report(status, [text for _, text in sorted(reasons, key=lambda r: r[0])], checks)
+    return Report(status, [text for _, text in sorted(reasons, key=lambda r: r[0])], checks,
+                  counts.paused_queues)
 
 
 def unreachable(error: Exception) -> Report:

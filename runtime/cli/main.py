@@ -16,7 +16,9 @@ import os
 import sys
 import time
 
-from runtime.cli import admin, batches, chains, dashboard, failed_jobs, run_job, schedules, start_options
+from runtime.cli import (
+    admin, batches, chains, dashboard, failed_jobs, job_list, queue_controls, run_job, schedules, start_options,
+)
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
 )
@@ -111,11 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--queue", type=queue_name, help="queue name (default: the job's own)")
     enqueue.add_argument("--delay", type=_delay, default=0.0, help="seconds before it may run")
     enqueue.add_argument("--priority", type=_priority, help="higher runs first within a queue")
+    enqueue.add_argument("--tag", action="append", dest="tags", metavar="T",
+                         help="a tag to find it by (`jobrt jobs --tag T`); repeat for more")
     enqueue.add_argument("--json", action="store_true",
                          help='print {"id": ID}; errors as {"error": ..., "exit": N}')
 
     run_job.add_parser(commands, ARGS_HELP)
     admin.add_parsers(commands)
+    queue_controls.add_parsers(commands)
+    job_list.add_parser(commands)
     failed_jobs.add_parser(commands)
     batches.add_parser(commands)
     chains.add_parser(commands)
@@ -325,6 +331,8 @@ def cmd_enqueue(args) -> int:
         options["_queue"] = args.queue
     if args.priority is not None:
         options["_priority"] = args.priority
+    if args.tags:
+        options["_tags"] = args.tags
     # What job modules print when imported (or a module a job name makes us import)
     # goes to stderr: stdout holds the id, or the one JSON document, and nothing else.
     with contextlib.redirect_stdout(sys.stderr), connect(config=args.config) as queue:
@@ -351,7 +359,8 @@ def cmd_run(args) -> int:
 
 COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, "run": cmd_run, **admin.COMMANDS,
             **failed_jobs.COMMANDS, **batches.COMMANDS,
-            **chains.COMMANDS, **schedules.COMMANDS, **dashboard.COMMANDS}
+            **chains.COMMANDS, **schedules.COMMANDS, **dashboard.COMMANDS,
+            **queue_controls.COMMANDS, **job_list.COMMANDS}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from runtime.cli import health
 from runtime.numbers import INT_MAX
 from runtime.options import is_queue_name
 from runtime.storage import STATES
+from runtime.tags import MAX_LENGTH, is_tag
 
 PAGE = 50  # rows per list page
 RANGES = {"hour": (3600, 60), "day": (86400, 900), "week": (7 * 86400, 3 * 3600)}  # span, bucket
@@ -39,7 +40,7 @@ def whole(text: str | None, what: str, low: int = 1, high: int = INT_MAX) -> int
 
 
 def jobs_filters(params) -> dict:
-    """The filters of /jobs from its query string: state, queue, name, batch, before, q."""
+    """The filters of /jobs from its query string: state, queue, name, batch, tag, before, q."""
     state = params.get("state") or None
     if state is not None and state not in STATES:
         raise BadQuery(f"state must be one of {', '.join(STATES)}, got {state[:40]!r}")
@@ -49,7 +50,10 @@ def jobs_filters(params) -> dict:
     name = params.get("name") or None
     if name is not None and (len(name) > 200 or not name.isprintable()):
         raise BadQuery("name must be a job name (printable, at most 200 characters)")
-    found = {"state": state, "queue": queue, "name": name,
+    tag = params.get("tag") or None
+    if tag is not None and not is_tag(tag):
+        raise BadQuery(f"tag must be a tag (printable, at most {MAX_LENGTH} characters), got {tag[:40]!r}")
+    found = {"state": state, "queue": queue, "name": name, "tag": tag,
              "batch": whole(params.get("batch"), "batch"),
              "before": whole(params.get("before"), "before"), "q": None}
     q = (params.get("q") or "").strip()
@@ -89,8 +93,9 @@ def overview(storage, cfg, now: float | None = None) -> dict:
     runs = {s.key: s.runs for s in hour}
     runtime = {s.key: (s.runtime_sum / s.runs if s.runs else None) for s in hour}
     serving = _workers_per_queue(supervisors, workers)
+    paused = storage.paused_queues()
     queues = []
-    for name in sorted(set(counts) | set(serving)):
+    for name in sorted(set(counts) | set(serving) | set(paused)):
         c = counts.get(name, {})
         n, average = serving.get(name, 0), runtime.get(name)
         wait = None if not n or average is None else c.get("pending", 0) * average / n
@@ -98,7 +103,7 @@ def overview(storage, cfg, now: float | None = None) -> dict:
                        "running": c.get("running", 0), "failed": c.get("failed", 0),
                        "succeeded": c.get("succeeded", 0), "workers": n,
                        "runs_last_hour": runs.get(name, 0), "average_runtime": average,
-                       "wait": wait})
+                       "wait": wait, "paused": name in paused})
     report = health.evaluate(cfg.health, health.gather(storage, now))
     pools: dict = {}
     for worker in workers:
@@ -119,6 +124,7 @@ def overview(storage, cfg, now: float | None = None) -> dict:
         "queues": queues, "supervisors": supervisors, "workers": workers,
         "pools": sorted(pools.values(), key=lambda p: p["pool"]),
         "health": {"status": report.status, "reasons": report.reasons},
+        "paused_queues": list(paused),
     }
 
 
@@ -145,7 +151,7 @@ def jobs(storage, filters: dict, show_args: bool) -> dict:
         found = [record] if record is not None else []
         return {"filters": filters, "jobs": [job_dict(r, show_args) for r in found], "next": None}
     found = storage.jobs_page(state=filters["state"], queue=filters["queue"],
-                              name=filters["name"], batch_id=filters["batch"],
+                              name=filters["name"], batch_id=filters["batch"], tag=filters.get("tag"),
                               before=filters["before"], limit=PAGE + 1)
     more = len(found) > PAGE
     found = found[:PAGE]

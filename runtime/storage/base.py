@@ -19,6 +19,7 @@ from typing import Iterable, NamedTuple
 import orjson
 
 from runtime.storage.browse import BrowseVerbs
+from runtime.storage.ops import OpsVerbs
 from runtime.storage.ticks import TickVerbs
 from runtime.storage.workflows import WorkflowVerbs
 
@@ -49,6 +50,7 @@ class NewJob(NamedTuple):
     rate_key: str | None = None  # rate_limit: its limiter's key (see runtime.gates)
     rate_max: int = 0  # ... which lets rate_max jobs start in any rate_period seconds
     rate_period: float = 0.0
+    tags: tuple = ()  # labels to find it by (runtime.tags): `jobrt jobs --tag T`
 
 
 class ClaimedJob(NamedTuple):
@@ -136,6 +138,7 @@ class JobRecord:
     overlap_key: str | None = None
     rate_key: str | None = None
     chain_id: int | None = None  # the chain it is a step of
+    tags: list = field(default_factory=list)  # sorted; filled by get() and jobs_page() only
 
     def to_dict(self) -> dict:
         return {
@@ -163,6 +166,7 @@ class JobRecord:
             "overlap_key": self.overlap_key,
             "rate_key": self.rate_key,
             "chain_id": self.chain_id,
+            "tags": self.tags,
         }
 
 
@@ -219,7 +223,7 @@ def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str,
     return out
 
 
-class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
+class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs, OpsVerbs):
     """Base class of storage backends. Subclasses implement every verb below.
 
     Backends are opened by `runtime.storage.open_storage(url, role=...)`.

@@ -103,9 +103,11 @@ def bucket_rows(rows, since: float, bucket: int, by: str) -> list[MinuteSeries]:
     return [out[key] for key in sorted(out)]
 
 
-def page_query(state, queue, name, batch) -> str:
+def page_query(state, queue, name, batch, tag=None) -> str:
     """The name of the statement that walks the most selective index for these filters
     (each backend's .sql file has one of that name)."""
+    if tag is not None:
+        return "jobs_page_tag"
     if state in ("failed", "cancelled"):
         return "jobs_page_listed"
     if state == "running":
@@ -119,11 +121,11 @@ def page_query(state, queue, name, batch) -> str:
     return "jobs_page_all"
 
 
-def page_of(state, queue, name, batch_id, before, limit) -> tuple[str, dict]:
+def page_of(state, queue, name, batch_id, before, limit, tag=None) -> tuple[str, dict]:
     """jobs_page's statement name and its named parameters, for either SQL backend."""
     batch = None if batch_id is None else str(batch_id)
-    return page_query(state, queue, name, batch), {
-        "state": state, "queue": queue, "name": name, "batch": batch,
+    return page_query(state, queue, name, batch, tag), {
+        "state": state, "queue": queue, "name": name, "batch": batch, "tag": tag,
         "before": INT_MAX if before is None else before, "limit": max(0, min(limit, PAGE_MAX))}
 
 
@@ -138,7 +140,7 @@ class BrowseVerbs:
     # -- pages of jobs and batches (the dashboard's lists) -------------------------
     def jobs_page(self, *, state: str | None = None, queue: str | None = None,
                   name: str | None = None, batch_id: int | None = None,
-                  before: int | None = None, limit: int = 50) -> list:
+                  before: int | None = None, limit: int = 50, tag: str | None = None) -> list:
         """Up to `limit` (at most PAGE_MAX) JobRecords matching every filter given, newest
         (highest id) first, all with id < `before` when given: the next page starts
         before the last id of this one (keyset pagination, never OFFSET).
@@ -148,7 +150,9 @@ class BrowseVerbs:
         win over the others), then a batch's members, a queue's jobs and a name's jobs;
         pending and succeeded jobs alone walk the table's id order (pending jobs are
         mostly the newest, succeeded ones mostly all). A rare state within a common
-        filter walks that filter's index until it found a page."""
+        filter walks that filter's index until it found a page. A `tag` walks the index of
+        that tag's jobs (the job_tags rows), whatever the other filters. Records carry
+        their tags."""
         raise NotImplementedError
 
     def batches_page(self, before: int | None = None, limit: int = 50) -> list:

@@ -18,6 +18,7 @@ from runtime.storage import wakeup
 from runtime.storage.memory_batches import MemoryBatches
 from runtime.storage.memory_browse import MemoryBrowse
 from runtime.storage.memory_chains import MemoryChains
+from runtime.storage.memory_ops import MemoryOps
 from runtime.storage.memory_ticks import MemoryTicks
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
@@ -28,7 +29,7 @@ from runtime.storage.workflows import batch_time
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Storage):
+class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, MemoryOps, Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"
@@ -46,6 +47,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
         self._batches_init()
         self._chains_init()
         self._ticks_init()
+        self._ops_init()
         self.minute_rows: dict = {}  # (minute, queue, name) -> MinuteRow
 
     def close(self) -> None:
@@ -67,6 +69,8 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
                 ids.append(existing)
                 continue
             ids.append(self._insert(job, now))
+            if job.tags:  # enqueue's jobs only, as in the SQL backends (not batch members)
+                self.jobs[ids[-1]]["tags"] = tuple(sorted(set(job.tags)))
         return ids
 
     def _insert(self, job: NewJob, now: float) -> int:
@@ -282,7 +286,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Stor
     # -- queries and admin --------------------------------------------------
     def get(self, job_id: int) -> JobRecord | None:
         job = self.jobs.get(job_id)
-        return decode_record(job) if job else None
+        return self._with_tags(decode_record(job)) if job else None
 
     def counts(self, now: float) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

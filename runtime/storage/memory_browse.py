@@ -11,16 +11,17 @@ class MemoryBrowse:
     """Mixed into MemoryStorage, whose `jobs`, `batch_rows` and `minute_rows` it reads."""
 
     def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
-                  limit=50):
+                  limit=50, tag=None):
         batch = None if batch_id is None else str(batch_id)
         found = [job for job in self.jobs.values()
                  if (state is None or job["state"] == state)
                  and (queue is None or job["queue"] == queue)
                  and (name is None or job["name"] == name)
                  and (batch is None or job["batch_id"] == batch)
-                 and (before is None or job["id"] < before)]
+                 and (before is None or job["id"] < before)
+                 and (tag is None or tag in job.get("tags", ()))]
         found.sort(key=lambda job: job["id"], reverse=True)
-        return [decode_record(job) for job in found[:max(0, min(limit, PAGE_MAX))]]
+        return [self._with_tags(decode_record(job)) for job in found[:max(0, min(limit, PAGE_MAX))]]
 
     def batches_page(self, before=None, limit=50):
         ids = sorted((i for i in self.batch_rows if before is None or i < before), reverse=True)

@@ -22,10 +22,10 @@ class PostgresBrowseVerbs:
     """Mixed into PostgresStorage: uses its SQL, _read, _write, _change and _record."""
 
     def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
-                  limit=50):
-        query, params = page_of(state, queue, name, batch_id, before, limit)
+                  limit=50, tag=None):
+        query, params = page_of(state, queue, name, batch_id, before, limit, tag)
         found = self._read("listing jobs", self.SQL[query], params, dicts=True)
-        return [decode_record(row) for row in found]
+        return self._with_tags([decode_record(row) for row in found])
 
     def batches_page(self, before=None, limit=50):
         found = self._read("listing batches", self.SQL["batches_page"],

@@ -26,6 +26,7 @@ from runtime.storage import pginsert, pgschema
 from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.pgbrowse import PostgresBrowseVerbs
 from runtime.storage.pgchains import PostgresChainVerbs
+from runtime.storage.pgops import PostgresOpsVerbs, tagging
 from runtime.storage.pgticks import PostgresTickVerbs
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
@@ -44,7 +45,7 @@ IDLE = pq.TransactionStatus.IDLE
 
 
 class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
-                      PostgresBrowseVerbs, Storage):
+                      PostgresBrowseVerbs, PostgresOpsVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
 
     SQL = SQL
@@ -186,6 +187,8 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
         now = time.time()
         insert = pginsert.insert_unique if any(j.unique_key is not None for j in jobs) \
             else pginsert.insert_bulk
+        if any(j.tags for j in jobs):  # jobs without tags never look at them again
+            insert = tagging(insert, jobs)
         self._woken = False
         ids = self._write("enqueueing", insert, SQL, jobs, now, self.channel, self.target.where,
                           confirm_first=True)
@@ -302,7 +305,7 @@ class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
     # -- queries and admin --------------------------------------------------
     def get(self, job_id: int) -> JobRecord | None:
         rows = self._read(f"reading job {job_id}", SQL["get"], {"id": job_id}, dicts=True)
-        return decode_record(rows[0]) if rows else None
+        return self._with_tags([decode_record(rows[0])])[0] if rows else None
 
     def counts(self, now: float) -> dict[str, dict[str, int]]:
         return assemble_counts(self._read("counting jobs", SQL["counts"], {"now": now}))

@@ -943,6 +943,27 @@ CREATE TABLE jobrt_job_minutes (
 -- a week read these, some thousand rows, not the minutes' ten thousands.
 CREATE TABLE jobrt_job_hours (LIKE jobrt_job_minutes INCLUDING ALL);
 
+-- name: migration_15
+-- Operators' requests and job tags, as the SQLite backend's migration 17 (pgops): a row per
+-- paused queue, the latest restart request, and a row per (tag, job) that enqueue writes
+-- with a tagged job (a job without tags writes none). A deleted job's tags go with it
+-- (the foreign key's cascade: one probe of jobrt_job_tags_job per deleted job).
+CREATE TABLE jobrt_paused_queues (
+    queue     text PRIMARY KEY,
+    paused_at double precision NOT NULL
+);
+CREATE TABLE jobrt_restart_requests (
+    id           integer PRIMARY KEY CHECK (id = 1),
+    generation   bigint           NOT NULL,
+    requested_at double precision NOT NULL
+);
+CREATE TABLE jobrt_job_tags (
+    tag    text   NOT NULL,
+    job_id bigint NOT NULL REFERENCES jobrt_jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, job_id)
+);
+CREATE INDEX jobrt_job_tags_job ON jobrt_job_tags (job_id);
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 
@@ -1607,3 +1628,56 @@ GROUP BY at, name;
 
 -- name: prune_minutes
 DELETE FROM jobrt_job_minutes WHERE minute < %(before)s::bigint;
+
+-- name: pause_queues
+INSERT INTO jobrt_paused_queues (queue, paused_at)
+SELECT queue, %(now)s FROM unnest(%(queues)s::text[]) AS queue
+ON CONFLICT (queue) DO NOTHING
+RETURNING queue;
+
+-- name: resume_queues
+DELETE FROM jobrt_paused_queues WHERE queue = ANY(%(queues)s::text[]) RETURNING queue;
+
+-- name: paused_queues
+SELECT queue, paused_at FROM jobrt_paused_queues;
+
+-- name: request_restart
+INSERT INTO jobrt_restart_requests AS r (id, generation, requested_at) VALUES (1, 1, %(now)s)
+ON CONFLICT (id) DO UPDATE SET generation = r.generation + 1, requested_at = EXCLUDED.requested_at
+RETURNING generation;
+
+-- name: controls
+-- A supervisor's read on each heartbeat: the paused queues, then the restart generation.
+SELECT queue, NULL::bigint FROM jobrt_paused_queues
+UNION ALL
+SELECT NULL, generation FROM jobrt_restart_requests;
+
+-- name: prune_failed
+-- SKIP LOCKED, as prune: a row `failed retry` is bringing back is left for the next call.
+DELETE FROM jobrt_jobs
+WHERE id IN (SELECT id FROM jobrt_jobs
+             WHERE state = 'failed' AND finished_at < %(before)s
+             ORDER BY finished_at, id
+             LIMIT %(limit)s
+             FOR UPDATE SKIP LOCKED);
+
+-- name: insert_tags
+-- The tags of the jobs this enqueue made, before its COMMIT: a unique job whose key a live
+-- job held returned that job's id, made by an earlier enqueue (another created_at).
+INSERT INTO jobrt_job_tags (tag, job_id)
+SELECT t.tag, t.job_id FROM unnest(%(tag)s::text[], %(job_id)s::bigint[]) AS t (tag, job_id)
+WHERE EXISTS (SELECT 1 FROM jobrt_jobs AS j WHERE j.id = t.job_id AND j.created_at = %(now)s)
+ON CONFLICT DO NOTHING;
+
+-- name: tags_of
+SELECT job_id, tag FROM jobrt_job_tags WHERE job_id = ANY(%(ids)s::bigint[]);
+
+-- name: jobs_page_tag
+-- A tag's jobs (its primary key, in id order within a tag), newest first, further filtered.
+SELECT j.* FROM jobrt_job_tags AS t JOIN jobrt_jobs AS j ON j.id = t.job_id
+WHERE t.tag = %(tag)s::text AND t.job_id < %(before)s
+  AND (%(state)s::text IS NULL OR j.state = %(state)s::text)
+  AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+  AND (%(name)s::text IS NULL OR j.name = %(name)s::text)
+  AND (%(batch)s::text IS NULL OR j.batch_id = %(batch)s::text)
+ORDER BY t.job_id DESC LIMIT %(limit)s;

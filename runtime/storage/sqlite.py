@@ -22,7 +22,8 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import (
-    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, sqlite_ticks, wakeup,
+    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_ops, sqlite_settle,
+    sqlite_ticks, wakeup,
 )
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
@@ -38,7 +39,8 @@ TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
 class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs,
-                    sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs, Storage):
+                    sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs,
+                    sqlite_ops.SqliteOpsVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs
@@ -124,18 +126,21 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
     # -- clients ---------------------------------------------------------
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
         now = time.time()
+        tagged = any(j.tags for j in jobs)  # jobs without tags never look at them again
         if any(j.unique_key is not None or j.overlap_key is not None or j.rate_key is not None
                for j in jobs):
-            return self._write("enqueueing", sqlite_insert.insert_each, [
-                (j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                 j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
-                 j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period)
-                for j in jobs])
-        rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                 None, j.batch_id, None, 0, None) for j in jobs]
+            insert = sqlite_insert.insert_each
+            rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
+                     j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
+                     j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period)
+                    for j in jobs]
+        else:
+            insert = sqlite_insert.insert_bulk
+            rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
+                     None, j.batch_id, None, 0, None) for j in jobs]
         if not rows:
             return []
-        return self._write("enqueueing", sqlite_insert.insert_bulk, rows)
+        return self._write("enqueueing", sqlite_ops.tagging(insert, jobs) if tagged else insert, rows)
 
     def notify(self) -> None:
         self.waker.wake()
@@ -237,7 +242,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
             row = cursor.fetchone()
         except sqlite3.Error as exc:
             raise explain(self.path, exc, f"reading job {job_id}") from exc
-        return _decode(cursor, row) if row else None
+        return self._with_tags([_decode(cursor, row)])[0] if row else None
 
     def counts(self, now: float) -> dict[str, dict[str, int]]:
         return assemble_counts(self._read("counting jobs", SQL["counts"], (now,)))

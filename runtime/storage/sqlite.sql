@@ -396,6 +396,32 @@ CREATE TABLE job_hours (
     PRIMARY KEY (minute, queue, name)
 ) WITHOUT ROWID;
 
+-- name: migration_17
+-- Operators' requests (sqlite_ops): a row per paused queue, which every supervisor reads on
+-- its heartbeat and leaves out of the claims it makes; the latest restart request (one row,
+-- its generation counting up). Tags: a row per (tag, job) that enqueue writes with a tagged
+-- job, so `jobrt jobs --tag T` walks one tag's jobs in id order; a job without tags has
+-- none, and its enqueue, claim and settle write nothing here. A deleted job's tags go
+-- with it (the trigger: one probe of job_tags_job per deleted job).
+CREATE TABLE paused_queues (
+    queue     TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE restart_requests (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    generation   INTEGER NOT NULL,
+    requested_at REAL    NOT NULL
+);
+CREATE TABLE job_tags (
+    tag    TEXT    NOT NULL,
+    job_id INTEGER NOT NULL,
+    PRIMARY KEY (tag, job_id)
+) WITHOUT ROWID;
+CREATE INDEX job_tags_job ON job_tags (job_id);
+CREATE TRIGGER jobs_untag AFTER DELETE ON jobs BEGIN
+    DELETE FROM job_tags WHERE job_id = old.id;
+END;
+
 -- name: insert_tick
 INSERT INTO schedule_ticks (schedule, tick_at, outcome, missed, created_at)
 VALUES (?, ?, ?, ?, ?)
@@ -952,3 +978,49 @@ GROUP BY at, name;
 
 -- name: prune_minutes
 DELETE FROM job_minutes WHERE minute < ?;
+
+-- name: pause_queue
+INSERT INTO paused_queues (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING;
+
+-- name: resume_queue
+DELETE FROM paused_queues WHERE queue = ?;
+
+-- name: paused_queues
+SELECT queue, paused_at FROM paused_queues ORDER BY queue;
+
+-- name: request_restart
+INSERT INTO restart_requests (id, generation, requested_at) VALUES (1, 1, ?)
+ON CONFLICT (id) DO UPDATE SET generation = generation + 1, requested_at = excluded.requested_at
+RETURNING generation;
+
+-- name: controls
+-- A supervisor's read on each heartbeat: the paused queues, then the restart generation.
+SELECT queue, NULL FROM paused_queues
+UNION ALL
+SELECT NULL, generation FROM restart_requests;
+
+-- name: prune_failed
+-- INDEXED BY: the state test must stay word for word the index's own (as prune's).
+DELETE FROM jobs
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_failed
+             WHERE state = 'failed' AND finished_at < ?
+             ORDER BY finished_at, id
+             LIMIT ?)
+RETURNING state, queue, name;
+
+-- name: insert_tag
+INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?);
+
+-- name: tags_of
+-- ? is a JSON list of job ids.
+SELECT job_id, tag FROM job_tags INDEXED BY job_tags_job
+WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, tag;
+
+-- name: jobs_page_tag
+-- A tag's jobs (job_tags, in id order within a tag), newest first, further filtered.
+SELECT jobs.* FROM job_tags CROSS JOIN jobs ON jobs.id = job_tags.job_id
+WHERE job_tags.tag = :tag AND job_tags.job_id < :before
+  AND (:state IS NULL OR jobs.state = :state)
+  AND (:queue IS NULL OR jobs.queue = :queue) AND (:name IS NULL OR jobs.name = :name)
+  AND (:batch IS NULL OR jobs.batch_id = :batch)
+ORDER BY job_tags.job_id DESC LIMIT :limit;

@@ -20,11 +20,11 @@ class SqliteBrowseVerbs:
     """Mixed into SqliteStorage: uses its _cursor, _read, _write and conn."""
 
     def jobs_page(self, *, state=None, queue=None, name=None, batch_id=None, before=None,
-                  limit=50):
-        query, params = page_of(state, queue, name, batch_id, before, limit)
+                  limit=50, tag=None):
+        query, params = page_of(state, queue, name, batch_id, before, limit, tag)
         cursor = self._cursor("listing jobs", SQL[query], params)
         names = [column[0] for column in cursor.description]
-        return [decode_record(dict(zip(names, row))) for row in cursor.fetchall()]
+        return self._with_tags([decode_record(dict(zip(names, row))) for row in cursor.fetchall()])
 
     def batches_page(self, before=None, limit=50):
         found = rows(self._cursor("listing batches", SQL["batches_page"],

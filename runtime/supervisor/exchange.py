@@ -40,6 +40,11 @@ class Exchange:
         self.outage_logged = False
         self.failures = 0
         self.retry_at = 0.0
+        self.paused: frozenset = frozenset()  # queues no claim takes (`jobrt pause`)
+
+    def pause_only(self, queues: frozenset) -> None:
+        """Claim no job of these queues from now on (the paused ones storage holds)."""
+        self.paused = queues
 
     def next_timer(self) -> float:
         nearest = float("inf")
@@ -74,7 +79,11 @@ class Exchange:
             for pool, want in wants:
                 # a balanced pool claims for each queue what that queue's workers can take
                 for queues, want in pool.claims() if pool.balanced else ((pool.config.queues, want),):
-                    queues = list(queues)
+                    asked = queues
+                    queues = [queue for queue in asked if queue not in self.paused]
+                    if not queues:  # all paused: ask again when woken (a resume wakes it)
+                        pool.no_more(None, asked)
+                        continue
                     started = time.perf_counter()
                     jobs = run_context.attach(self.storage, self.storage.exchange(
                         self.owner, outbox, queues, want, wall + self.lease, wall))

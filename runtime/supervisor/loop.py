@@ -33,6 +33,7 @@ from runtime.errors import StorageError
 from runtime.storage import open_storage
 from runtime.storage.network_fs import refuse_network_fs
 from runtime.supervisor import sd_notify
+from runtime.supervisor.controls import Controlling
 from runtime.supervisor.exchange import Exchange
 from runtime.supervisor.fencing import Fence, Fencing, call_timeout, fence_margin
 from runtime.supervisor.import_check import ImportCheck
@@ -56,7 +57,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(Fencing, Reloading, Wakeups, EventLoop):
+class Supervisor(Fencing, Reloading, Wakeups, Controlling, EventLoop):
     def __init__(self, config, registry, log_format: str = "text", stop_rules=None, source_watch=None):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.stop_rules = stop_rules  # stopping_rules.StopRules: --until-empty, --max-jobs, --max-time
@@ -297,6 +298,8 @@ class Supervisor(Fencing, Reloading, Wakeups, EventLoop):
             except StorageError as exc:
                 self.exchange.failed(now, exc)
             else:
+                # a paused queue's backlog waits for `jobrt resume`: no worker moves to it
+                counts = {queue: c for queue, c in counts.items() if queue not in self.exchange.paused}
                 for pool in due:
                     if pool.rebalance(now, counts):
                         pool.manage(now)  # move, spawn and retire now, not a turn later
@@ -336,6 +339,7 @@ class Supervisor(Fencing, Reloading, Wakeups, EventLoop):
             self.clock.sync(self.storage)
             self._rescued(self.neighbours.watch(wall))
             self._cancel_requested()
+            self._read_controls()
             self.minutes.write(self.storage, wall)
             if self.metrics is not None:
                 self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)

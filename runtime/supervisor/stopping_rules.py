@@ -69,6 +69,7 @@ def _empty_queues(supervisor) -> list[str] | None:
     except StorageError as exc:
         exchange.failed(time.monotonic(), exc)
         return None
-    if any(counts.get(queue, {}).get("pending", 0) for queue in queues):
+    # A paused queue's jobs wait for `jobrt resume`, not for this supervisor.
+    if any(counts.get(queue, {}).get("pending", 0) for queue in queues if queue not in exchange.paused):
         return None
     return queues

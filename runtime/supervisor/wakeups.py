@@ -12,8 +12,8 @@ log = logging.getLogger("jobrt")
 
 
 class Wakeups:
-    """Uses the Supervisor's storage, config, watch_call/unwatch_fd, _wake_pools and
-    _cancel_requested; keeps listener, listener_fd and listen_failed (their first values
+    """Uses the Supervisor's storage, config, watch_call/unwatch_fd, _wake_pools,
+    _cancel_requested and _read_controls; keeps listener, listener_fd and listen_failed (their first values
     are set in Supervisor.__init__)."""
 
     def _listen(self) -> None:
@@ -36,6 +36,7 @@ class Wakeups:
     def _drain_listener(self) -> None:
         self._wake_pools()
         self._cancel_requested()
+        self._read_controls()  # `jobrt pause|resume|restart` on this host woke it
         try:
             self.listener.drain()
         except StorageError as exc:

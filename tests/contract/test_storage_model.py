@@ -49,6 +49,7 @@ new_jobs = st.lists(st.tuples(
     st.sampled_from([None, None, None, "o1", "o2"])), min_size=1, max_size=3)
 
 # "failed" first: hypothesis favours early elements, and the failed-jobs verbs need some.
+TAGS = [(), ("t1",), (), ("t1", "t2"), ("t2",)]  # by a job's argument: most have none
 outcome_kinds = st.sampled_from(["failed", "succeeded", "pending", "pending-undo", "cancelled"])
 queue_orders = st.lists(st.sampled_from(QUEUES), unique=True, min_size=1, max_size=3)
 
@@ -100,7 +101,8 @@ class StorageModel(RuleBasedStateMachine):
     def jobs_of(self, specs):
         return [NewJob(queue, "jobs.examples:add", orjson.dumps([[n], {}]), self.now + delay,
                        priority=priority, unique_key=key, unique_expires=expires,
-                       unique_at_start=at_start, options=options, overlap_key=overlap)
+                       unique_at_start=at_start, options=options, overlap_key=overlap,
+                       tags=TAGS[n % len(TAGS)])
                 for queue, priority, delay, key, n, expires, at_start, options, overlap in specs]
 
     @initialize(specs=new_jobs)
@@ -172,7 +174,8 @@ class StorageModel(RuleBasedStateMachine):
     def admin(self, data):
         """One of the rarer verbs: retry_failed, forget, cancel, clear, flush_failed, prune."""
         verb = data.draw(st.sampled_from(["retry_failed", "forget", "cancel", "clear",
-                                          "flush_failed", "prune"]))
+                                          "flush_failed", "prune", "prune_failed", "pause_queues",
+                                          "resume_queues"]))
         some_id = st.sampled_from(sorted(self.ids) or [1])
         if verb == "retry_failed":
             self.both(verb, data.draw(st.none() | st.lists(some_id, max_size=3)), self.now)
@@ -182,9 +185,13 @@ class StorageModel(RuleBasedStateMachine):
             self.both(verb, data.draw(some_id), self.now)
         elif verb == "clear":
             self.both(verb, data.draw(st.sampled_from(QUEUES)), self.now)
-        elif verb == "prune":  # ties on finished_at are common: the clock moves in steps
+        elif verb in ("prune", "prune_failed"):  # ties on finished_at are common: the clock moves in steps
             self.both(verb, self.now - data.draw(st.sampled_from([-1.0, 0.0, 4.0])),
                       data.draw(st.integers(0, 3)))
+        elif verb == "pause_queues":
+            self.both(verb, data.draw(queue_orders), self.now)
+        elif verb == "resume_queues":
+            self.both(verb, data.draw(queue_orders))
         else:
             self.both(verb)
 
@@ -277,6 +284,11 @@ class StorageModel(RuleBasedStateMachine):
             got, want = self.real.chain(chain_id), self.model.chain(chain_id)
             assert (got and got.to_dict()) == (want and want.to_dict()), chain_id
         assert self.real.last_ticks(["a", "b"]) == self.model.last_ticks(["a", "b"])
+        assert self.real.controls() == self.model.controls()
+        assert self.real.paused_queues() == self.model.paused_queues()
+        for tag in ("t1", "t2"):
+            assert [comparable(r) for r in self.real.jobs_page(tag=tag)] == \
+                [comparable(r) for r in self.model.jobs_page(tag=tag)], tag
 
 
 StorageModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30,
@@ -294,7 +306,8 @@ class PostgresModel(StorageModel):
 
         store = PostgresStorage(self.url, role="supervisor")
         store.conn.execute("TRUNCATE jobrt_jobs, jobrt_supervisors, jobrt_batches, jobrt_chains, "
-                           "jobrt_rate_starts, jobrt_rate_parked, jobrt_schedule_ticks RESTART IDENTITY")
+                           "jobrt_rate_starts, jobrt_rate_parked, jobrt_schedule_ticks, jobrt_job_tags, "
+                           "jobrt_paused_queues, jobrt_restart_requests RESTART IDENTITY")
         return store
 
 
