@@ -209,3 +209,15 @@ def test_run_reports_failures_with_exit_1_and_bad_names_with_exit_2(tmp_path):
     code, _, err = jobrt("run", "--config", config, "runjobs:where", "--args", "[1e999]")
     assert code == 2 and "--args" in err and "Traceback" not in err
     assert not (tmp_path / "jobs.db").exists()
+
+
+def test_until_empty_stops_while_a_paused_queues_jobs_wait(tmp_path):
+    # A paused queue's backlog waits for `jobrt resume`: it must not keep a cron-run
+    # supervisor working for ever.
+    config = write_config(tmp_path)
+    held = enqueue(config, "jobs.examples:add", "[1, 2]")
+    code, _, err = jobrt("pause", "--config", config, "--queue", "default")
+    assert code == 0, err
+    code, _, err = jobrt("start", "--config", config, "--until-empty")
+    assert code == 0 and "--until-empty: no job is due" in err, err
+    assert states(config, [held]) == ["pending"]
