@@ -9,7 +9,8 @@ benchmarks/partitions.py.
                       The kinds alternate: a cut (the host's link down), a black hole
                       (every packet dropped), a hung database (every PostgreSQL process
                       SIGSTOPped: all hosts lose it). Then it waits for every job to end.
-                      -> PartitionRun: the ids, the partition windows (wall clock)
+                      -> PartitionRun: the ids, the partition windows (wall clock; also
+                      written to windows.log beside the runs logs)
     tests/chaos/partition_checker.py checks the runs the jobs logged against both.
 
 Each chunk starts with LONG_PER_CHUNK jobs of LONG leases, so some run at every cut
@@ -98,8 +99,10 @@ def run_partitions(network: Network, cluster, q, config: Path, directory: Path, 
                 time.sleep(rng.uniform(*HOLD) * LEASE)  # how long the partition lasts
             finally:
                 network.heal()
-            run.windows.append(Window(kind, frozenset(HOSTS if kind == HUNG_DATABASE else (host,)),
-                                      start, time.time()))
+            window = Window(kind, frozenset(HOSTS if kind == HUNG_DATABASE else (host,)), start, time.time())
+            run.windows.append(window)
+            with open(directory / "windows.log", "a") as log:  # beside the runs logs, for a reader
+                log.write(f"{window.start:.6f} {window.end:.6f} {kind} {' '.join(sorted(window.hosts))}\n")
         deadline = time.monotonic() + DRAIN_WAIT
         while not (drained := _ended(q) >= len(run.ids)) and time.monotonic() < deadline:
             time.sleep(POLL)  # a look at the counts now and then: draining takes seconds
