@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL cluster for tests: initdb + pg_ctl in a temp dir, unix socket only.
+"""A throwaway PostgreSQL cluster for tests: initdb + pg_ctl in a temp dir, unix socket only,
+or also TCP on one address inside a network namespace (tests/netns.py's test hosts).
 
 As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
 Where PostgreSQL is not installed the tests that need it are skipped with the
@@ -27,9 +28,13 @@ def _bindir() -> str | None:
 
 
 class Cluster:
-    def __init__(self, durable: bool = False):
-        """durable=False trades crash safety for test speed (fsync off); benchmarks pass True."""
+    def __init__(self, durable: bool = False, netns: str | None = None, listen: str | None = None):
+        """durable=False trades crash safety for test speed (fsync off); benchmarks pass True.
+        With `netns`, initdb and pg_ctl run in that network namespace (`ip netns exec`), and with
+        `listen` the server also takes TCP connections on that address, port 5432, trusting the
+        clients of the subnets it is on (pg_hba `samenet`): url() then names that address."""
         self.durable = durable
+        self.netns, self.listen = netns, listen
         bindir = _bindir()
         if bindir is None:
             reason = "PostgreSQL is not installed (no initdb): apt-get install postgresql"
@@ -45,18 +50,23 @@ class Cluster:
             shutil.chown(self.root, "postgres", "postgres")
         os.chmod(self.root, 0o755)
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        if listen:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as hba:
+                hba.write("host all all samenet trust\n")
         self.start()
 
     def _run(self, tool: str, *args: str) -> None:
         command = [os.path.join(self.bindir, tool), *args]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"{tool} failed: {result.stdout}{result.stderr}")
 
     def start(self) -> None:
-        options = f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=200"
+        options = f"-k {self.socket_dir} -c listen_addresses='{self.listen or ''}' -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off"
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.root, "log"), "-w", "start")
@@ -69,6 +79,8 @@ class Cluster:
         self.start()
 
     def url(self, dbname: str = "postgres") -> str:
+        if self.listen:
+            return f"postgresql://postgres@{self.listen}:5432/{dbname}"
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
 
     def create_database(self) -> str:
