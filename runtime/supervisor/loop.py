@@ -4,14 +4,15 @@
                           wake-up datagram --------------------------->   |  selector over: worker pipes,
                                                                           |  worker pidfds, signal self-pipe,
                                      WorkerPool  WorkerPool ...  <--------+  wake-up socket
-                                     worker worker ...   (forked, one pipe pair each)
+                                     worker worker ...   (cloned by the zygote, one pipe pair each)
 
 Each turn of the loop: wait (until the nearest deadline or timer) -> handle
 fd events -> handle queued signals -> enforce deadlines -> write outcomes and
 claim jobs in one transaction -> dispatch -> manage the pools -> periodic work
 (heartbeat and lease renewal, rescue, poll). Signal handlers do nothing: the
-wake-up fd carries the signal number into the loop (SIGHUP's reload: `reloading`,
-a base class). The supervisor runs no user code and opens no thread. Every storage
+wake-up fd carries the signal number into the loop. The base classes hold the rest:
+`signals` (acting on them), `heartbeats`, `reloading` (SIGHUP), `fencing`, `controls`
+(pause, restart), `wakeups`. The supervisor runs no user code and opens no thread. Every storage
 call is bounded ([storage] call_timeout) and, after one fails, none is made until
 the exchange's backoff allows; a supervisor whose leases could not be renewed in
 time fences itself (`fencing`).
@@ -35,12 +36,14 @@ from runtime.storage.network_fs import refuse_network_fs
 from runtime.supervisor import sd_notify
 from runtime.supervisor.controls import Controlling
 from runtime.supervisor.exchange import Exchange
+from runtime.supervisor.heartbeats import Heartbeats
 from runtime.supervisor.fencing import Fence, Fencing, call_timeout, fence_margin
 from runtime.supervisor.import_check import ImportCheck
 from runtime.supervisor.lease_clock import LeaseClock
 from runtime.supervisor.minutes import MinuteTally, MinuteWriter
 from runtime.supervisor.neighbours import Neighbours
 from runtime.supervisor.reloading import Reloading
+from runtime.supervisor.signals import Signals
 from runtime.supervisor.ticking import Ticker
 from runtime.supervisor.wakeups import Wakeups
 from runtime.supervisor.output_relay import OutputRelay
@@ -57,7 +60,7 @@ PRUNE_BATCH = 500  # ended jobs deleted per transaction
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-class Supervisor(Fencing, Reloading, Wakeups, Controlling, EventLoop):
+class Supervisor(Heartbeats, Signals, Fencing, Reloading, Wakeups, Controlling, EventLoop):
     def __init__(self, config, registry, log_format: str = "text", stop_rules=None, source_watch=None):
         super().__init__(OutputRelay(json_lines=log_format == "json"))
         self.stop_rules = stop_rules  # stopping_rules.StopRules: --until-empty, --max-jobs, --max-time
@@ -308,133 +311,6 @@ class Supervisor(Fencing, Reloading, Wakeups, Controlling, EventLoop):
                                 default=float("inf"))
         self.next_balance = max(self.next_balance, now + 0.05)  # storage down: try again soon, not at once
 
-    def worker_exited(self) -> None:
-        self._kill_strays()
-
-    def _kill_strays(self) -> None:
-        known = {pid for pool in self.pools for pid in pool.pids()}
-        if self.import_check is not None:
-            known.add(self.import_check.pid)
-        if self.zygote is not None:
-            known.add(self.zygote.pid)
-        strays = process.kill_strays(known, self.zygote.pid if self.zygote is not None else 0)
-        if strays:
-            log.warning("killed %d process(es) that jobs started and abandoned (orphans, out of "
-                        "their worker's process group): %s", len(strays), ", ".join(map(str, strays)))
-
-    def _heartbeat(self, wall: float) -> None:
-        at = time.monotonic()  # `wall` was read just before: the leases run from here
-        self._kill_strays()
-        workers = [worker for pool in self.pools for worker in pool.describe_workers()]
-        info = {"workers": workers, "rate": round(self.stats.rate, 1), "done": self.stats.done,
-                "restarts": self.stats.restarts,
-                "pools": {p.config.name: p.describe() for p in self.pools if not p.retired},
-                "jobs": self.job_names}
-        held = [job.id for pool in self.pools for job in pool.held()]
-        try:
-            started = time.perf_counter()
-            self.storage.heartbeat(self.owner, self.host, self.pid, self.started_at, info,
-                                   wall, wall + self.config.lease, held=held)
-            self.fence.renewed(at)
-            self.clock.sync(self.storage)
-            self._rescued(self.neighbours.watch(wall))
-            self._cancel_requested()
-            self._read_controls()
-            self.minutes.write(self.storage, wall)
-            if self.metrics is not None:
-                self.metrics.storage_round_trip("heartbeat", time.perf_counter() - started)
-                self.metrics.set_workers(workers)
-                self.metrics.set_targets(info["pools"])
-                self.metrics.set_queue_depths(self.storage.counts(wall))
-        except StorageError as exc:
-            self.exchange.failed(at, exc)
-            return
-        self.exchange.recovered(time.monotonic())
-
-    def _summary(self) -> str:
-        """One line for `systemctl status`: workers busy/total, throughput, outage."""
-        busy = total = 0
-        for pool in self.pools:
-            pool_busy, pool_total = pool.busy()
-            busy, total = busy + pool_busy, total + pool_total
-        line = f"{busy}/{total} workers busy, {self.stats.rate:.1f} jobs/s, {self.stats.done} jobs done"
-        if self.stopping:
-            line = "stopping: " + line
-        if self.exchange.down:
-            line += ", storage unavailable"
-        return line
-
-    def neighbour_died(self, owner: str) -> None:
-        """A supervisor of this host ended (its pidfd said so): rescue its jobs now."""
-        if not self.exchange.may_call(time.monotonic()):
-            return  # the periodic rescue does it once storage answers
-        try:
-            self._rescued(self.neighbours.died(owner, self.clock.now()))
-        except StorageError as exc:
-            self.exchange.failed(time.monotonic(), exc)  # the periodic rescue tries again
-
-    def _rescued(self, count: int) -> None:
-        if count:
-            self._wake_pools()
-
-    def _cancel_requested(self) -> None:
-        """Kill the runs that q.cancel / jobrt cancel asked to stop (asked on every wake-up,
-        so at once on this host or with PostgreSQL's notifications, else each heartbeat)."""
-        if not self.exchange.may_call(time.monotonic()):
-            return
-        try:
-            wanted = set(self.storage.cancel_requests(self.owner))
-        except StorageError as exc:
-            self.exchange.failed(time.monotonic(), exc)
-            return
-        if wanted:
-            now = time.monotonic()
-            for pool in self.pools:
-                pool.cancel(wanted, now)
-
     def _wake_pools(self) -> None:
         for pool in self.pools:
             pool.wake()
-
-    # -- signals --------------------------------------------------------------------
-    def _read_signals(self, sock) -> None:
-        try:
-            data = sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        self.signals.extend(data)
-
-    def stop(self, now: float, why: str) -> None:
-        """Stop claiming, return unstarted jobs, give running ones their pool's grace: on
-        SIGTERM/SIGINT, and when a stop rule (`jobrt start --until-empty`, ...) is met."""
-        self.stopping = True
-        log.info("%s: stopping; running jobs get up to their pool's grace to finish", why)
-        sd_notify.notify("STOPPING=1", sd_notify.STATE_WAIT)
-        if self.import_check is not None:
-            self._take_import_check().abandon()
-        for pool in self.pools:
-            if not pool.stopping:
-                grace = pool.config.grace
-                pool.begin_stop(now, grace, f"the supervisor stopped and the grace period "
-                                            f"({grace:g} s) ran out")
-            else:  # retired by a reload, its jobs had no deadline: now they have
-                pool.hurry(now)
-
-    def _handle_signals(self, now: float) -> None:
-        signals, self.signals = self.signals, []
-        for signum in signals:
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                if not self.stopping:
-                    self.stop(now, signal.Signals(signum).name)
-                else:
-                    log.info("%s again: stopping now", signal.Signals(signum).name)
-                    for pool in self.pools:
-                        pool.kill_all(f"the supervisor was told again to stop ({signal.Signals(signum).name})")
-            elif signum in (signal.SIGTTIN, signal.SIGTTOU) and not self.stopping:
-                # one worker more or fewer per pool; a balanced pool moves its max_workers
-                delta = +1 if signum == signal.SIGTTIN else -1
-                log.info("%s: %s", signal.Signals(signum).name,
-                         "; ".join(pool.resize(delta) for pool in self.pools if not pool.stopping))
-                self.next_balance = now
-            elif signum == signal.SIGHUP and not self.stopping:
-                self._reload(now)
