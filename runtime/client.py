@@ -301,6 +301,28 @@ class Queue:
     def counts(self) -> dict[str, dict[str, int]]:
         return self.storage.counts(self.clock())
 
+    # -- operators' controls (jobrt pause, resume, restart) ------------------------
+    def pause(self, *queues: str) -> list[str]:
+        """Stop every supervisor from starting jobs of these queues (running ones finish);
+        stored, so it holds across hosts and restarts until resume(). The queues that were
+        not paused before."""
+        changed = self.storage.pause_queues(list(dict.fromkeys(queues)), self.clock())
+        self.storage.notify()  # supervisors on this host read it at once, others within a heartbeat
+        return changed
+
+    def resume(self, *queues: str) -> list[str]:
+        """Let the supervisors start these queues' jobs again; the queues that were paused."""
+        changed = self.storage.resume_queues(list(dict.fromkeys(queues)))
+        self.storage.notify()
+        return changed
+
+    def restart(self) -> int:
+        """Ask every supervisor on this storage to replace its workers, as SIGHUP does (after
+        a deploy: Laravel's queue:restart); the request's number."""
+        generation = self.storage.request_restart(self.clock())
+        self.storage.notify()
+        return generation
+
     # -- batches (runtime.batching) ---------------------------------------------
     def batch(self, items, name: str | None = None, queue: str | None = None, then=None, catch=None,
               finally_=None, allow_failures: bool = False) -> batching.BatchHandle:
