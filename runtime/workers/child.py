@@ -28,7 +28,7 @@ from collections import deque
 from runtime import events, job_context
 from runtime.registry import JobSpec, reimport
 from runtime.workers import protocol, sandbox, worker_events
-from runtime.workers.process import die_with_parent, owned_bytes, write_all
+from runtime.workers.process import die_with_parent, owned_bytes, set_name, write_all
 
 EXIT_CRASH = 70  # the worker loop itself failed: a job broke its pipes, or a bug in jobrt
 EXIT_BOOT = 71  # the worker could not start (its job modules did not import): it ran nothing
@@ -71,6 +71,7 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
     # Own process group: a timeout kill takes whatever the job spawned too.
     os.setpgid(0, 0)
     die_with_parent()  # not Linux: the pipe EOF still ends an idle worker
+    set_name("jobrt-worker")
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
     # Move our pipes out of the way of fds a job opens and closes (daemonizing code

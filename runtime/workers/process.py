@@ -23,6 +23,7 @@ from runtime.errors import JobrtError
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PIPE_SIZE = 1 << 20  # fewer partial writes of big frames; the kernel caps it silently
 
 
@@ -204,6 +205,15 @@ def die_with_parent() -> None:
     this does nothing; the child's pipes still tell it the parent is gone."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def set_name(name: str) -> None:
+    """This process's name in ps, top and /proc/PID/comm (15 bytes at most): jobrt-worker,
+    jobrt-zygote, jobrt-spare, so operators (and tests) tell its processes apart."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     except (OSError, AttributeError):
         pass
 

@@ -41,7 +41,7 @@ import orjson
 from runtime.registry import collect
 from runtime.workers import sandbox
 from runtime.workers.child import become_worker
-from runtime.workers.process import adopt, close_all, die_with_parent, enter_child, pipes
+from runtime.workers.process import adopt, close_all, die_with_parent, enter_child, pipes, set_name
 
 log = logging.getLogger("jobrt")
 
@@ -136,6 +136,7 @@ def main(spec_text: str) -> None:
     die_with_parent()
     if os.getppid() != parent:
         return
+    set_name("jobrt-zygote")
     sys.path[:] = spec["path"]
     sock = socket.socket(fileno=_FD)
     try:
@@ -216,6 +217,7 @@ def _become(conn: socket.socket, registry: dict, parent: int) -> None:
     die_with_parent()  # the supervisor's child (CLONE_PARENT): it dies with the supervisor
     if os.getppid() != parent:
         return
+    set_name("jobrt-spare")
     message, fds = _receive(conn)
     conn.close()
     if not message:  # the zygote is gone

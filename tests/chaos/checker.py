@@ -113,10 +113,19 @@ def chaos_items(log: Path, jobs: int) -> list[tuple]:
 
 
 def workers_of(supervisor: RunningSupervisor) -> list[psutil.Process]:
+    """Its workers: its children but the zygote and its spare (runtime.workers.zygote)."""
     try:
-        return psutil.Process(supervisor.proc.pid).children()
+        children = psutil.Process(supervisor.proc.pid).children()
     except psutil.NoSuchProcess:
         return []
+    workers = []
+    for child in children:
+        try:
+            if child.name() == "jobrt-worker":
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
 
 
 @dataclass

@@ -79,7 +79,7 @@ def backend(request, tmp_path):
                 store.conn.execute("DELETE FROM jobs")
                 store.conn.execute("DELETE FROM job_counts")
             else:  # TRUNCATE, which its trigger answers by emptying the counts
-                store.conn.execute("TRUNCATE jobrt_jobs")
+                store.conn.execute("TRUNCATE jobrt_jobs, jobrt_job_tags")
         return store
 
     yield open_

@@ -17,7 +17,7 @@ JOBS = 30
 
 def _zygote(supervisor) -> psutil.Process:
     children = psutil.Process(supervisor.proc.pid).children()
-    return next(c for c in children if "runtime.workers.zygote" in " ".join(c.cmdline()))
+    return next(c for c in children if c.name() == "jobrt-zygote")
 
 
 def _drain(config, path) -> set[int]:
@@ -37,8 +37,8 @@ def test_workers_are_the_supervisors_children_cloned_by_the_zygote(tmp_path, sta
     pids = _drain(config, tmp_path / "runs")
     assert len(pids) >= JOBS // 4  # recycled every 3-4 jobs: many workers came and went
     children = psutil.Process(supervisor.proc.pid).children()
-    workers = [c for c in children if c.pid != zygote.pid and os.getpgid(c.pid) != zygote.pid]
-    spares = [c for c in children if c.pid != zygote.pid and os.getpgid(c.pid) == zygote.pid]
+    workers = [c for c in children if c.name() == "jobrt-worker" and os.getpgid(c.pid) == c.pid]
+    spares = [c for c in children if c.name() == "jobrt-spare" and os.getpgid(c.pid) == zygote.pid]
     assert len(workers) == 2 and all(w.ppid() == supervisor.proc.pid for w in workers)
     assert len(spares) == 1  # the next worker, waiting in the zygote's process group
     assert supervisor.stop() == 0
