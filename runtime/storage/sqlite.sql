@@ -565,6 +565,17 @@ INSERT INTO jobs (queue, name, payload, priority, options, available_at, created
                   unique_key, batch_id, unique_expires, unique_at_start, unique_held)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
+-- name: insert_jobs
+-- Plain jobs in bulk, from one JSON array of [queue, name, payload, priority, options,
+-- available_at, batch_id]: one statement for them all costs half of executemany's row by
+-- row (its binding, and the AUTOINCREMENT counter written once, not per row). Payload and
+-- options go in as text and are stored as the BLOBs the row-by-row insert stores.
+INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at, batch_id,
+                  unique_at_start)
+SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BLOB), value ->> 3, CAST(value ->> 4 AS BLOB),
+       value ->> 5, ?, value ->> 6, 0
+FROM json_each(?);
+
 -- name: insert_gated
 -- A job behind gates: let through at once where nothing else is at its gate (no job with
 -- its overlap key lives; its rate key has no job let through, is not parked and has a free

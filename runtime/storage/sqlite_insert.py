@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import orjson
+
 from runtime.storage import sqlite_gates
 from runtime.storage.base import PENDING
 from runtime.storage.sqlite_counts import Tally
@@ -12,10 +14,14 @@ from runtime.storage.sqlite_file import SQL
 
 
 def insert_bulk(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
+    """Rows of insert_job, all made at one time (rows[i][6]) and with no unique key."""
     # Inside BEGIN IMMEDIATE nobody else inserts, and AUTOINCREMENT ids only
     # grow, so the rows above the old maximum are ours, in insertion order.
     before = conn.execute(SQL["max_id"]).fetchone()[0]
-    conn.executemany(SQL["insert_job"], rows)
+    document = orjson.dumps([(row[0], row[1], row[2].decode(), row[3],
+                              None if row[4] is None else row[4].decode(), row[5], row[8])
+                             for row in rows])
+    conn.execute(SQL["insert_jobs"], (rows[0][6], document))
     ids = [row[0] for row in conn.execute(SQL["ids_after"], (before,))]
     assert len(ids) == len(rows), "concurrent insert inside a write transaction"
     tally.add_all(PENDING, [(row[0], row[1], row[5]) for row in rows], 1)
