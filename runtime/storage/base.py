@@ -18,6 +18,7 @@ from typing import Iterable, NamedTuple
 import orjson
 
 from runtime.storage.browse import BrowseVerbs
+from runtime.storage.job_sets import JobSetVerbs
 from runtime.storage.ticks import TickVerbs
 from runtime.storage.workflows import WorkflowVerbs
 
@@ -218,7 +219,7 @@ def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str,
     return out
 
 
-class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs):
+class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs, JobSetVerbs):
     """Base class of storage backends. Subclasses implement every verb below.
 
     Backends are opened by `runtime.storage.open_storage(url, role=...)`.

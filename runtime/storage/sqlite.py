@@ -22,7 +22,8 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import (
-    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_settle, sqlite_ticks, wakeup,
+    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_job_sets, sqlite_settle,
+    sqlite_ticks, wakeup,
 )
 from runtime.storage.base import (
     CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome, Storage,
@@ -38,7 +39,8 @@ TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 
 class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs,
-                    sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs, Storage):
+                    sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs,
+                    sqlite_job_sets.SqliteJobSetVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs

@@ -820,6 +820,15 @@ DELETE FROM jobs WHERE queue = ? AND state = 'pending'
 RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END,
           overlap_key, rate_key;
 
+-- name: count_states
+SELECT state, count(*) FROM jobs WHERE id IN (SELECT value FROM json_each(?)) GROUP BY state;
+
+-- name: delete_jobs
+-- Running jobs stay: their supervisor settles them (runtime.storage.job_sets).
+DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND state <> 'running'
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END,
+          overlap_key, rate_key;
+
 -- name: overlap_holder
 -- The job its overlap key lets through: running, or the next to run.
 SELECT id, state, rate_key FROM jobs INDEXED BY jobs_overlap_turn
