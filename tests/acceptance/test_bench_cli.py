@@ -20,17 +20,17 @@ FIGURES = ("pickup_p50_ms", "pickup_p99_ms", "enqueue_one_jobs_per_s", "enqueue_
            "drain_jobs_per_s", "drain_seconds")
 
 
-def bench_jobs_in(config) -> list:
+def bench_jobs_in(config, url: str = "sqlite:///jobs.db") -> list:
     """The bench's jobs still in storage, in any state."""
-    storage = open_storage("sqlite:///jobs.db", role="client", base_dir=str(config.parent))
+    storage = open_storage(url, role="client", base_dir=str(config.parent))
     try:
         return storage.jobs_page(name=NOOP, limit=500)
     finally:
         storage.close()
 
 
-def test_bench_prints_the_figures_and_removes_exactly_its_jobs(tmp_path, start_supervisor):
-    config = write_config(tmp_path)
+def test_bench_prints_the_figures_and_removes_exactly_its_jobs(tmp_path, start_supervisor, storage):
+    config = write_config(tmp_path, storage=storage)
     start_supervisor(config)
     code, out, err = jobrt("enqueue", "--config", config, "jobs.examples:echo", "--args", '["mine"]',
                            "--queue", "high", "--delay", "3600")
@@ -43,7 +43,7 @@ def test_bench_prints_the_figures_and_removes_exactly_its_jobs(tmp_path, start_s
     assert report["jobs"] == 300 and report["probes"] == 5 and report["enqueue_one_jobs"] == 300
     assert all(report[key] > 0 for key in FIGURES), report
     assert "drain: 300 jobs" in err and "removing the" in err  # progress, on stderr
-    assert bench_jobs_in(config) == []
+    assert bench_jobs_in(config, storage["url"]) == []
     code, out, err = jobrt("job", "--config", config, mine, "--json")
     assert code == 0 and json.loads(out)["state"] == "pending"  # a user's job stays
 
@@ -56,10 +56,10 @@ def test_bench_prints_the_figures_and_removes_exactly_its_jobs(tmp_path, start_s
              what="the user's job to run")
     code, out, err = jobrt("bench", "--config", config, "--jobs", "50", "--probes", "3")
     assert code == 0, err
-    assert out.splitlines()[0].startswith("jobrt bench: sqlite:///") and "queue high" in out
+    assert out.splitlines()[0].startswith("jobrt bench: " + storage["url"].split(":")[0]) and "queue high" in out
     assert "pickup latency" in out and out.count("jobs/s") == 3
     assert "warning: queue high holds 1 pending or running jobs of its own" in err
-    assert bench_jobs_in(config) == []
+    assert bench_jobs_in(config, storage["url"]) == []
     release.write_text("go")
     wait_for(lambda: json.loads(jobrt("job", "--config", config, busy, "--json")[1])["state"] == "succeeded",
              what="the user's job to end")
