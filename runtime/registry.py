@@ -21,6 +21,8 @@ from runtime.payload import dump_result
 from runtime.source_files import project_modules
 
 ATTR = "__jobrt__"
+BUILTIN_MODULE = "runtime.bench_jobs"  # jobrt's own jobs: in every registry
+RESERVED_PREFIX = "jobrt."  # names of jobrt's own jobs; a user's job may not take one
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,19 @@ def import_module(module_name: str, config_path: str | None = None):
 
 
 def collect(modules, search_path=(), config_path: str | None = None) -> dict[str, JobSpec]:
-    """Import `modules` (after putting `search_path` dirs on sys.path) and map job names to specs."""
+    """Import `modules` (after putting `search_path` dirs on sys.path) and map job names to
+    specs; jobrt's own jobs (BUILTIN_MODULE) are always among them."""
     for directory in reversed(tuple(search_path)):
         if directory not in sys.path:
             sys.path.insert(0, directory)
     registry: dict[str, JobSpec] = {}
-    for module_name in modules:
+    for module_name in (*modules, BUILTIN_MODULE):
         for spec in _specs_in(import_module(module_name, config_path)):
+            if spec.name.startswith(RESERVED_PREFIX) and spec.func.__module__ != BUILTIN_MODULE:
+                raise ConfigError(
+                    f"job {spec.name!r} (in {spec.func.__module__}): names starting with "
+                    f"{RESERVED_PREFIX!r} are jobrt's own; give it another name=",
+                    config_path, "jobs.modules")
             other = registry.get(spec.name)
             if other is not None and other.func is not spec.func:
                 raise ConfigError(

@@ -17,7 +17,8 @@ import sys
 import time
 
 from runtime.cli import (
-    admin, batches, chains, dashboard, failed_jobs, job_list, queue_controls, run_job, schedules, start_options,
+    admin, batches, bench, chains, dashboard, failed_jobs, job_list, queue_controls, run_job, schedules,
+    start_options,
 )
 from runtime.cli.admin import (
     EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, UsageError, config_arg, load, queue_name,
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     chains.add_parser(commands)
     schedules.add_parser(commands)
     dashboard.add_parser(commands)
+    bench.add_parser(commands)
     return parser
 
 
@@ -360,7 +362,7 @@ def cmd_run(args) -> int:
 COMMANDS = {"init": cmd_init, "start": cmd_start, "enqueue": cmd_enqueue, "run": cmd_run, **admin.COMMANDS,
             **failed_jobs.COMMANDS, **batches.COMMANDS,
             **chains.COMMANDS, **schedules.COMMANDS, **dashboard.COMMANDS,
-            **queue_controls.COMMANDS, **job_list.COMMANDS}
+            **queue_controls.COMMANDS, **job_list.COMMANDS, **bench.COMMANDS}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import orjson
 
 from runtime.storage.browse import BrowseVerbs
 from runtime.storage.ops import OpsVerbs
+from runtime.storage.job_sets import JobSetVerbs
 from runtime.storage.ticks import TickVerbs
 from runtime.storage.workflows import WorkflowVerbs
 
@@ -223,7 +224,7 @@ def assemble_counts(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str,
     return out
 
 
-class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs, OpsVerbs):
+class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs, OpsVerbs, JobSetVerbs):
     """Base class of storage backends. Subclasses implement every verb below.
 
     Backends are opened by `runtime.storage.open_storage(url, role=...)`.

@@ -19,6 +19,7 @@ from runtime.storage.memory_batches import MemoryBatches
 from runtime.storage.memory_browse import MemoryBrowse
 from runtime.storage.memory_chains import MemoryChains
 from runtime.storage.memory_ops import MemoryOps
+from runtime.storage.memory_job_sets import MemoryJobSets
 from runtime.storage.memory_ticks import MemoryTicks
 from runtime.storage.base import (
     CANCELLED, ENDED, FAILED, PENDING, RUNNING, SUCCEEDED, ClaimedJob, JobRecord, NewJob, Outcome,
@@ -29,7 +30,8 @@ from runtime.storage.workflows import batch_time
 LIVE = (PENDING, RUNNING)  # states in which a unique key is held
 
 
-class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, MemoryOps, Storage):
+class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, MemoryOps, MemoryJobSets,
+                    Storage):
     """Jobs in a dict keyed by id; ids start at 1 and are never reused."""
 
     url_for_humans = "memory://"

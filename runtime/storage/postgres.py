@@ -27,6 +27,7 @@ from runtime.storage.pgbatches import PostgresBatchVerbs
 from runtime.storage.pgbrowse import PostgresBrowseVerbs
 from runtime.storage.pgchains import PostgresChainVerbs
 from runtime.storage.pgops import PostgresOpsVerbs, tagging
+from runtime.storage.pgjob_sets import PostgresJobSetVerbs
 from runtime.storage.pgticks import PostgresTickVerbs
 from runtime.storage.base import (
     ClaimedJob, JobRecord, NewJob, Outcome, Storage, SupervisorRow, assemble_counts, decode_record,
@@ -45,7 +46,7 @@ IDLE = pq.TransactionStatus.IDLE
 
 
 class PostgresStorage(PostgresBatchVerbs, PostgresChainVerbs, PostgresTickVerbs,
-                      PostgresBrowseVerbs, PostgresOpsVerbs, Storage):
+                      PostgresBrowseVerbs, PostgresOpsVerbs, PostgresJobSetVerbs, Storage):
     """A jobrt database in PostgreSQL. Not thread-safe: one per thread or process."""
 
     SQL = SQL

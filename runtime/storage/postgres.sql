@@ -1547,6 +1547,21 @@ SELECT count(*), array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NO
        array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL)
 FROM moved;
 
+-- name: count_states
+SELECT state, count(*) FROM jobrt_jobs WHERE id = ANY(%(ids)s::bigint[]) GROUP BY state;
+
+-- name: delete_jobs
+-- Running jobs stay: their supervisor settles them (runtime.storage.job_sets). Returns how
+-- many it deleted and the gate keys of the pending ones among them.
+WITH moved AS (
+    DELETE FROM jobrt_jobs WHERE id = ANY(%(ids)s::bigint[]) AND state <> 'running'
+    RETURNING state, overlap_key, rate_key
+)
+SELECT count(*),
+       array_agg(DISTINCT overlap_key) FILTER (WHERE overlap_key IS NOT NULL AND state = 'pending'),
+       array_agg(DISTINCT rate_key) FILTER (WHERE rate_key IS NOT NULL AND state = 'pending')
+FROM moved;
+
 -- name: prune
 -- SKIP LOCKED: a row that `failed retry` is bringing back right now is left for
 -- the next call, never waited for; FOR UPDATE re-checks the state once locked.

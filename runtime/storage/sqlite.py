@@ -22,7 +22,8 @@ import orjson
 
 from runtime.errors import StorageError
 from runtime.storage import (
-    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_ops, sqlite_settle,
+    sqlite_batches, sqlite_browse, sqlite_chains, sqlite_gates, sqlite_insert, sqlite_job_sets, sqlite_ops,
+    sqlite_settle,
     sqlite_ticks, wakeup,
 )
 from runtime.storage.base import (
@@ -40,7 +41,7 @@ TIDY_BATCH = 10_000  # emptied job_counts rows one heartbeat deletes at most
 
 class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVerbs,
                     sqlite_ticks.SqliteTickVerbs, sqlite_browse.SqliteBrowseVerbs,
-                    sqlite_ops.SqliteOpsVerbs, Storage):
+                    sqlite_ops.SqliteOpsVerbs, sqlite_job_sets.SqliteJobSetVerbs, Storage):
     """A jobrt database in one SQLite file. Not thread-safe: one per thread or process."""
 
     _workflows_due = staticmethod(sqlite_batches.work_due)  # for the chain verbs

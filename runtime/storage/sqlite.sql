@@ -570,10 +570,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- available_at, batch_id]: one statement for them all costs half of executemany's row by
 -- row (its binding, and the AUTOINCREMENT counter written once, not per row). Payload and
 -- options go in as text and are stored as the BLOBs the row-by-row insert stores.
+-- (json_extract, not ->>, which needs SQLite 3.38; jobrt takes 3.35.)
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at, batch_id,
                   unique_at_start)
-SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BLOB), value ->> 3, CAST(value ->> 4 AS BLOB),
-       value ->> 5, ?, value ->> 6, 0
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]'),
+       CAST(json_extract(value, '$[4]') AS BLOB), json_extract(value, '$[5]'), ?,
+       json_extract(value, '$[6]'), 0
 FROM json_each(?);
 
 -- name: insert_gated
@@ -854,6 +857,15 @@ WHERE owner = ? AND state = 'running' AND cancel_requested IS NOT NULL;
 
 -- name: clear
 DELETE FROM jobs WHERE queue = ? AND state = 'pending'
+RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END,
+          overlap_key, rate_key;
+
+-- name: count_states
+SELECT state, count(*) FROM jobs WHERE id IN (SELECT value FROM json_each(?)) GROUP BY state;
+
+-- name: delete_jobs
+-- Running jobs stay: their supervisor settles them (runtime.storage.job_sets).
+DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND state <> 'running'
 RETURNING state, queue, name, CASE WHEN state = 'pending' THEN available_at END,
           overlap_key, rate_key;
 

@@ -195,6 +195,13 @@ class StorageModel(RuleBasedStateMachine):
         else:
             self.both(verb)
 
+    @rule(data=st.data())
+    def job_set(self, data):
+        """count_states, then delete_jobs, over some of the ids made (as `jobrt bench` does)."""
+        ids = data.draw(st.lists(st.sampled_from(sorted(self.ids) or [1]), max_size=4))
+        self.both("count_states", ids)
+        self.both("delete_jobs", ids, self.now)
+
     @rule(data=st.data(), specs=new_jobs)
     def batch(self, data, specs):
         """Batches: created (maybe empty, maybe allowing failures), added to, cancelled; their
