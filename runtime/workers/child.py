@@ -113,7 +113,7 @@ def _serve(read_fd: int, write_fd: int, registry: dict[str, JobSpec], max_memory
     os.set_blocking(read_fd, False)
     while True:
         try:
-            data = os.read(read_fd, 1 << 20)
+            data = os.read(read_fd, 1 << 16)  # from the heap: 1 MiB would be an mmap per read
         except BlockingIOError:
             data = None
         if data == b"":
