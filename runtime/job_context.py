@@ -8,9 +8,12 @@ job's own `except Exception:` cannot swallow them by accident.
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from runtime.options import SECONDS
-from runtime.storage.workflows import BatchRecord
+
+if TYPE_CHECKING:  # imported when a job asks (current_batch): workers are forked without storage
+    from runtime.storage.workflows import BatchRecord
 
 _current: ContextVar[tuple[int, int] | None] = ContextVar("jobrt_current_job", default=None)
 # What the supervisor read for a job of a workflow when it claimed it (run_context).
@@ -84,7 +87,11 @@ def current_batch() -> BatchRecord | None:
     _require()
     context = _readable()
     found = context.get("batch") if context else None
-    return None if found is None else BatchRecord.from_dict(found)
+    if found is None:
+        return None
+    from runtime.storage.workflows import BatchRecord
+
+    return BatchRecord.from_dict(found)
 
 
 def previous_result():
