@@ -26,7 +26,7 @@ class Heartbeats:
         if self.import_check is not None:
             known.add(self.import_check.pid)
         if self.zygote is not None:
-            known.add(self.zygote.pid)
+            known.update(self.zygote.pids())
         strays = process.kill_strays(known, self.zygote.pid if self.zygote is not None else 0)
         if strays:
             log.warning("killed %d process(es) that jobs started and abandoned (orphans, out of "

@@ -155,7 +155,7 @@ class Supervisor(Heartbeats, Signals, Fencing, Reloading, Wakeups, Controlling, 
         gc.collect()
         gc.freeze()  # keep the preloaded image's pages shared with the children
         if zygote.supported():
-            self.zygote = zygote.Zygote(cfg.modules, cfg.module_path, cfg.path)
+            self.zygote = zygote.Zygote(cfg.modules, cfg.module_path, cfg.path, self.relay is not None, self)
         now = time.monotonic()
         for pool in self.pools:
             pool.manage(now)

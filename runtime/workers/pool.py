@@ -37,6 +37,8 @@ from runtime.workers.scheduling import free_slots, pick
 
 log = logging.getLogger("jobrt")
 
+SUCCESSOR_AHEAD = 0.05  # seconds of a worker's last jobs during which its successor boots
+
 
 class WorkerPool(RunReports, RunEnding):
     """One pool of workers. Only its own methods change its fields; its owner (the supervisor's
@@ -140,7 +142,11 @@ class WorkerPool(RunReports, RunEnding):
         if worker.retiring or worker.killed:
             return
         worker.retiring = reason
-        if reason != "stop":
+        if reason in ("max_jobs", "max_time", "max_memory"):
+            for other in self.workers.values():
+                if other.standby:  # its successor, started ahead (_keep_size), takes over now
+                    other.standby = False
+                    break
             self.log.info("pool %s: recycling worker %d (%s, %d jobs done)",
                      self.config.name, worker.pid, reason, worker.jobs_done)
             self.stats.restarted(self.config.name, reason)
@@ -253,17 +259,38 @@ class WorkerPool(RunReports, RunEnding):
 
     def _keep_size(self, now: float) -> None:
         active = 0
+        standby = ending = None
         for worker in list(self.workers.values()):
             if worker.active:
-                if worker.retire_at <= now:
+                if worker.standby:
+                    standby = worker
+                elif worker.retire_at <= now:
                     self.retire(worker, "max_time")
                 elif active >= self.target and not worker.runs:
                     self.retire(worker, "scaled down")
                 else:
                     active += 1
+                    if ending is None and self._ending(worker):
+                        ending = worker
+        if standby is not None and active < self.target:
+            standby.standby = False  # a worker left: its successor, started ahead, takes over
+            active += 1
+            standby = None
         while active < self.target and now >= self.spawn_after:
             self.spawn_worker(now)
             active += 1
+        if ending is not None and standby is None and now >= self.spawn_after:
+            # Recycling costs no empty slot: the successor boots while the worker it replaces
+            # runs its last jobs, and takes no job before that one is told to stop.
+            self.spawn_worker(now).standby = True
+
+    def _ending(self, worker: Worker) -> bool:
+        """Whether `worker` reaches its max_jobs within SUCCESSOR_AHEAD seconds of work, at the
+        slowest average any job of this pool took (jobs of unknown length: never)."""
+        if not worker.max_jobs or not self.durations:
+            return False
+        left = worker.max_jobs - worker.jobs_done
+        return left * max(max(self.durations.values()), 1e-6) <= SUCCESSOR_AHEAD
 
     def held(self):
         """The jobs this pool holds a claim on: buffered, or sent to a live worker."""
@@ -303,7 +330,8 @@ class WorkerPool(RunReports, RunEnding):
                 pass
         busy = lambda w: "busy" if w.runs else "idle"  # noqa: E731
         return [{"pid": w.pid, "pool": self.config.name, "queue": w.queue,
-                 "state": w.killed and "killed" or w.retiring and "stopping" or busy(w),
+                 "state": w.killed and "killed" or w.retiring and "stopping" or w.standby and "standby"
+                 or busy(w),
                  "jobs": w.jobs_done, "rss": w.rss} for w in self.workers.values()]
 
     def describe(self) -> dict:

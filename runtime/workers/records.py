@@ -37,7 +37,7 @@ class Worker:
     """The supervisor's record of one worker process."""
 
     __slots__ = ("child", "reader", "outbuf", "runs", "jobs_done", "max_jobs", "retire_at",
-                 "retiring", "killed", "said_bye", "boot_error", "rss", "queue")
+                 "retiring", "killed", "said_bye", "boot_error", "rss", "queue", "standby")
 
     def __init__(self, child: Child, max_jobs: int, retire_at: float):
         self.child = child
@@ -53,6 +53,7 @@ class Worker:
         self.boot_error: str | None = None  # why it could not start, as it reported
         self.rss = 0
         self.queue: str | None = None  # the one queue it serves in a balanced pool; None: all, or none
+        self.standby = False  # started ahead of a worker about to be recycled: takes no job until then
 
     @property
     def pid(self) -> int:

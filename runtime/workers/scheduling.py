@@ -23,7 +23,7 @@ def pick(workers, durations: dict[str, float], prefetch: int):
     """An idle worker, else the least loaded one that may take one more; None if none may."""
     best = None
     for worker in workers:
-        if worker.retiring or worker.killed:
+        if worker.retiring or worker.killed or worker.standby:
             continue
         queued = len(worker.runs)
         if worker.max_jobs and worker.jobs_done + sum(run.calls for run in worker.runs) >= worker.max_jobs:
@@ -39,7 +39,7 @@ def free_slots(workers, durations: dict[str, float], prefetch: int) -> int:
     """Jobs the workers could start at once: one per idle worker, more behind short jobs."""
     slots = 0
     for worker in workers:
-        if worker.active:
+        if worker.active and not worker.standby:
             queued = len(worker.runs)
             if queued == 0:
                 slots += 1

@@ -27,7 +27,7 @@ class EventLoop:
     def fork_worker(self, setup, body, capture_output: bool):
         """A new worker's Child: cloned by the zygote when there is one, else forked here."""
         if self.zygote is not None:
-            child = self.zygote.spawn(setup, capture_output)
+            child = self.zygote.spawn(setup)
             if child is not None:
                 return child
             self.zygote = None

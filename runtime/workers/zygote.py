@@ -1,26 +1,26 @@
 """Starting workers from a zygote: a small process, started once by the supervisor, that
-imports the job modules and clones a spare worker ahead of each request.
+imports the job modules and clones spare workers ahead of need.
 
-    supervisor --(the worker's setup as JSON, its pipe ends over SCM_RIGHTS)--> zygote
-    supervisor <--(the spare's pid)-------------------------------------------- zygote
-                          zygote --(the same message)--> spare: becomes the worker
-                          zygote: clone(CLONE_PARENT) -> the next spare
+    supervisor --(a spare's pipe ends, SCM_RIGHTS)--> zygote: clone(CLONE_PARENT) -> spare
+    supervisor <--(the spare's pid)------------------ zygote
+    supervisor --(SETUP: the worker's setup, on the spare's pipe)--> spare: becomes the worker
 
 Why: every fork of the supervisor itself cost it about 4 ms of CPU (measured in a drain
 recycling every 100 jobs): the page tables copied, then a copy-on-write fault for each
 page of its heap it touched afterwards, and its SQLite connection closed before the fork
 and reopened (schema read, statements prepared) after it. The zygote is a new interpreter
 holding only what workers need (about half the supervisor's memory, so cheaper to fork,
-and less for each worker to own), it never touches its pages nor holds a connection,
-and it clones the next spare after answering, on another core: the supervisor waits
-only for a message's round trip.
+and less for each worker to own); it never touches its pages nor holds a connection.
+The supervisor asks for the next spare as soon as it takes one and adopts it when the
+zygote answers (its socket is one more fd of the loop), so starting a worker never waits
+for the zygote, which on a busy machine may wait for a core.
 
-The worker is cloned with CLONE_PARENT, so it is the supervisor's child exactly as a
-forked one would be: the supervisor sets its process group, waits on its pidfd, reaps
+The spare is cloned with CLONE_PARENT, so it is the supervisor's child exactly as a
+forked worker would be: the supervisor sets its process group, waits on its pidfd, reaps
 it with waitpid and is signalled by PR_SET_PDEATHSIG's parent. The clone is the raw
 system call (Python has no os.clone), wrapped in the interpreter's own fork hooks as
 os.fork wraps fork(). Where that call is unknown (an architecture not listed here) or
-fails, the supervisor forks its workers itself, as before.
+the zygote fails, the supervisor forks its workers itself, as before.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ import gc
 import logging
 import os
 import platform
+import select
 import signal
 import socket
 import struct
 import sys
 import traceback
+from collections import deque
 
 import orjson
 
@@ -49,8 +51,10 @@ CLONE_PARENT = 0x00008000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220}.get(platform.machine())
 _FD = 3  # where the zygote finds its end of the socket
 _BOOT = "import sys, runtime.workers.zygote as z; z.main(sys.argv[1])"
-REPLY_TIMEOUT = 10.0  # seconds the supervisor waits for a pid before giving up on the zygote
+REPLY_TIMEOUT = 10.0  # seconds the supervisor waits for a spare it cannot do without
+SPARES = 1  # spares kept ready (or asked for): recycling takes one at a time
 _PID = struct.Struct("q")  # a pid, or -errno when the clone failed
+_LEN = struct.Struct(">I")  # the SETUP message's length, before its JSON
 
 
 def supported() -> bool:
@@ -75,9 +79,9 @@ def _clone_sibling() -> int:
 
 
 class Zygote:
-    """The supervisor's handle on its zygote. `spawn` returns the new worker's Child."""
+    """The supervisor's handle on its zygote. `spawn` returns a new worker's Child."""
 
-    def __init__(self, modules, module_path, config_path: str | None):
+    def __init__(self, modules, module_path, config_path: str | None, capture_output: bool, loop):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = orjson.dumps({"path": sys.path, "modules": list(modules), "module_path": list(module_path),
                              "config": config_path, "parent": os.getpid()}).decode()
@@ -86,48 +90,108 @@ class Zygote:
                                       file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), _FD)])
         finally:
             theirs.close()
-        ours.settimeout(REPLY_TIMEOUT)
+        ours.setblocking(False)
         self.sock = ours
+        self.capture_output = capture_output
+        self.loop = loop
+        self.asked: deque = deque()  # our pipe ends of each spare asked for, in order
+        self.ready: deque = deque()  # spares adopted, not yet given a setup
+        loop.watch_call(ours.fileno(), lambda _mask: self._take_replies())
+        self._ask()
 
-    def spawn(self, setup: sandbox.ChildSetup, capture_output: bool):
-        """Ask for a worker; its Child, or None when the zygote failed (it is then gone)."""
-        child_ends, parent_ends = pipes(capture_output)
+    def pids(self) -> list[int]:
+        """The zygote's and its ready spares' pids: children of ours that are no strays."""
+        return [self.pid] + [spare.pid for spare in self.ready]
+
+    def spawn(self, setup: sandbox.ChildSetup):
+        """A worker's Child: a ready spare, told its setup. None when the zygote failed
+        (then it is gone, and the caller forks its workers itself)."""
+        if not self.ready and self.sock is not None:
+            if not self.asked:
+                self._ask()
+            self._wait_reply()  # at start, or when workers are asked for faster than cloned
+        if not self.ready:
+            return None
+        child = self.ready.popleft()
+        message = orjson.dumps(list(setup))
+        os.write(child.to_child, _LEN.pack(len(message)) + message)  # a new, empty pipe: all fits
+        if self.sock is not None and len(self.ready) + len(self.asked) < SPARES:
+            self._ask()
+        return child
+
+    def _ask(self) -> None:
+        child_ends, parent_ends = pipes(self.capture_output)
+        fds = [fd for fd in child_ends if fd >= 0]  # no output pipe where output is not captured
         try:
-            self.sock.sendmsg([orjson.dumps([list(setup), capture_output])],
-                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                struct.pack(f"{3 if capture_output else 2}i",
-                                            *[fd for fd in child_ends if fd >= 0]))])
-            reply = self.sock.recv(_PID.size)
+            self.sock.sendmsg([b"spare"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                           struct.pack(f"{len(fds)}i", *fds))])
         except OSError as exc:
-            reply, why = b"", str(exc)
-        else:
-            why = "it exited"
+            close_all(parent_ends)
+            self._fail(str(exc))
+            return
         finally:
             close_all(child_ends)
-        pid = _PID.unpack(reply)[0] if len(reply) == _PID.size else 0
-        if pid > 0:
-            return adopt(pid, parent_ends)
-        close_all(parent_ends)
-        if pid < 0:
-            raise OSError(-pid, f"could not start a worker: {os.strerror(-pid)}")
-        log.warning("the zygote that forks workers failed (%s); the supervisor forks them itself", why)
-        self.close()
-        return None
+        self.asked.append(parent_ends)
+
+    def _wait_reply(self) -> None:
+        if not select.select([self.sock], [], [], REPLY_TIMEOUT)[0]:
+            self._fail(f"no answer in {REPLY_TIMEOUT:g} s")
+            return
+        self._take_replies()
+
+    def _take_replies(self) -> None:
+        while self.asked and self.sock is not None:
+            try:
+                reply = self.sock.recv(_PID.size)
+            except BlockingIOError:
+                return
+            except OSError:
+                reply = b""
+            parent_ends = self.asked.popleft()
+            pid = _PID.unpack(reply)[0] if len(reply) == _PID.size else 0
+            if pid > 0:
+                self.ready.append(adopt(pid, parent_ends))
+                continue
+            close_all(parent_ends)
+            self._fail("it exited" if pid == 0 else f"it could not clone a worker: {os.strerror(-pid)}")
+
+    def _fail(self, why: str) -> None:
+        log.warning("the zygote that starts workers failed (%s); the supervisor forks them itself", why)
+        self.loop.unwatch_fd(self.sock.fileno())
+        self.sock.close()
+        self.sock = None
+        while self.asked:
+            close_all(self.asked.popleft())
+        try:
+            os.kill(self.pid, signal.SIGKILL)  # unreaped, our child: its pid cannot be reused yet
+            os.waitpid(self.pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            pass
 
     def close(self) -> None:
-        """The zygote leaves when its socket closes; reap it."""
+        """End the zygote and the spares no pool took."""
         if self.sock is not None:
+            self.loop.unwatch_fd(self.sock.fileno())
             self.sock.close()
             self.sock = None
             try:
-                os.kill(self.pid, signal.SIGKILL)  # unreaped, our child: its pid cannot be reused yet
+                os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except (ChildProcessError, ProcessLookupError):
                 pass
+        while self.ready:
+            spare = self.ready.popleft()
+            spare.kill()
+            try:
+                os.waitpid(spare.pid, 0)
+            except ChildProcessError:
+                pass
+            spare.close()
+
 
 def main(spec_text: str) -> None:
     """The zygote's life (a new interpreter, started by the supervisor): import the job
-    modules, then one clone per request, until the supervisor goes."""
+    modules, then clone a spare for each request, until the supervisor goes."""
     spec = orjson.loads(spec_text)
     parent = spec["parent"]
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
@@ -146,83 +210,48 @@ def main(spec_text: str) -> None:
         return
     gc.collect()
     gc.freeze()  # the image's objects stay out of the workers' collections: their pages stay shared
-    _serve(sock, registry, parent)
-
-
-def _serve(sock: socket.socket, registry: dict, parent: int) -> None:
-    """Hand each request to the spare, answer with its pid, clone the next spare."""
-    spare = None
+    fd_size = struct.calcsize("3i")
     while True:
-        message, fds = _receive(sock)
+        message, ancillary, _flags, _ = sock.recvmsg(64, socket.CMSG_SPACE(fd_size))
         if not message:
             return
-        pid = 0
-        for _attempt in range(2):  # a spare that died while waiting is replaced once
-            if spare is None:
-                spare = _clone_spare(sock, registry, parent)
-            if isinstance(spare, int):  # the clone failed: -errno
-                pid, spare = spare, None
-                break
-            try:
-                spare[1].sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FDS(len(fds)).pack(*fds))])
-            except OSError:
-                spare[1].close()
-                spare = None
-                continue
-            pid = spare[0]
-            spare[1].close()
-            spare = None
-            break
+        fds: list[int] = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack(f"{len(data) // 4}i", data[:len(data) - len(data) % 4]))
+        pid = _clone_sibling()
+        if pid == 0:
+            sock.close()
+            _become(fds, registry, parent)
         close_all(fds)
         sock.send(_PID.pack(pid))
-        spare = _clone_spare(sock, registry, parent)  # while the supervisor gets on with its work
 
 
-def _FDS(count: int) -> struct.Struct:
-    return struct.Struct(f"{count}i")
-
-
-def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """A message and the fds it carries."""
-    message, ancillary, _flags, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_FDS(3).size))
-    fds: list[int] = []
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.extend(_FDS(len(data) // 4).unpack(data[:len(data) - len(data) % 4]))
-    return message, fds
-
-
-def _clone_spare(sock: socket.socket, registry: dict, parent: int):
-    """A clone that waits to become a worker: (its pid, our end of its socket), or -errno.
-    It stays in the zygote's process group until then, which tells the supervisor it is
-    a spare, not a stray that a job left behind."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    pid = _clone_sibling()
-    if pid == 0:
-        try:
-            sock.close()
-            ours.close()
-            _become(theirs, registry, parent)
-        finally:
+def _become(fds: list[int], registry: dict, parent: int) -> None:
+    """In a spare: wait for the worker's setup on its pipe, then be that worker. Never returns."""
+    try:
+        die_with_parent()  # the supervisor's child (CLONE_PARENT): it dies with the supervisor
+        if os.getppid() != parent:
             os._exit(0)
-    theirs.close()
-    if pid < 0:
-        ours.close()
-        return pid
-    return pid, ours
-
-
-def _become(conn: socket.socket, registry: dict, parent: int) -> None:
-    """In a spare: wait for a worker's setup and pipes, then be that worker."""
-    die_with_parent()  # the supervisor's child (CLONE_PARENT): it dies with the supervisor
-    if os.getppid() != parent:
-        return
-    set_name("jobrt-spare")
-    message, fds = _receive(conn)
-    conn.close()
-    if not message:  # the zygote is gone
-        return
-    fields, capture_output = orjson.loads(message)
-    setup = sandbox.ChildSetup(*(tuple(v) if isinstance(v, list) else v for v in fields))
-    ends = (fds[0], fds[1], fds[2] if capture_output else -1)
+        set_name("jobrt-spare")
+        size = _read_exactly(fds[0], _LEN.size)
+        message = _read_exactly(fds[0], _LEN.unpack(size)[0]) if size else b""
+    except BaseException:  # noqa: BLE001 - a spare that cannot start just goes
+        os._exit(0)
+    if not message:  # the supervisor let it go unused
+        os._exit(0)
+    setup = sandbox.ChildSetup(*(tuple(v) if isinstance(v, list) else v for v in orjson.loads(message)))
+    ends = (fds[0], fds[1], fds[2] if len(fds) > 2 else -1)
     enter_child(ends, lambda r, w: become_worker(r, w, parent, registry, setup))
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """`size` bytes from a blocking pipe, not one more (the RUN frames after them are the
+    worker's); b"" at the pipe's end."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data

@@ -37,10 +37,11 @@ def test_workers_are_the_supervisors_children_cloned_by_the_zygote(tmp_path, sta
     pids = _drain(config, tmp_path / "runs")
     assert len(pids) >= JOBS // 4  # recycled every 3-4 jobs: many workers came and went
     children = psutil.Process(supervisor.proc.pid).children()
-    workers = [c for c in children if c.name() == "jobrt-worker" and os.getpgid(c.pid) == c.pid]
-    spares = [c for c in children if c.name() == "jobrt-spare" and os.getpgid(c.pid) == zygote.pid]
-    assert len(workers) == 2 and all(w.ppid() == supervisor.proc.pid for w in workers)
-    assert len(spares) == 1  # the next worker, waiting in the zygote's process group
+    workers = [c for c in children if c.name() == "jobrt-worker"]
+    spares = [c for c in children if c.name() == "jobrt-spare"]
+    # 2 workers, and maybe the successor of one close to its max_jobs (a standby)
+    assert len(workers) in (2, 3) and all(w.ppid() == supervisor.proc.pid for w in workers)
+    assert len(spares) == 1  # the next worker, cloned ahead of need and adopted
     assert supervisor.stop() == 0
     output = supervisor.output()
     assert "process(es) that jobs started" not in output  # no spare taken for a stray
@@ -56,4 +57,4 @@ def test_when_the_zygote_dies_the_supervisor_forks_workers_itself(tmp_path, star
     pids = _drain(config, tmp_path / "runs")
     assert len(pids) >= JOBS // 4
     assert supervisor.stop() == 0
-    assert "the zygote that forks workers failed" in supervisor.output()
+    assert "the zygote that starts workers failed" in supervisor.output()
