@@ -1,8 +1,9 @@
 """Core benchmark: bulk enqueue, drain with real supervisors, idle pickup, timeout-kill delay.
 
-    python3 benchmarks/drain.py                      # SQLite, 1 supervisor
-    python3 benchmarks/drain.py --postgres           # and PostgreSQL with 1 and 2 supervisors
-    options: --jobs 20000 --workers 2 --pickups 200 --kills 30 --json-out FILE
+    python3 benchmarks/drain.py                      # SQLite, 1 supervisor; again recycling every 100 jobs
+    python3 benchmarks/drain.py --postgres           # and PostgreSQL with 1, 2 and 3 supervisors
+    options: --jobs 20000 --workers 2 --pickups 200 --kills 30 --recycle 100 --supervisors 1,2,3
+             --json-out FILE
 
 Each run is `jobrt start` as a user runs it (subprocesses), on SQLite in WAL
 mode with durable client commits, or on a throwaway PostgreSQL cluster with
@@ -35,13 +36,13 @@ from runtime import connect  # noqa: E402
 START_ALLOWANCE = 3.0  # seconds for the supervisors to start before the backlog is due
 
 
-def write_config(directory: Path, workers: int, url: str) -> Path:
+def write_config(directory: Path, workers: int, url: str, max_jobs: int = 0) -> Path:
     path = directory / "supervisor.toml"
     path.write_text(tomli_w.dumps({
         "storage": {"url": url, "lease": 30},
         "jobs": {"modules": ["jobs.examples"], "path": [str(REPO)]},
         "pools": {"default": {"queues": ["default"], "workers": workers, "timeout": 60,
-                                         "run_as_root": True}},
+                              "max_jobs": max_jobs, "run_as_root": True}},
     }))
     return path
 
@@ -138,9 +139,11 @@ def kill_delay(q, directory: Path, samples: int, timeout: float) -> dict:
             "kill_delay_p99_ms": round(percentile(delays, 0.99), 3)}
 
 
-def run(backend: str, url: str, directory: Path, args, supervisors: int, latency: bool) -> dict:
-    config = write_config(directory, args.workers, url)
-    result = {"backend": backend, "supervisors": supervisors, "workers_each": args.workers, "jobs": args.jobs}
+def run(backend: str, url: str, directory: Path, args, supervisors: int, latency: bool,
+        max_jobs: int = 0) -> dict:
+    config = write_config(directory, args.workers, url, max_jobs)
+    result = {"backend": backend, "supervisors": supervisors, "workers_each": args.workers, "jobs": args.jobs,
+              "recycle_every": max_jobs or "-"}
     with connect(config=str(config)) as q:
         figures, running = drain(q, url, directory, config, args.jobs, supervisors)
         result.update(figures)
@@ -161,21 +164,32 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pickups", type=int, default=200)
     parser.add_argument("--kills", type=int, default=30)
-    parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL (1 and 2 supervisors)")
+    parser.add_argument("--recycle", type=int, default=100, help="the second SQLite drain's max_jobs (0: none)")
+    parser.add_argument("--supervisors", default="1,2,3", help="PostgreSQL runs: supervisors in each")
+    parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="jobrt-bench-") as tmp:
         results.append(run("sqlite", "sqlite:///bench.db", Path(tmp), args, 1, True))
+    if args.recycle:
+        with tempfile.TemporaryDirectory(prefix="jobrt-bench-") as tmp:
+            recycled = run("sqlite", "sqlite:///bench.db", Path(tmp), args, 1, False, args.recycle)
+        recycled["drain_vs_no_recycling"] = round(recycled["drain_jobs_per_s"] / results[0]["drain_jobs_per_s"], 2)
+        results.append(recycled)
     if args.postgres:
         from tests.pgcluster import Cluster
 
         cluster = Cluster(durable=True)
         try:
-            for supervisors in (1, 2):
+            first = None
+            for supervisors in [int(n) for n in args.supervisors.split(",")]:
                 with tempfile.TemporaryDirectory(prefix="jobrt-bench-") as tmp:
-                    results.append(run("postgres", cluster.create_database(), Path(tmp), args,
-                                       supervisors, supervisors == 1))
+                    result = run("postgres", cluster.create_database(), Path(tmp), args,
+                                 supervisors, first is None)
+                first = first or result
+                result["drain_vs_first"] = round(result["drain_jobs_per_s"] / first["drain_jobs_per_s"], 2)
+                results.append(result)
         finally:
             cluster.destroy()
     report(f"jobrt drain benchmark: {args.jobs} no-op jobs, {args.workers} workers per supervisor",
