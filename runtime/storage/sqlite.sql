@@ -632,6 +632,18 @@ SET state = 'succeeded', result = ?, finished_at = ?, owner = NULL, lease_expire
     error = NULL, traceback = NULL
 WHERE id = ? AND attempts = ? AND owner = ? AND state = 'running';
 
+-- name: settle_succeeded_many
+-- settle_succeeded for a batch in one statement, from a JSON array of [result, finished_at,
+-- id, attempt]: half the cost of executemany's row by row. The unary + keeps the planner
+-- off the owner and state indexes, so it walks the array and finds each job by its rowid.
+UPDATE jobs
+SET state = 'succeeded', result = CAST(json_extract(o.value, '$[0]') AS BLOB),
+    finished_at = json_extract(o.value, '$[1]'), owner = NULL, lease_expires = NULL,
+    unique_held = NULL, error = NULL, traceback = NULL
+FROM json_each(?) AS o
+WHERE jobs.id = json_extract(o.value, '$[2]') AND +jobs.attempts = json_extract(o.value, '$[3]')
+  AND +jobs.owner = ? AND +jobs.state = 'running';
+
 -- name: settle_failed
 UPDATE jobs
 SET state = 'failed', error = ?, traceback = ?, finished_at = ?, owner = NULL, unique_held = NULL,

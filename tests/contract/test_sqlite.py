@@ -240,3 +240,23 @@ def test_a_version_8_database_keeps_its_live_unique_keys(tmp_path):
         assert again("key-succeeded") == 3  # its job ended: free
     finally:
         store.close()
+
+
+def test_results_are_settled_in_one_statement_as_the_bytes_they_came_as(tmp_path):
+    # The batch of succeeded results goes in as one JSON document (settle_succeeded_many);
+    # a result that is not UTF-8 (a job's forged frame) cannot, and is stored as it came.
+    from runtime.storage import Outcome
+
+    store = open_storage(f"sqlite:///{tmp_path}/q.db", role="supervisor")
+    store.enqueue([job(n) for n in range(3)])
+    claimed = store.exchange("s1", [], ["default"], 3, 1e12, 1e9)
+    results = [b'{"a":"\\u00e9\\""}', None, b"\xff\xfe"]
+    outcomes = [Outcome(j.id, j.attempt, "succeeded", 1e9 + 1, result=r, queue=j.queue, name=j.name)
+                for j, r in zip(claimed, results)]
+    store.exchange("s1", outcomes[:2], ["default"], 0, 1e12, 1e9)
+    store.exchange("s1", outcomes[2:], ["default"], 0, 1e12, 1e9)
+    stored = dict(store.conn.execute("SELECT id, result FROM jobs"))
+    assert [stored[j.id] for j in claimed] == results
+    states = dict(store.conn.execute("SELECT id, state FROM jobs"))
+    assert {states[j.id] for j in claimed} == {"succeeded"}
+    store.close()
