@@ -248,7 +248,7 @@ SETTINGS = (
             "or an exponential policy such as {base = 1, factor = 2, max = 300, jitter = 0.5}"),
     Setting(POOL, "grace", SECONDS, 30, "seconds",
             "on SIGTERM, how long running jobs get to finish before they are killed and returned"),
-    Setting(POOL, "prefetch", _integer(1, 16), 2, "jobs",
+    Setting(POOL, "prefetch", _integer(1, 16), 4, "jobs",
             "jobs sent ahead to a busy worker whose current job is known to be short"),
     Setting(POOL, "user", ACCOUNT, "", "",
             "when the supervisor starts as root, workers switch to this user before any job runs "

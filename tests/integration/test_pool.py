@@ -12,6 +12,7 @@ import time
 import pytest
 
 from runtime import JobFailed, JobrtError, Pool, attempt as current_attempt, release
+from runtime.config.settings import SETTINGS
 from runtime.workers import retry_rules
 from tests.conftest import alive, wait_for
 
@@ -290,11 +291,12 @@ def test_map_reads_its_input_only_a_window_ahead():
             pulled.append(i)
             yield i
 
+    prefetch = next(s.default for s in SETTINGS if s.name == "prefetch")
     with Pool(2) as pool:
         results = pool.map(square, source(), chunksize=1)
         for consumed, _ in enumerate(results, 1):
             # window: workers * (prefetch + 1) + 2 chunks of one item each
-            assert len(pulled) <= consumed + 8
+            assert len(pulled) <= consumed + 2 * (prefetch + 1) + 2
             if consumed == 100:
                 break
 

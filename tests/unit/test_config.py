@@ -54,7 +54,7 @@ def test_an_empty_document_gets_every_default(tmp_path):
         name="default", queues=("default",), workers=2, balance="off", min_workers=1, max_workers=10,
         balance_strategy="time", balance_max_shift=1, balance_cooldown=3, timeout=60, max_jobs=1000,
         max_time=3600,
-        max_memory_mb=0, memory_limit_mb=0, tries=3, backoff=[10, 60, 300], grace=30, prefetch=2,
+        max_memory_mb=0, memory_limit_mb=0, tries=3, backoff=[10, 60, 300], grace=30, prefetch=4,
         user="", group="", run_as_root=False, max_open_files=0, core_dumps=False,
     )
     assert config.health == HealthConfig(
