@@ -267,6 +267,10 @@ class Queue:
             job, args, kwargs, options = (tuple(item) + ((), {}, {}))[:4]
             if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
                 raise PayloadError(f"{caller} item {index}: args must be a list or tuple, got {args!r:.80}")
+            if caller != "enqueue_many" and isinstance(options, dict) and "_tags" in options:
+                # Storage writes tags with enqueue and enqueue_many only: refused, not dropped.
+                raise PayloadError(f"{caller} item {index}: _tags: the jobs of batches and chains carry "
+                                   f"no tags; tag jobs enqueued on their own (enqueue, enqueue_many)")
             jobs.append(self._new_job(job, tuple(args), dict(kwargs), dict(options), now))
         return jobs
 
