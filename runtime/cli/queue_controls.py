@@ -63,8 +63,11 @@ def _pause_or_resume(args, pause: bool) -> int:
             print(f"queue {queue} was {'already paused' if pause else 'not paused'}")
     if changed:
         what = "no job of it starts" if pause else "its jobs start again"
-        print(f"{_supervisors(live)} follow {PICKUP}: {what}"
-              + ("; running jobs finish" if pause else ""))
+        if live:
+            print(f"{_supervisors(live)} follow {PICKUP}: {what}"
+                  + ("; running jobs finish" if pause else ""))
+        else:
+            print(f"no supervisor is live; those started later see it at once: {what}")
     print(f"paused queues: {', '.join(paused) or 'none'}")
     return EXIT_OK
 

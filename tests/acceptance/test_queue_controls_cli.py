@@ -123,3 +123,10 @@ def test_jobs_lists_newest_first_a_page_at_a_time_and_by_tag(tmp_path, start_sup
     assert "tags: [\"report\",\"user:0\"]" in cli("job", "--config", config, tagged[0])
     code, _, err = jobrt("jobs", "--config", config, "--state", "done")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_pause_with_no_supervisor_running_says_so(tmp_path):
+    config = write_config(tmp_path)
+    out = cli("pause", "--config", config, "--queue", "low")
+    assert "no supervisor is live; those started later see it at once" in out, out
+    assert "0 live" not in out
