@@ -127,6 +127,7 @@ def test_jobs_lists_newest_first_a_page_at_a_time_and_by_tag(tmp_path, start_sup
 
 def test_pause_with_no_supervisor_running_says_so(tmp_path):
     config = write_config(tmp_path)
+    enqueue(config, "jobs.examples:echo")  # the database exists: supervisors are what is missing
     out = cli("pause", "--config", config, "--queue", "low")
     assert "no supervisor is live; those started later see it at once" in out, out
     assert "0 live" not in out
