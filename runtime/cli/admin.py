@@ -71,6 +71,16 @@ def _whole(text: str, low: int, high: int, what: str) -> int:
     return value
 
 
+def job_call_args(parser) -> None:
+    """The job name and its --args/--kwargs, as `jobrt enqueue` and `jobrt run` take them."""
+    config_arg(parser)
+    parser.add_argument("name", help="job name, e.g. jobs.examples:echo")
+    parser.add_argument("--args", default="[]", metavar="JSON|@FILE|-",
+                        help="JSON list of positional arguments (@FILE: read from a file, -: stdin)")
+    parser.add_argument("--kwargs", default="{}", metavar="JSON|@FILE|-",
+                        help="JSON object of keyword arguments (@FILE: read from a file, -: stdin)")
+
+
 def job_id(text: str) -> int:
     """A job id on the command line: a positive 64-bit integer."""
     return _whole(text, 1, INT_MAX, "a job id")

@@ -105,12 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
     enqueue = commands.add_parser("enqueue", help="store a job; prints its id", epilog=ARGS_HELP,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_arg(enqueue)
-    enqueue.add_argument("name", help="job name, e.g. jobs.examples:echo")
-    enqueue.add_argument("--args", default="[]", metavar="JSON|@FILE|-",
-                         help="JSON list of positional arguments (@FILE: read from a file, -: stdin)")
-    enqueue.add_argument("--kwargs", default="{}", metavar="JSON|@FILE|-",
-                         help="JSON object of keyword arguments (@FILE: read from a file, -: stdin)")
+    admin.job_call_args(enqueue)
     enqueue.add_argument("--queue", type=queue_name, help="queue name (default: the job's own)")
     enqueue.add_argument("--delay", type=_delay, default=0.0, help="seconds before it may run")
     enqueue.add_argument("--priority", type=_priority, help="higher runs first within a queue")

@@ -20,7 +20,7 @@ import difflib
 import sys
 
 from runtime import job_context
-from runtime.cli.admin import EXIT_FAILURE, EXIT_OK, config_arg, load
+from runtime.cli.admin import EXIT_FAILURE, EXIT_OK, job_call_args, load
 from runtime.errors import PayloadError, UnknownJob
 from runtime.payload import dump_payload, dump_result
 
@@ -34,12 +34,7 @@ def add_parser(commands, args_help: str) -> None:
                     "(exit 0) or its traceback (exit 1). Nothing is stored. attempt() is 1, "
                     "job_id() is 0; release() and fail() print what they would do.",
         epilog=args_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_arg(run)
-    run.add_argument("name", help="job name, e.g. jobs.examples:echo")
-    run.add_argument("--args", default="[]", metavar="JSON|@FILE|-",
-                     help="JSON list of positional arguments (@FILE: read from a file, -: stdin)")
-    run.add_argument("--kwargs", default="{}", metavar="JSON|@FILE|-",
-                     help="JSON object of keyword arguments (@FILE: read from a file, -: stdin)")
+    job_call_args(run)
 
 
 def _hint(name: str, names: list[str]) -> str:

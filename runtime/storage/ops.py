@@ -15,6 +15,13 @@ class Controls(NamedTuple):
     paused: tuple[str, ...]
     restart: int
 
+    @classmethod
+    def from_rows(cls, rows) -> "Controls":
+        """From the SQL backends' `controls` rows: (queue, None) per paused queue, and
+        (None, generation) per restart request."""
+        return cls(tuple(sorted(queue for queue, _ in rows if queue is not None)),
+                   max((generation for queue, generation in rows if queue is None), default=0))
+
 
 def made_by(ids: list[int], jobs: list) -> list:
     """(id, job) of the first job given each id: a later one with the same unique key in the

@@ -48,9 +48,7 @@ class SqliteOpsVerbs:
                            lambda conn, tally: conn.execute(SQL["request_restart"], (now,)).fetchone()[0])
 
     def controls(self):
-        found = self._read("reading paused queues and restart requests", SQL["controls"])
-        return Controls(tuple(sorted(queue for queue, _ in found if queue is not None)),
-                        max((generation for queue, generation in found if queue is None), default=0))
+        return Controls.from_rows(self._read("reading paused queues and restart requests", SQL["controls"]))
 
     def prune_failed(self, before, limit):
         if limit <= 0:
