@@ -124,6 +124,15 @@ def parse_done(header) -> Done:
     return done
 
 
+def is_json(data: bytes) -> bool:
+    """Whether `data` is one JSON document (a result as a worker sends it)."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def clean_text(text: str, limit: int) -> str:
     """Text a job produced (an exception's message, a traceback) made safe to store: lone
     surrogates (file names from os.listdir) escaped, since JSON and UTF-8 cannot carry

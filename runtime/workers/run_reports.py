@@ -86,6 +86,12 @@ class RunReports:
             except protocol.ProtocolError as exc:
                 self._broken(worker, f"the worker sent {exc}", now)
                 return False
+        elif status == protocol.OK and body != b"null" and not protocol.is_json(body):
+            # A worker's results are JSON (payload.dump_result); anything else came from a
+            # job writing to its worker's pipe, and stored, it would break every reader.
+            self._broken(worker, "the worker sent a result that is not JSON; did the job write "
+                                 "to the worker's pipes?", now)
+            return False
         run = worker.runs.popleft()
         job = run.job
         wall = time.time()

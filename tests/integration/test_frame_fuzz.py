@@ -83,3 +83,14 @@ def test_the_supervisor_is_still_healthy_after_the_forgeries(supervised):
     ids = queue.enqueue_many([("jobs.examples:add", (i, 1)) for i in range(20)])
     wait_for(lambda: all(queue.status(i).state == "succeeded" for i in ids), 60, "healthy jobs")
     assert "supervisor failed" not in supervisor.output()
+
+
+def test_a_forged_result_that_is_not_json_fails_the_run_and_is_never_stored(supervised):
+    # Stored, a result that is not JSON broke every reader of the job (q.status, jobrt job,
+    # the dashboard) with a traceback.
+    _supervisor, queue = supervised
+    header = '[$id, $attempt, "ok", 0.1, 0, 0.0, false]'
+    job_id = queue.enqueue("jobs.examples:forge_frame", protocol.DONE, header, "not json")
+    record = wait_for(lambda: (r := queue.status(job_id)).state in END_STATES and r, 60, "the forging job")
+    assert (record.state, record.result) == ("failed", None)
+    assert "a result that is not JSON" in record.error
