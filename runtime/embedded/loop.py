@@ -60,6 +60,7 @@ class PoolLoop(EventLoop):
         self.owner = f"pool:{os.getpid()}:{secrets.token_hex(4)}"
         self.pool = WorkerPool(config, self.registry, self, self.stats, owner=self.owner,
                                logger=pool_log)
+        self.pool.results_are_json = False  # a batch's answers are pickled (embedded.batches)
         self.record = record
         self.inbox: deque = deque()
         self.woken = False

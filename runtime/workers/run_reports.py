@@ -25,6 +25,8 @@ READ_SIZE = 1 << 16
 class RunReports:
     """The reading side of WorkerPool."""
 
+    results_are_json = True  # the supervisor's: results go to storage (the embedded Pool's are pickled)
+
     def on_readable(self, worker: Worker, now: float) -> None:
         fd = worker.child.from_child
         while fd >= 0 and (data := read_ready(fd, READ_SIZE)) is not None:
@@ -86,7 +88,7 @@ class RunReports:
             except protocol.ProtocolError as exc:
                 self._broken(worker, f"the worker sent {exc}", now)
                 return False
-        elif status == protocol.OK and body != b"null" and not protocol.is_json(body):
+        elif status == protocol.OK and self.results_are_json and body != b"null" and not protocol.is_json(body):
             # A worker's results are JSON (payload.dump_result); anything else came from a
             # job writing to its worker's pipe, and stored, it would break every reader.
             self._broken(worker, "the worker sent a result that is not JSON; did the job write "
