@@ -37,7 +37,8 @@ from runtime.workers.scheduling import free_slots, pick
 
 log = logging.getLogger("jobrt")
 
-SUCCESSOR_AHEAD = 0.05  # seconds of a worker's last jobs during which its successor boots
+SUCCESSOR_JOBS = 10  # ... and at most this many jobs
+SUCCESSOR_AHEAD = 0.02  # seconds of a worker's last jobs during which its successor boots (1-3 ms)
 
 
 class WorkerPool(RunReports, RunEnding):
@@ -286,11 +287,13 @@ class WorkerPool(RunReports, RunEnding):
 
     def _ending(self, worker: Worker) -> bool:
         """Whether `worker` reaches its max_jobs within SUCCESSOR_AHEAD seconds of work, at the
-        slowest average any job of this pool took (jobs of unknown length: never)."""
+        slowest average any job of this pool took (jobs of unknown length: never), ..."""
         if not worker.max_jobs or not self.durations:
             return False
         left = worker.max_jobs - worker.jobs_done
-        return left * max(max(self.durations.values()), 1e-6) <= SUCCESSOR_AHEAD
+        # and within its last SUCCESSOR_JOBS jobs: short jobs arriving slowly keep a worker
+        # alive long after its quota is near in work, and a standby would idle all that time
+        return left <= SUCCESSOR_JOBS and left * max(max(self.durations.values()), 1e-6) <= SUCCESSOR_AHEAD
 
     def held(self):
         """The jobs this pool holds a claim on: buffered, or sent to a live worker."""

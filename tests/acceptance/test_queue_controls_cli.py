@@ -30,7 +30,8 @@ def enqueue(config, *args) -> int:
 
 
 def worker_pids(config) -> set[int]:
-    return {worker["pid"] for worker in json.loads(cli("workers", "--config", config, "--json"))}
+    return {worker["pid"] for worker in json.loads(cli("workers", "--config", config, "--json"))
+            if worker.get("state") != "standby"}
 
 
 def test_pause_holds_a_queue_on_every_supervisor_until_resumed(tmp_path, storage, start_supervisor):

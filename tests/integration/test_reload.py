@@ -20,7 +20,7 @@ def result_of(q, name, *args):
 
 def live_workers(q):
     rows = [r for r in q.storage.supervisors()]
-    return [w for r in rows for w in r.info.get("workers", []) if w["state"] != "stopping"]
+    return [w for r in rows for w in r.info.get("workers", []) if w["state"] not in ("stopping", "standby")]
 
 
 def write_module(directory, version):
