@@ -157,28 +157,28 @@ class Zygote:
 
     def _fail(self, why: str) -> None:
         log.warning("the zygote that starts workers failed (%s); the supervisor forks them itself", why)
+        self._end()
+
+    def _end(self) -> None:
+        """Stop talking to the zygote: its socket closed, the pipes of spares asked for and
+        not answered closed, the zygote killed and reaped (it is our unreaped child, so its
+        pid cannot have been reused)."""
+        if self.sock is None:
+            return
         self.loop.unwatch_fd(self.sock.fileno())
         self.sock.close()
         self.sock = None
         while self.asked:
             close_all(self.asked.popleft())
         try:
-            os.kill(self.pid, signal.SIGKILL)  # unreaped, our child: its pid cannot be reused yet
+            os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
         except (ChildProcessError, ProcessLookupError):
             pass
 
     def close(self) -> None:
         """End the zygote and the spares no pool took."""
-        if self.sock is not None:
-            self.loop.unwatch_fd(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ChildProcessError, ProcessLookupError):
-                pass
+        self._end()
         while self.ready:
             spare = self.ready.popleft()
             spare.kill()
