@@ -43,11 +43,13 @@ def settle(conn: sqlite3.Connection, tally: Tally, owner: str, settles: tuple,
         # The rows the settles changed: rowcount, unlike total_changes, leaves out those
         # their triggers (a batch's counts) changed.
         changed = 0
+        first = 0  # the first state settled row by row
         document = _as_json(settles[0])
         if document is not None:  # succeeded: the usual case, in one statement
             changed += conn.execute(SQL["settle_succeeded_many"], (document, owner)).rowcount
-        for (_, sql), args in zip(_SETTLES, settles):
-            if args and (document is None or sql is not _SETTLES[0][1]):
+            first = 1
+        for (_, sql), args in zip(_SETTLES[first:], settles[first:]):
+            if args:
                 changed += conn.executemany(sql, args).rowcount
         if changed == sum(map(len, settles)):
             conn.execute("RELEASE settle")
