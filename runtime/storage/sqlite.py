@@ -137,8 +137,7 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
                     for j in jobs]
         else:
             insert = sqlite_insert.insert_bulk
-            rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                     None, j.batch_id, None, 0, None) for j in jobs]
+            rows = sqlite_insert.bulk_rows(jobs, now)
         if not rows:
             return []
         return self._write("enqueueing", sqlite_ops.tagging(insert, jobs) if tagged else insert, rows)

@@ -567,16 +567,17 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_jobs
 -- Plain jobs in bulk, from one JSON array of [queue, name, payload, priority, options,
--- available_at, batch_id]: one statement for them all costs half of executemany's row by
--- row (its binding, and the AUTOINCREMENT counter written once, not per row). Payload and
--- options go in as text and are stored as the BLOBs the row-by-row insert stores.
+-- available_at, batch_id, created_at] (sqlite_insert.bulk_rows): one statement for them all
+-- costs half of executemany's row by row (its binding, and the AUTOINCREMENT counter written
+-- once, not per row). Payload and options go in as text and are stored as the BLOBs the
+-- row-by-row insert stores.
 -- (json_extract, not ->>, which needs SQLite 3.38; jobrt takes 3.35.)
 INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at, batch_id,
                   unique_at_start)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
        CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]'),
-       CAST(json_extract(value, '$[4]') AS BLOB), json_extract(value, '$[5]'), ?,
-       json_extract(value, '$[6]'), 0
+       CAST(json_extract(value, '$[4]') AS BLOB), json_extract(value, '$[5]'),
+       json_extract(value, '$[7]'), json_extract(value, '$[6]'), 0
 FROM json_each(?);
 
 -- name: insert_gated

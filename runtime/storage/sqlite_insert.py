@@ -13,15 +13,21 @@ from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
 
 
+def bulk_rows(jobs: list, now: float) -> list[tuple]:
+    """insert_bulk's rows: (queue, name, payload, priority, options, available_at, batch_id,
+    created_at) of jobs with no unique key nor gates, payload and options as text (the JSON
+    document insert_jobs reads)."""
+    return [(j.queue, j.name, j.payload.decode(), j.priority,
+             None if j.options is None else j.options.decode(), j.available_at, j.batch_id, now)
+            for j in jobs]
+
+
 def insert_bulk(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
-    """Rows of insert_job, all made at one time (rows[i][6]) and with no unique key."""
+    """Rows of bulk_rows."""
     # Inside BEGIN IMMEDIATE nobody else inserts, and AUTOINCREMENT ids only
     # grow, so the rows above the old maximum are ours, in insertion order.
     before = conn.execute(SQL["max_id"]).fetchone()[0]
-    document = orjson.dumps([(row[0], row[1], row[2].decode(), row[3],
-                              None if row[4] is None else row[4].decode(), row[5], row[8])
-                             for row in rows])
-    conn.execute(SQL["insert_jobs"], (rows[0][6], document))
+    conn.execute(SQL["insert_jobs"], (orjson.dumps(rows),))
     ids = [row[0] for row in conn.execute(SQL["ids_after"], (before,))]
     assert len(ids) == len(rows), "concurrent insert inside a write transaction"
     tally.add_all(PENDING, [(row[0], row[1], row[5]) for row in rows], 1)
