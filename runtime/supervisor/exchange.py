@@ -39,6 +39,7 @@ class Exchange:
         self.down_since: float | None = None
         self.outage_logged = False
         self.failures = 0
+        self.unreachable = False  # down, and the last failure was not lock contention
         self.retry_at = 0.0
         self.paused: frozenset = frozenset()  # queues no claim takes (`jobrt pause`)
 
@@ -123,6 +124,7 @@ class Exchange:
             self.down_since = now
             self.outage_logged = False
         contended = getattr(exc, "contended", False)
+        self.unreachable = not contended
         if not self.outage_logged and (not contended or now - self.down_since >= OUTAGE_AFTER):
             self.outage_logged = True
             log.error("storage unavailable: %s; not claiming, keeping %d results in memory, retrying",
@@ -150,6 +152,7 @@ class Exchange:
             if self.outage_logged:
                 log.warning("storage is back after %.1f s", now - self.down_since)
             self.down_since = None
+            self.unreachable = False
             self.failures = 0
 
     @property

@@ -98,9 +98,10 @@ class Fencing:
         or try to lift it when storage may be called again."""
         fence = self.fence
         if not fence.fenced:
-            # While storage is down, the next call may block for its longest: fence now
-            # if the deadline could pass during it.
-            ahead = self.storage.longest_call if self.exchange.down else 0.0
+            # While storage is unreachable, the next call may block for its longest (a
+            # reconnect): fence now if the deadline could pass during it. A lock held too
+            # long is an answer: the next call is bounded like any other.
+            ahead = self.storage.longest_call if self.exchange.unreachable else 0.0
             if now + ahead >= fence.next_timer():
                 self._close_fence(now)
         elif self.exchange.may_call(now):

@@ -32,7 +32,9 @@ class Heartbeats:
             log.warning("killed %d process(es) that jobs started and abandoned (orphans, out of "
                         "their worker's process group): %s", len(strays), ", ".join(map(str, strays)))
 
-    def _heartbeat(self, wall: float) -> None:
+    def _heartbeat(self, wall: float) -> bool:
+        """Renew; False if storage failed (then the next try comes with the exchange's backoff,
+        not a whole heartbeat later: one more missed renewal reaches the fence)."""
         at = time.monotonic()  # `wall` was read just before: the leases run from here
         self._kill_strays()
         workers = [worker for pool in self.pools for worker in pool.describe_workers()]
@@ -58,8 +60,9 @@ class Heartbeats:
                 self.metrics.set_queue_depths(self.storage.counts(wall))
         except StorageError as exc:
             self.exchange.failed(at, exc)
-            return
+            return False
         self.exchange.recovered(time.monotonic())
+        return True
 
     def _summary(self) -> str:
         """One line for `systemctl status`: workers busy/total, throughput, outage."""

@@ -257,8 +257,8 @@ class Supervisor(Heartbeats, Signals, Fencing, Reloading, Wakeups, Controlling, 
             sd_notify.notify("WATCHDOG=1")  # from the loop itself: a stuck loop stops petting
             self.next_watchdog = now + self.watchdog_every
         if now >= self.next_heartbeat and self.exchange.may_call(now):
-            self._heartbeat(self.clock.now())
-            self.next_heartbeat = now + self.heartbeat_every
+            if self._heartbeat(self.clock.now()):
+                self.next_heartbeat = now + self.heartbeat_every
             sd_notify.notify("STATUS=" + self._summary())
         if now >= self.next_prune:
             self._prune(now)

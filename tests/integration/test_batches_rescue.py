@@ -1,7 +1,7 @@
 """A supervisor SIGKILLed while it settles members: batch callbacks still run exactly once,
 and chains still enqueue each step once, after its jobs are rescued. SQLite and PostgreSQL.
 
-Two supervisors share one storage with a 2 s lease. The survivor serves the queues
+Two supervisors share one storage (leases: 2 s, the victim's 3 s). The survivor serves the queues
 `callbacks` and `members` and is never killed, so a callback's run can never be repeated by
 a kill (at-least-once would then allow a second run): what is tested is that the dead
 supervisor's settles enqueue each callback, or each chain's next step, once. The victim
@@ -50,6 +50,10 @@ pytestmark = pytest.mark.slow
 JOBS = {"modules": ["jobs.examples", "jobs.batch_examples", "jobs.chain_examples"],
         "path": [str(REPO)]}
 LEASE = 2.0  # seconds: the survivor's rescue sweep (every lease / 2) takes a dead host's jobs
+# The victim's leases, longer: while the test holds storage's lock (a frozen wave) the victim
+# cannot renew them, and it fences itself (killing the members the wave awaits) 2 s after
+# its last renewal, at the earliest 1 s into the lock.
+VICTIM_LEASE = 3.0
 VICTIM_HOST = "jobrt-rescue-victim"
 VICTIM_WORKERS, SURVIVOR_WORKERS = 3, 2
 MEMBER = "jobs.chain_examples:waiting_step"  # (notes directory, index, release file)
@@ -99,12 +103,13 @@ class Pair:
         self.start_supervisor = start_supervisor
         self.env = {"CHAIN_NOTES": str(self.notes)}
         configs = {}
-        for side, queues, workers in (("survivor", ["callbacks", "members"], SURVIVOR_WORKERS),
-                                      ("victim", ["members"], VICTIM_WORKERS)):
+        for side, queues, workers, lease in (
+                ("survivor", ["callbacks", "members"], SURVIVOR_WORKERS, LEASE),
+                ("victim", ["members"], VICTIM_WORKERS, VICTIM_LEASE)):
             (tmp_path / side).mkdir()
             configs[side] = write_config(
                 tmp_path / side, pools={"default": {"workers": workers, "queues": queues}},
-                storage={"url": self.url, "lease": LEASE}, jobs=JOBS)
+                storage={"url": self.url, "lease": lease}, jobs=JOBS)
         self.config, self.victim_config = configs["survivor"], configs["victim"]
         self.survivor = start_supervisor(self.config, env=self.env)
         self.victim = self.owner = None

@@ -160,6 +160,38 @@ def test_a_frozen_supervisors_jobs_are_rescued_and_its_late_results_refused(tmp_
     assert cut.proc.poll() is None
 
 
+def test_a_lock_held_for_a_moment_does_not_fence_the_supervisor(tmp_path, own_cluster,
+                                                               start_supervisor):
+    """lease 4 s: the heartbeat (every 1.33 s) renewing the running job's lease meets a
+    table lock and gives up after lock_timeout. The server answered, so the supervisor
+    neither fences at once (as if its next call could be a 2 s reconnect) nor waits a whole
+    heartbeat to renew (which lands on the fence's deadline): it retries within its
+    backoff, renews once the lock goes, and the job runs on undisturbed."""
+    import psycopg
+
+    url = own_cluster.create_database()
+    config = write_config(tmp_path, storage={"url": url, "lease": 4, "poll": 0.2},
+                          pools={"default": {"workers": 1}})
+    log = tmp_path / "runs.log"
+    supervisor = start_supervisor(config)
+    with connect(config=str(config)) as q, psycopg.connect(url, autocommit=True) as watch:
+        job = q.enqueue("jobs.examples:append_line", str(log), "job", pause=6)
+        wait_for(lambda: runs(log)["job"] == 1, what="the job to start")
+
+        def waiting() -> set:
+            return set(watch.execute("SELECT pid, query_start FROM pg_stat_activity WHERE "
+                                     "wait_event_type = 'Lock' AND datname = current_database()"))
+
+        with psycopg.connect(url) as lock:
+            lock.execute("LOCK TABLE jobrt_jobs IN EXCLUSIVE MODE")
+            first = wait_for(waiting, 30, "the supervisor to wait for the lock")
+            wait_for(lambda: not first & waiting(), 30, "its lock_timeout to cancel the wait")
+            lock.rollback()
+        wait_for(lambda: q.status(job).state == "succeeded", 30, "the job to succeed")
+    assert runs(log)["job"] == 1
+    assert "fenced" not in supervisor.output()
+
+
 def libfaketime() -> str:
     found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
     if not found:
