@@ -9,12 +9,16 @@ Each run is `jobrt start` as a user runs it (subprocesses), on SQLite in WAL
 mode with durable client commits, or on a throwaway PostgreSQL cluster with
 fsync on. The backlog is enqueued in one transaction with a short delay, so
 every supervisor is up before the first job is due; drain time runs from that
-moment to the last job's finish. Prints a table, then one JSON document.
+moment to the last job's finish. Over the drain, the cores used by jobrt's processes, by
+PostgreSQL's and by the whole machine are measured too (cpu_cores_*, and CPU
+microseconds per job): when the machine's cores are all busy, neither more supervisors
+nor a faster database can drain faster here. Prints a table, then one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -92,7 +96,65 @@ def last_finish(url: str, directory: Path) -> float:
         return conn.execute(query.replace("jobs", "jobrt_jobs")).fetchone()[0]
 
 
-def drain(q, url: str, directory: Path, config: Path, jobs: int, supervisors: int) -> tuple[dict, list]:
+def cpu_seconds(root: int) -> float:
+    """CPU seconds used by process `root`, its live descendants and the children it reaped."""
+    import psutil
+
+    try:
+        parent = psutil.Process(root)
+        times = parent.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in parent.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total += times.user + times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+class CpuShare:
+    """Cores used over a window by jobrt (the supervisors, their workers, zygote, spares), by
+    PostgreSQL (the postmaster and its backends) and by the whole machine: which one bounds a
+    drain. Reaped processes count through their parent's children times."""
+
+    def __init__(self, supervisors: list, postmaster: int | None):
+        import psutil
+
+        self.roots = {"jobrt": [s.proc.pid for s in supervisors],
+                      "postgres": [postmaster] if postmaster else []}
+        self.psutil = psutil
+        self.start = self._read()
+
+    def _read(self) -> dict:
+        times = self.psutil.cpu_times()
+        figures = {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in self.roots.items()}
+        figures["machine"] = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        figures["wall"] = time.monotonic()
+        return figures
+
+    def result(self, jobs: int) -> dict:
+        end = self._read()
+        wall = end["wall"] - self.start["wall"]
+        figures = {"cpu_cores_machine": round((end["machine"] - self.start["machine"]) / wall, 2),
+                   "cpu_cores_available": os.cpu_count()}
+        for group, pids in self.roots.items():
+            if pids:
+                used = end[group] - self.start[group]
+                figures[f"cpu_cores_{group}"] = round(used / wall, 2)
+                figures[f"cpu_us_per_job_{group}"] = round(used / jobs * 1e6, 1)
+        return figures
+
+
+def postmaster_pid(url: str, cluster) -> int | None:
+    if cluster is None:
+        return None
+    with open(os.path.join(cluster.data, "postmaster.pid")) as file:
+        return int(file.readline())
+
+
+def drain(q, url: str, directory: Path, config: Path, jobs: int, supervisors: int,
+          postmaster: int | None = None) -> tuple[dict, list]:
     started = time.perf_counter()
     q.enqueue_many([("jobs.examples:noop", (), {}, {"_delay": START_ALLOWANCE})] * jobs)
     due = time.time() - (time.perf_counter() - started) + START_ALLOWANCE
@@ -101,11 +163,13 @@ def drain(q, url: str, directory: Path, config: Path, jobs: int, supervisors: in
     try:
         if time.time() > due:
             print(f"warning: supervisors took longer than {START_ALLOWANCE} s to start", file=sys.stderr)
+        time.sleep(max(0.0, due - time.time()))
+        share = CpuShare(running, postmaster)
         while q.counts().get("default", {}).get("succeeded", 0) < jobs:
             time.sleep(0.05)
         seconds = last_finish(url, directory) - due
         return {"enqueue_jobs_per_s": round(jobs / enqueue_seconds), "drain_jobs_per_s": round(jobs / seconds),
-                "drain_seconds": round(seconds, 3)}, running
+                "drain_seconds": round(seconds, 3), **share.result(jobs)}, running
     except BaseException:
         for supervisor in running:
             supervisor.stop()
@@ -140,12 +204,13 @@ def kill_delay(q, directory: Path, samples: int, timeout: float) -> dict:
 
 
 def run(backend: str, url: str, directory: Path, args, supervisors: int, latency: bool,
-        max_jobs: int = 0) -> dict:
+        max_jobs: int = 0, cluster=None) -> dict:
     config = write_config(directory, args.workers, url, max_jobs)
     result = {"backend": backend, "supervisors": supervisors, "workers_each": args.workers, "jobs": args.jobs,
               "recycle_every": max_jobs or "-"}
     with connect(config=str(config)) as q:
-        figures, running = drain(q, url, directory, config, args.jobs, supervisors)
+        figures, running = drain(q, url, directory, config, args.jobs, supervisors,
+                                 postmaster_pid(url, cluster))
         result.update(figures)
         try:
             if latency:
@@ -186,7 +251,7 @@ def main() -> None:
             for supervisors in [int(n) for n in args.supervisors.split(",")]:
                 with tempfile.TemporaryDirectory(prefix="jobrt-bench-") as tmp:
                     result = run("postgres", cluster.create_database(), Path(tmp), args,
-                                 supervisors, first is None)
+                                 supervisors, first is None, cluster=cluster)
                 first = first or result
                 result["drain_vs_first"] = round(result["drain_jobs_per_s"] / first["drain_jobs_per_s"], 2)
                 results.append(result)

@@ -128,8 +128,10 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
     def enqueue(self, jobs: list[NewJob]) -> list[int]:
         now = time.time()
         tagged = any(j.tags for j in jobs)  # jobs without tags never look at them again
-        if any(j.unique_key is not None or j.overlap_key is not None or j.rate_key is not None
-               for j in jobs):
+        # One job goes in by a plain INSERT: the JSON document, and reading the new ids
+        # back, pay off from a few jobs on.
+        if len(jobs) == 1 or any(j.unique_key is not None or j.overlap_key is not None
+                                 or j.rate_key is not None for j in jobs):
             insert = sqlite_insert.insert_each
             rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
                      j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
