@@ -1,6 +1,6 @@
 """Enqueue on SQLite against its bounds, in one run, on one filesystem:
 
-    python3 benchmarks/enqueue.py [--jobs 100000] [--one 2000] [--repeat 3] [--json-out FILE]
+    python3 benchmarks/enqueue.py [--jobs 100000] [--one 2000] [--repeat 5] [--json-out FILE]
 
     fsync bounds     a 4 KiB write then fdatasync, in a loop: appended (the file grows),
                      or over a block already written (the least a durable commit costs)
@@ -8,12 +8,12 @@
                      synchronous=FULL (no job model, no validation)
     jobrt one        Queue.enqueue(name, arg): a durable commit each
     jobrt many       Queue.enqueue_many of --jobs (name, args) pairs in one call
-    sqlite many      raw sqlite3: executemany of --jobs rows in one transaction, into the
-                     same table and indexes as jobrt's (what storing them costs at the least)
+    sqlite many      raw sqlite3: the same rows by executemany (the usual way to insert
+                     many) in one transaction, into a copy of jobrt's tables, indexes and
+                     triggers
 
-Each figure is the best of --repeat runs, on a fresh database each time. Prints a table
-and the ratios the performance issue names: jobrt one / the fsync bounds, jobrt one / sqlite
-one, jobrt many in jobs/s and against sqlite many.
+Rates are the median of --repeat runs (a fresh database each), ratios the median of
+each run's own. Prints a table, then one JSON document.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -129,35 +130,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs of one enqueue_many")
     parser.add_argument("--one", type=int, default=2000, help="jobs enqueued one by one")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", help="where the databases go (default: a temporary directory "
                         "under $TMPDIR); the filesystem decides the fsync bound")
     parser.add_argument("--json-out")
     args = parser.parse_args()
-    best: dict[str, float] = {}
-
-    def keep(key: str, rate: float) -> None:
-        best[key] = max(best.get(key, 0.0), rate)
-
+    runs: list[dict[str, float]] = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="jobrt-enqueue-", dir=args.dir) as scratch:
             directory = Path(scratch)
-            keep("fsync_append_per_s", fsync_bound(directory, args.one, append=True))
-            keep("fsync_overwrite_per_s", fsync_bound(directory, args.one, append=False))
-            keep("sqlite_one_per_s", sqlite_one(directory, args.one))
-            keep("jobrt_one_per_s", jobrt_one(directory, args.one))
-            rate, filled = jobrt_many(directory, args.jobs)
-            keep("jobrt_many_per_s", rate)
-            keep("sqlite_many_per_s", sqlite_many(filled, directory, args.jobs))
-    result = {key: round(value) for key, value in best.items()}
-    result.update({
-        "one_vs_fsync_append": round(best["jobrt_one_per_s"] / best["fsync_append_per_s"], 3),
-        "one_vs_fsync_overwrite": round(best["jobrt_one_per_s"] / best["fsync_overwrite_per_s"], 3),
-        "sqlite_one_vs_fsync_overwrite": round(best["sqlite_one_per_s"] / best["fsync_overwrite_per_s"], 3),
-        "one_vs_sqlite_one": round(best["jobrt_one_per_s"] / best["sqlite_one_per_s"], 3),
-        "many_vs_sqlite_many": round(best["jobrt_many_per_s"] / best["sqlite_many_per_s"], 3),
-        "jobs": args.jobs, "one": args.one, "repeat": args.repeat,
-    })
+            run = {"fsync_append_per_s": fsync_bound(directory, args.one, append=True),
+                   "fsync_overwrite_per_s": fsync_bound(directory, args.one, append=False),
+                   "sqlite_one_per_s": sqlite_one(directory, args.one),
+                   "jobrt_one_per_s": jobrt_one(directory, args.one)}
+            run["jobrt_many_per_s"], filled = jobrt_many(directory, args.jobs)
+            run["sqlite_many_per_s"] = sqlite_many(filled, directory, args.jobs)
+            runs.append(run)
+    # Rates: the median of the runs. Ratios: the median of each run's own ratio (the disk's
+    # speed here moves by half between runs; within a run, less).
+    result = {key: round(statistics.median(run[key] for run in runs)) for key in runs[0]}
+    for name, top, bottom in (("one_vs_fsync_append", "jobrt_one", "fsync_append"),
+                              ("one_vs_fsync_overwrite", "jobrt_one", "fsync_overwrite"),
+                              ("sqlite_one_vs_fsync_overwrite", "sqlite_one", "fsync_overwrite"),
+                              ("one_vs_sqlite_one", "jobrt_one", "sqlite_one"),
+                              ("many_vs_sqlite_many", "jobrt_many", "sqlite_many")):
+        result[name] = round(statistics.median(run[top + "_per_s"] / run[bottom + "_per_s"]
+                                               for run in runs), 3)
+    result.update({"jobs": args.jobs, "one": args.one, "repeat": args.repeat})
     for key, value in result.items():
         print(f"{key:24} {value:>12}")
     print(orjson.dumps(result).decode())

@@ -5,7 +5,9 @@ A client never runs jobs; it writes them durably and wakes the supervisors.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import hashlib
 import time
 
@@ -254,7 +256,8 @@ class Queue:
 
         Each item is (job, args), (job, args, kwargs) or (job, args, kwargs, options)
         where options is a dict of the same underscore keywords enqueue() takes."""
-        return self._store(self._new_jobs(items, self.clock(), "enqueue_many"))
+        with _no_gc_passes():
+            return self._store(self._new_jobs(items, self.clock(), "enqueue_many"))
 
     def _new_jobs(self, items, now: float, caller: str, first: int = 0) -> list[NewJob]:
         """enqueue_many's items as NewJobs (a batch's members are given the same way); an
@@ -376,3 +379,17 @@ class Queue:
         """The chain's state, its steps' job names and the job ids of the steps enqueued so
         far; ChainNotFound if unknown."""
         return chaining.status(self.storage, chain_id)
+
+
+@contextlib.contextmanager
+def _no_gc_passes():
+    """No cyclic garbage collection inside: building many jobs allocates tuples by the
+    hundred thousand, none in a cycle, and the collector's passes over them took a third
+    of enqueue_many's time. Turned back on after, if it was on."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
