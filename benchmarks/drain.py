@@ -241,6 +241,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="jobrt-bench-") as tmp:
             recycled = run("sqlite", "sqlite:///bench.db", Path(tmp), args, 1, False, args.recycle)
         recycled["drain_vs_no_recycling"] = round(recycled["drain_jobs_per_s"] / results[0]["drain_jobs_per_s"], 2)
+        # What a worker's whole life (cloned, booted, recycled, reaped) costs in CPU, all processes
+        extra_us = recycled["cpu_us_per_job_jobrt"] - results[0]["cpu_us_per_job_jobrt"]
+        recycled["cpu_ms_per_recycle"] = round(extra_us * args.recycle / 1000, 2)
         results.append(recycled)
     if args.postgres:
         from tests.pgcluster import Cluster
