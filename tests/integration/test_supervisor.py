@@ -332,7 +332,7 @@ def test_storage_locked_for_a_while_pauses_and_resumes_by_itself(tmp_path, start
 
 
 def test_what_jobs_left_behind_a_killed_supervisor_is_killed_by_the_next(tmp_path, start_supervisor, queue_for):
-    config = write_config(tmp_path, pools={"default": {"workers": 1}})
+    config = write_config(tmp_path, pools={"default": {"workers": 1, "grace": 1}})
     first = start_supervisor(config)
     q = queue_for(config)
     pid_file = tmp_path / "child.pid"
@@ -345,6 +345,11 @@ def test_what_jobs_left_behind_a_killed_supervisor_is_killed_by_the_next(tmp_pat
 
     wait_for(lambda: not alive(child), 30, "the orphaned child to be killed")
     assert "left running" in second.output()
+    # The second one rescued the job and may run it again: stopped gracefully, it kills
+    # that run and what it left (SIGKILLed at teardown, it would leave it to no one).
+    assert second.stop() == 0
+    rerun = int(pid_file.read_text())
+    wait_for(lambda: not alive(rerun), 30, "the rerun's child to be killed with its supervisor")
 
 
 def test_ended_jobs_are_pruned_after_the_retention(tmp_path, start_supervisor, queue_for):
