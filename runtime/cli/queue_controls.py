@@ -33,8 +33,9 @@ def _live(storage) -> int:
     return len(live_supervisors(storage, time.time()))
 
 
-def _supervisors(n: int) -> str:
-    return f"{n} live supervisor{'s' if n != 1 else ''}"
+def _supervisors(n: int, verb: str) -> str:
+    """"1 live supervisor follows", "2 live supervisors follow"."""
+    return f"{n} live supervisor{'s' if n != 1 else ''} {verb}{'s' if n == 1 else ''}"
 
 
 def cmd_pause(args) -> int:
@@ -64,7 +65,7 @@ def _pause_or_resume(args, pause: bool) -> int:
     if changed:
         what = "no job of it starts" if pause else "its jobs start again"
         if live:
-            print(f"{_supervisors(live)} follow {PICKUP}: {what}"
+            print(f"{_supervisors(live, 'follow')} {PICKUP}: {what}"
                   + ("; running jobs finish" if pause else ""))
         else:
             print(f"no supervisor is live; those started later see it at once: {what}")
@@ -80,7 +81,7 @@ def cmd_restart(args) -> int:
     if args.json:
         emit({"restart": generation, "live_supervisors": live})
     elif live:
-        print(f"restart requested: {_supervisors(live)} replace their workers {PICKUP} "
+        print(f"restart requested: {_supervisors(live, 'replace')} their workers {PICKUP} "
               f"(running jobs finish first)")
     else:
         print("restart requested, but no supervisor is live: those started later need no restart")
