@@ -146,13 +146,6 @@ class CpuShare:
         return figures
 
 
-def postmaster_pid(url: str, cluster) -> int | None:
-    if cluster is None:
-        return None
-    with open(os.path.join(cluster.data, "postmaster.pid")) as file:
-        return int(file.readline())
-
-
 def drain(q, url: str, directory: Path, config: Path, jobs: int, supervisors: int,
           postmaster: int | None = None) -> tuple[dict, list]:
     started = time.perf_counter()
@@ -210,7 +203,7 @@ def run(backend: str, url: str, directory: Path, args, supervisors: int, latency
               "recycle_every": max_jobs or "-"}
     with connect(config=str(config)) as q:
         figures, running = drain(q, url, directory, config, args.jobs, supervisors,
-                                 postmaster_pid(url, cluster))
+                                 cluster.postmaster_pid() if cluster is not None else None)
         result.update(figures)
         try:
             if latency:

@@ -129,7 +129,7 @@ class Network:
 
     def hang(self, cluster) -> None:
         """SIGSTOP the cluster's postmaster, then every process it started (it forks no more)."""
-        postmaster = psutil.Process(int(Path(cluster.data, "postmaster.pid").read_text().split()[0]))
+        postmaster = psutil.Process(cluster.postmaster_pid())
         stopped = [postmaster]
         self.undo.append(lambda: _continue(stopped))
         postmaster.send_signal(signal.SIGSTOP)

@@ -78,6 +78,11 @@ class Cluster:
         self.stop()
         self.start()
 
+    def postmaster_pid(self) -> int:
+        """The running server's postmaster (the first line of its postmaster.pid)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as file:
+            return int(file.readline())
+
     def url(self, dbname: str = "postgres") -> str:
         if self.listen:
             return f"postgresql://postgres@{self.listen}:5432/{dbname}"

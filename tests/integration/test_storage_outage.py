@@ -33,8 +33,7 @@ def own_cluster():
 
 
 def server_processes(cluster) -> list[psutil.Process]:
-    with open(os.path.join(cluster.data, "postmaster.pid")) as file:
-        postmaster = psutil.Process(int(file.readline()))
+    postmaster = psutil.Process(cluster.postmaster_pid())
     return [postmaster, *postmaster.children(recursive=True)]
 
 
