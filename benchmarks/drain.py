@@ -129,9 +129,22 @@ class CpuShare:
     def _read(self) -> dict:
         times = self.psutil.cpu_times()
         figures = {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in self.roots.items()}
+        figures["supervisor"], figures["preempted"] = self._supervisors_own()
         figures["machine"] = sum(times) - times.idle - getattr(times, "iowait", 0.0)
         figures["wall"] = time.monotonic()
         return figures
+
+    def _supervisors_own(self) -> tuple[float, int]:
+        """The supervisors' own CPU seconds (the serial part of a drain), and how often they
+        were preempted (involuntary context switches)."""
+        cpu, preempted = 0.0, 0
+        for pid in self.roots["jobrt"]:
+            with contextlib.suppress(self.psutil.Error):
+                process = self.psutil.Process(pid)
+                times = process.cpu_times()
+                cpu += times.user + times.system
+                preempted += process.num_ctx_switches().involuntary
+        return cpu, preempted
 
     def result(self, jobs: int) -> dict:
         end = self._read()
@@ -143,6 +156,8 @@ class CpuShare:
                 used = end[group] - self.start[group]
                 figures[f"cpu_cores_{group}"] = round(used / wall, 2)
                 figures[f"cpu_us_per_job_{group}"] = round(used / jobs * 1e6, 1)
+        figures["cpu_us_per_job_supervisor"] = round((end["supervisor"] - self.start["supervisor"]) / jobs * 1e6, 1)
+        figures["supervisor_preempted_per_1k_jobs"] = round((end["preempted"] - self.start["preempted"]) / jobs * 1000, 1)
         return figures
 
 
