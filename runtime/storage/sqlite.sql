@@ -565,20 +565,11 @@ INSERT INTO jobs (queue, name, payload, priority, options, available_at, created
                   unique_key, batch_id, unique_expires, unique_at_start, unique_held)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: insert_jobs
--- Plain jobs in bulk, from one JSON array of [queue, name, payload, priority, options,
--- available_at, batch_id, created_at] (sqlite_insert.bulk_rows): one statement for them all
--- costs half of executemany's row by row (its binding, and the AUTOINCREMENT counter written
--- once, not per row). Payload and options go in as text and are stored as the BLOBs the
--- row-by-row insert stores.
--- (json_extract, not ->>, which needs SQLite 3.38; jobrt takes 3.35.)
-INSERT INTO jobs (queue, name, payload, priority, options, available_at, created_at, batch_id,
-                  unique_at_start)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-       CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]'),
-       CAST(json_extract(value, '$[4]') AS BLOB), json_extract(value, '$[5]'),
-       json_extract(value, '$[7]'), json_extract(value, '$[6]'), 0
-FROM json_each(?);
+-- name: last_id
+-- The largest job id ever given (AUTOINCREMENT's counter; above max(id) when the newest
+-- jobs were deleted): the next insert's first id is this plus one.
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),
+           coalesce((SELECT max(id) FROM jobs), 0));
 
 -- name: insert_gated
 -- A job behind gates: let through at once where nothing else is at its gate (no job with
@@ -607,9 +598,6 @@ SELECT blocked FROM jobs WHERE id = ?;
 
 -- name: max_id
 SELECT coalesce(max(id), 0) FROM jobs;
-
--- name: ids_after
-SELECT id FROM jobs WHERE id > ? ORDER BY id;
 
 -- name: expire_unique
 -- unique_for ran out: the live job keeps running, its key is free for a new one.

@@ -43,6 +43,22 @@ def test_unknown_and_unreachable_urls_are_refused_in_one_line():
         open_storage("memory://", role="worker")
 
 
+def test_bulk_ids_follow_the_largest_id_ever_given_and_name_their_own_jobs(tmp_path):
+    """The bulk insert works its ids out from AUTOINCREMENT's counter: after the newest jobs
+    were deleted, the new ones still get ids never given before, each the id of its own job,
+    across several of its statements."""
+    store = open_storage("sqlite:///jobs.db", base_dir=str(tmp_path))
+    try:
+        old = store.enqueue([job(n) for n in range(5)])
+        store.conn.execute("DELETE FROM jobs WHERE id >= ?", (old[2],))  # the newest three go
+        ids = store.enqueue([job(n) for n in range(1000)])
+        assert ids == list(range(old[-1] + 1, old[-1] + 1001))
+        for n in (0, 249, 250, 999):
+            assert store.get(ids[n]).args == [n]
+    finally:
+        store.close()
+
+
 def test_file_is_created_0600_in_wal_mode_with_the_schema(tmp_path):
     store = open_storage("sqlite:///deep/dir/jobs.db", base_dir=str(tmp_path))
     try:
