@@ -6,16 +6,11 @@ start, not a dead worker), applied in the child right after fork.
 
 from __future__ import annotations
 
-import grp
-import logging
 import os
-import pwd
 import resource
 from typing import NamedTuple
 
 from runtime.errors import ConfigError
-
-log = logging.getLogger("jobrt")
 
 
 class ChildSetup(NamedTuple):
@@ -33,13 +28,19 @@ class ChildSetup(NamedTuple):
 
 def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:
     """Turn a pool's user/group/limits into ids; refuse to run jobs as root unless allowed."""
+    # Resolved in the workers' parent only: the zygote, whose image workers share, does without these.
+    import grp
+    import logging
+    import pwd
+
     euid = os.geteuid() if euid is None else euid
     key = f"pools.{pool.name}"
     uid = gid = user = home = None
     if pool.user or pool.group:
         if euid != 0:
-            log.warning("%s: user/group apply only when the supervisor starts as root; "
-                        "workers keep uid %d", key, euid)
+            logging.getLogger("jobrt").warning(
+                "%s: user/group apply only when the supervisor starts as root; workers keep uid %d",
+                key, euid)
         else:
             if pool.user:
                 try:
