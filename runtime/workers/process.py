@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from runtime.errors import JobrtError
 

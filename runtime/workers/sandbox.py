@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import os
 import resource
-from typing import NamedTuple
+from collections import namedtuple
 
 from runtime.errors import ConfigError
 
 
-class ChildSetup(NamedTuple):
-    uid: int | None  # None: keep the supervisor's identity
-    gid: int | None
-    user: str | None
-    home: str | None
-    max_open_files: int  # 0 = inherit
-    core_dumps: bool
-    max_memory: int  # bytes a worker may own after a job before it is recycled, 0 = no limit
-    owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
-    fresh_modules: tuple = ()  # after a reload: job modules the child imports anew from disk
-    module_path: tuple = ()
+# A worker's identity and limits (a namedtuple: workers are cloned without typing).
+ChildSetup = namedtuple("ChildSetup", (
+    "uid",  # an int; None: keep the supervisor's identity
+    "gid",  # an int or None
+    "user",  # a name or None
+    "home",  # a directory or None
+    "max_open_files",  # 0 = inherit
+    "core_dumps",  # bool
+    "max_memory",  # bytes a worker may own after a job before it is recycled, 0 = no limit
+    "owner",  # the supervisor's id, left in the environment of everything a job starts
+    "fresh_modules",  # after a reload: job modules the child imports anew from disk
+    "module_path",
+), defaults=("", (), ()))
 
 
 def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:
