@@ -14,9 +14,7 @@ normalized policy and the number of the attempt that just failed into seconds.
 
 from __future__ import annotations
 
-import difflib
 import math
-import random
 
 from runtime.numbers import NumberRule, show
 
@@ -55,6 +53,8 @@ def check_backoff(value):
 def _check_exponential(table: dict) -> dict:
     for key in table:
         if key not in EXPONENTIAL_KEYS:
+            import difflib  # for this message only: @job checks policies in the zygote, whose image workers share
+
             close = difflib.get_close_matches(str(key), EXPONENTIAL_KEYS, n=1)
             hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(EXPONENTIAL_KEYS)
             raise ValueError(f"backoff has an unknown key {show(key)}, {hint}")
@@ -69,12 +69,13 @@ def _check_exponential(table: dict) -> dict:
     }
 
 
-def backoff_delay(policy, attempt: int, rng: random.Random | None = None) -> float:
+def backoff_delay(policy, attempt: int, rng=None) -> float:
     """Seconds to wait after attempt number `attempt` (1-based) failed.
 
     `policy` is a normalized policy (see `check_backoff`). The result is always
     finite and >= 0, and for an exponential policy never above its `max`,
-    however large `attempt` is.
+    however large `attempt` is. The jitter is drawn from `rng` (what has
+    random.Random's uniform()), else from the random module.
     """
     n = max(int(attempt), 1)
     if isinstance(policy, list):
@@ -92,6 +93,8 @@ def backoff_delay(policy, attempt: int, rng: random.Random | None = None) -> flo
             pass
     jitter = float(policy["jitter"])
     if jitter:
+        import random  # delays are drawn in the supervisor; the zygote only checks policies
+
         delay *= (rng or random).uniform(1 - jitter, 1)
     return min(max(delay, 0.0), cap)
 

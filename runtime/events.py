@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
 
 BEFORE_RUN = "before_run"
 AFTER_SUCCESS = "after_success"
@@ -66,14 +67,8 @@ class JobEvent:
     retried_at: float | None = None  # after_operator_retry: when `jobrt failed retry` ran (epoch s)
 
 
-class Hooks(NamedTuple):
-    """The hooks of each event, in registration order."""
-
-    before_run: tuple = ()
-    after_success: tuple = ()
-    after_exception: tuple = ()
-    after_failure: tuple = ()
-    after_operator_retry: tuple = ()
+# The hooks of each event, in registration order (a namedtuple: workers are cloned without typing).
+Hooks = namedtuple("Hooks", EVENTS, defaults=((),) * len(EVENTS))
 
 
 def before_run(hook: Callable[[JobEvent], object]) -> Callable:

@@ -8,10 +8,10 @@ job's own `except Exception:` cannot swallow them by accident.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
 from runtime.options import SECONDS
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, which checkers know by name: workers load no typing
 if TYPE_CHECKING:  # imported when a job asks (current_batch): workers are forked without storage
     from runtime.storage.workflows import BatchRecord
 

@@ -48,6 +48,7 @@ from runtime.supervisor.ticking import Ticker
 from runtime.supervisor.wakeups import Wakeups
 from runtime.supervisor.output_relay import OutputRelay
 from runtime.workers import process, zygote
+from runtime.workers.zygote_handle import Zygote
 from runtime.workers.event_relay import hooks_registered
 from runtime.workers.balanced_pool import worker_pool
 from runtime.workers.selector import EventLoop
@@ -155,7 +156,7 @@ class Supervisor(Heartbeats, Signals, Fencing, Reloading, Wakeups, Controlling, 
         gc.collect()
         gc.freeze()  # keep the preloaded image's pages shared with the children
         if zygote.supported():
-            self.zygote = zygote.Zygote(cfg.modules, cfg.module_path, cfg.path, self.relay is not None, self)
+            self.zygote = Zygote(cfg.modules, cfg.module_path, cfg.path, self.relay is not None, self)
         now = time.monotonic()
         for pool in self.pools:
             pool.manage(now)

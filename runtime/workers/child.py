@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import random
 import resource
 import select
 import signal
@@ -99,7 +98,9 @@ def _detach(read_fd: int, write_fd: int, parent_pid: int) -> tuple[int, int]:
             setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="backslashreplace"))
     for name in SECRET_ENVIRONMENT:
         os.environ.pop(name, None)  # the child's own copy: the supervisor's is untouched
-    random.seed()  # forked children would otherwise share one random sequence
+    random = sys.modules.get("random")  # not imported: a job that imports it gets a fresh seed
+    if random is not None:
+        random.seed()  # forked children would otherwise share one random sequence
     return high_read, high_write
 
 

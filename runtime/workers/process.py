@@ -12,11 +12,10 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import selectors
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from runtime.errors import JobrtError
 
@@ -320,6 +319,8 @@ def kill_leftovers(variable: str, value: str, wait: float = 0.0) -> int:
 
 
 def _wait_dead(pidfds: list[int], seconds: float) -> None:
+    import selectors  # a parent's wait (supervisor, embedded Pool): not in the workers' image
+
     deadline = time.monotonic() + seconds
     with selectors.DefaultSelector() as selector:
         for pidfd in pidfds:

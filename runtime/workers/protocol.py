@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 import orjson
 
@@ -86,20 +86,20 @@ def event_frame(event: str, job_id: int, attempt: int, name: str, queue: str, er
     return frame(EVENT, (event, job_id, attempt, name, queue, error), payload)
 
 
-class Done(NamedTuple):
-    """A DONE frame's header: how one run ended."""
-
-    job_id: int
-    attempt: int
-    status: str  # one of STATUSES
-    seconds: float  # how long the job ran
-    owned: int  # bytes the worker owned afterwards (0: not measured)
-    delay: float  # seconds, with RELEASE
-    printed: bool  # output waits in the worker's output pipe
+# A DONE frame's header: how one run ended (a namedtuple: workers are cloned without typing).
+Done = namedtuple("Done", (
+    "job_id",
+    "attempt",
+    "status",  # one of STATUSES
+    "seconds",  # how long the job ran, a float
+    "owned",  # bytes the worker owned afterwards (0: not measured)
+    "delay",  # seconds, with RELEASE
+    "printed",  # bool: output waits in the worker's output pipe
+))
 
 
 def done_frame(done: Done, body: bytes = b"") -> bytes:
-    return frame(DONE, tuple(done), body)  # orjson takes a plain tuple, not a NamedTuple
+    return frame(DONE, tuple(done), body)  # orjson takes a plain tuple, not a namedtuple
 
 
 def _count(value) -> bool:

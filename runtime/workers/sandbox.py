@@ -6,40 +6,43 @@ start, not a dead worker), applied in the child right after fork.
 
 from __future__ import annotations
 
-import grp
-import logging
 import os
-import pwd
 import resource
-from typing import NamedTuple
+from collections import namedtuple
 
 from runtime.errors import ConfigError
 
-log = logging.getLogger("jobrt")
 
-
-class ChildSetup(NamedTuple):
-    uid: int | None  # None: keep the supervisor's identity
-    gid: int | None
-    user: str | None
-    home: str | None
-    max_open_files: int  # 0 = inherit
-    core_dumps: bool
-    max_memory: int  # bytes a worker may own after a job before it is recycled, 0 = no limit
-    owner: str = ""  # the supervisor's id, left in the environment of everything a job starts
-    fresh_modules: tuple = ()  # after a reload: job modules the child imports anew from disk
-    module_path: tuple = ()
+# A worker's identity and limits (a namedtuple: workers are cloned without typing).
+ChildSetup = namedtuple("ChildSetup", (
+    "uid",  # an int; None: keep the supervisor's identity
+    "gid",  # an int or None
+    "user",  # a name or None
+    "home",  # a directory or None
+    "max_open_files",  # 0 = inherit
+    "core_dumps",  # bool
+    "max_memory",  # bytes a worker may own after a job before it is recycled, 0 = no limit
+    "owner",  # the supervisor's id, left in the environment of everything a job starts
+    "fresh_modules",  # after a reload: job modules the child imports anew from disk
+    "module_path",
+), defaults=("", (), ()))
 
 
 def resolve(pool, config_path: str | None, euid: int | None = None) -> ChildSetup:
     """Turn a pool's user/group/limits into ids; refuse to run jobs as root unless allowed."""
+    # Resolved in the workers' parent only: the zygote, whose image workers share, does without these.
+    import grp
+    import logging
+    import pwd
+
     euid = os.geteuid() if euid is None else euid
     key = f"pools.{pool.name}"
     uid = gid = user = home = None
     if pool.user or pool.group:
         if euid != 0:
-            log.warning("%s: user/group apply only when the supervisor starts as root; "
-                        "workers keep uid %d", key, euid)
+            logging.getLogger("jobrt").warning(
+                "%s: user/group apply only when the supervisor starts as root; workers keep uid %d",
+                key, euid)
         else:
             if pool.user:
                 try:

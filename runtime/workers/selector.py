@@ -22,7 +22,7 @@ class EventLoop:
         self.selector = selectors.DefaultSelector()
         self.relay = relay  # where what jobs print goes (an OutputRelay); None: not captured
         self.writing: set[int] = set()  # pipes to workers with bytes waiting to be written
-        self.zygote = None  # the supervisor's (runtime.workers.zygote); None: fork workers here
+        self.zygote = None  # the supervisor's (runtime.workers.zygote_handle); None: fork workers here
 
     def fork_worker(self, setup, body, capture_output: bool):
         """A new worker's Child: cloned by the zygote when there is one, else forked here."""

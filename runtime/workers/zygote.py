@@ -21,40 +21,36 @@ it with waitpid and is signalled by PR_SET_PDEATHSIG's parent. The clone is the 
 system call (Python has no os.clone), wrapped in the interpreter's own fork hooks as
 os.fork wraps fork(). Where that call is unknown (an architecture not listed here) or
 the zygote fails, the supervisor forks its workers itself, as before.
+
+This module is the zygote's own code; the supervisor's side (starting it, asking it for
+spares) is runtime.workers.zygote_handle, so the zygote's image, which every worker
+shares, holds none of what only the supervisor uses.
 """
 
 from __future__ import annotations
 
+import _socket  # the C type socket.socket wraps: socket.py would add selectors and array to the image
 import ctypes
 import gc
-import logging
 import os
 import platform
-import select
 import signal
-import socket
 import struct
 import sys
 import traceback
-from collections import deque
 
 import orjson
 
 from runtime.registry import collect
 from runtime.workers import sandbox
 from runtime.workers.child import become_worker
-from runtime.workers.process import adopt, close_all, die_with_parent, enter_child, pipes, set_name
-
-log = logging.getLogger("jobrt")
+from runtime.workers.process import close_all, die_with_parent, enter_child, set_name
 
 CLONE_PARENT = 0x00008000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220}.get(platform.machine())
-_FD = 3  # where the zygote finds its end of the socket
-_BOOT = "import sys, runtime.workers.zygote as z; z.main(sys.argv[1])"
-REPLY_TIMEOUT = 10.0  # seconds the supervisor waits for a spare it cannot do without
-SPARES = 1  # spares kept ready (or asked for): recycling takes one at a time
-_PID = struct.Struct("q")  # a pid, or -errno when the clone failed
-_LEN = struct.Struct(">I")  # the SETUP message's length, before its JSON
+FD = 3  # where the zygote finds its end of the socket
+PID = struct.Struct("q")  # a pid, or -errno when the clone failed
+LEN = struct.Struct(">I")  # the SETUP message's length, before its JSON
 
 
 def supported() -> bool:
@@ -78,117 +74,6 @@ def _clone_sibling() -> int:
     return pid if pid > 0 else -error
 
 
-class Zygote:
-    """The supervisor's handle on its zygote. `spawn` returns a new worker's Child."""
-
-    def __init__(self, modules, module_path, config_path: str | None, capture_output: bool, loop):
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        spec = orjson.dumps({"path": sys.path, "modules": list(modules), "module_path": list(module_path),
-                             "config": config_path, "parent": os.getpid()}).decode()
-        try:
-            self.pid = os.posix_spawn(sys.executable, [sys.executable, "-c", _BOOT, spec], os.environ,
-                                      file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), _FD)])
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        self.capture_output = capture_output
-        self.loop = loop
-        self.asked: deque = deque()  # our pipe ends of each spare asked for, in order
-        self.ready: deque = deque()  # spares adopted, not yet given a setup
-        loop.watch_call(ours.fileno(), lambda _mask: self._take_replies())
-        self._ask()
-
-    def pids(self) -> list[int]:
-        """The zygote's and its ready spares' pids: children of ours that are no strays."""
-        return [self.pid] + [spare.pid for spare in self.ready]
-
-    def spawn(self, setup: sandbox.ChildSetup):
-        """A worker's Child: a ready spare, told its setup. None when the zygote failed
-        (then it is gone, and the caller forks its workers itself)."""
-        if not self.ready and self.sock is not None:
-            if not self.asked:
-                self._ask()
-            self._wait_reply()  # at start, or when workers are asked for faster than cloned
-        if not self.ready:
-            return None
-        child = self.ready.popleft()
-        message = orjson.dumps(list(setup))
-        os.write(child.to_child, _LEN.pack(len(message)) + message)  # a new, empty pipe: all fits
-        if self.sock is not None and len(self.ready) + len(self.asked) < SPARES:
-            self._ask()
-        return child
-
-    def _ask(self) -> None:
-        child_ends, parent_ends = pipes(self.capture_output)
-        fds = [fd for fd in child_ends if fd >= 0]  # no output pipe where output is not captured
-        try:
-            self.sock.sendmsg([b"spare"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                           struct.pack(f"{len(fds)}i", *fds))])
-        except OSError as exc:
-            close_all(parent_ends)
-            self._fail(str(exc))
-            return
-        finally:
-            close_all(child_ends)
-        self.asked.append(parent_ends)
-
-    def _wait_reply(self) -> None:
-        if not select.select([self.sock], [], [], REPLY_TIMEOUT)[0]:
-            self._fail(f"no answer in {REPLY_TIMEOUT:g} s")
-            return
-        self._take_replies()
-
-    def _take_replies(self) -> None:
-        while self.asked and self.sock is not None:
-            try:
-                reply = self.sock.recv(_PID.size)
-            except BlockingIOError:
-                return
-            except OSError:
-                reply = b""
-            parent_ends = self.asked.popleft()
-            pid = _PID.unpack(reply)[0] if len(reply) == _PID.size else 0
-            if pid > 0:
-                self.ready.append(adopt(pid, parent_ends))
-                continue
-            close_all(parent_ends)
-            self._fail("it exited" if pid == 0 else f"it could not clone a worker: {os.strerror(-pid)}")
-
-    def _fail(self, why: str) -> None:
-        log.warning("the zygote that starts workers failed (%s); the supervisor forks them itself", why)
-        self._end()
-
-    def _end(self) -> None:
-        """Stop talking to the zygote: its socket closed, the pipes of spares asked for and
-        not answered closed, the zygote killed and reaped (it is our unreaped child, so its
-        pid cannot have been reused)."""
-        if self.sock is None:
-            return
-        self.loop.unwatch_fd(self.sock.fileno())
-        self.sock.close()
-        self.sock = None
-        while self.asked:
-            close_all(self.asked.popleft())
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ChildProcessError, ProcessLookupError):
-            pass
-
-    def close(self) -> None:
-        """End the zygote and the spares no pool took."""
-        self._end()
-        while self.ready:
-            spare = self.ready.popleft()
-            spare.kill()
-            try:
-                os.waitpid(spare.pid, 0)
-            except ChildProcessError:
-                pass
-            spare.close()
-
-
 def main(spec_text: str) -> None:
     """The zygote's life (a new interpreter, started by the supervisor): import the job
     modules, then clone a spare for each request, until the supervisor goes."""
@@ -202,7 +87,7 @@ def main(spec_text: str) -> None:
         return
     set_name("jobrt-zygote")
     sys.path[:] = spec["path"]
-    sock = socket.socket(fileno=_FD)
+    sock = _socket.socket(fileno=FD)
     try:
         registry = collect(spec["modules"], spec["module_path"], spec["config"])
     except BaseException:  # noqa: BLE001 - the supervisor imported them; it forks workers itself now
@@ -212,19 +97,19 @@ def main(spec_text: str) -> None:
     gc.freeze()  # the image's objects stay out of the workers' collections: their pages stay shared
     fd_size = struct.calcsize("3i")
     while True:
-        message, ancillary, _flags, _ = sock.recvmsg(64, socket.CMSG_SPACE(fd_size))
+        message, ancillary, _flags, _ = sock.recvmsg(64, _socket.CMSG_SPACE(fd_size))
         if not message:
             return
         fds: list[int] = []
         for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 fds.extend(struct.unpack(f"{len(data) // 4}i", data[:len(data) - len(data) % 4]))
         pid = _clone_sibling()
         if pid == 0:
             sock.close()
             _become(fds, registry, parent)
         close_all(fds)
-        sock.send(_PID.pack(pid))
+        sock.send(PID.pack(pid))
 
 
 def _become(fds: list[int], registry: dict, parent: int) -> None:
@@ -234,8 +119,8 @@ def _become(fds: list[int], registry: dict, parent: int) -> None:
         if os.getppid() != parent:
             os._exit(0)
         set_name("jobrt-spare")
-        size = _read_exactly(fds[0], _LEN.size)
-        message = _read_exactly(fds[0], _LEN.unpack(size)[0]) if size else b""
+        size = _read_exactly(fds[0], LEN.size)
+        message = _read_exactly(fds[0], LEN.unpack(size)[0]) if size else b""
     except BaseException:  # noqa: BLE001 - a spare that cannot start just goes
         os._exit(0)
     if not message:  # the supervisor let it go unused
