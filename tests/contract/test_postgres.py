@@ -463,3 +463,12 @@ def test_the_claim_walks_its_index_before_any_analyze(pg_url):
         assert "jobrt_jobs_claim" in plan and "Sort" not in plan, plan
     finally:
         store.close()
+
+
+def test_the_jobs_table_is_vacuumed_after_a_fixed_number_of_dead_rows(pg_url):
+    """Not after a fifth of the table (PostgreSQL's default): with a million ended jobs kept,
+    the claim would walk 200k dead entries of jobrt_jobs_claim before autovacuum came."""
+    open_storage(pg_url, role="supervisor").close()
+    with psycopg.connect(pg_url) as conn:
+        options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'jobrt_jobs'").fetchone()[0]
+    assert {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=20000"} <= set(options)
