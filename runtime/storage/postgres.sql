@@ -972,8 +972,8 @@ CREATE INDEX jobrt_job_tags_job ON jobrt_job_tags (job_id);
 -- measured by benchmarks/claim_scale.py). With jobs kept for retention the table is large,
 -- and the default (50 + 20 % of its rows) let a table of a million ended jobs gather 200k
 -- dead rows (100k claim entries) before a vacuum: +7 us per claimed job. 20,000 is about
--- 10,000 jobs; each
--- autovacuum round (once a minute by default) clears what the minute before left.
+-- 10,000 jobs; each autovacuum round (once a minute by default) clears what the minute
+-- before left.
 ALTER TABLE jobrt_jobs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
 
 -- name: schema_version
