@@ -263,6 +263,7 @@ class Queue:
         """enqueue_many's items as NewJobs (a batch's members are given the same way); an
         item's error names `caller` and its index (counted from `first`)."""
         jobs = []
+        plain: dict = {}  # job -> what every enqueue of it without options stores, or None
         for index, item in enumerate(items, first):
             if not isinstance(item, (tuple, list)) or not 1 <= len(item) <= 4:
                 raise PayloadError(f"{caller} item {index}: expected (job, args[, kwargs[, options]]), "
@@ -274,8 +275,29 @@ class Queue:
                 # Storage writes tags with enqueue and enqueue_many only: refused, not dropped.
                 raise PayloadError(f"{caller} item {index}: _tags: the jobs of batches and chains carry "
                                    f"no tags; tag jobs enqueued on their own (enqueue, enqueue_many)")
+            if not options:  # the bulk of a big enqueue_many: only the arguments vary
+                try:
+                    fixed = plain[job] if job in plain else plain.setdefault(job, self._plain(job, now))
+                except TypeError:  # unhashable: the long way says what is wrong with it
+                    fixed = None
+                if fixed is not None:
+                    queue, name, priority, stored = fixed
+                    kwargs = kwargs if type(kwargs) is dict else dict(kwargs)
+                    jobs.append(NewJob(queue, name, dump_payload(name, args, kwargs), now, priority, stored))
+                    continue
             jobs.append(self._new_job(job, tuple(args), dict(kwargs), dict(options), now))
         return jobs
+
+    def _plain(self, job, now: float) -> tuple | None:
+        """(queue, name, priority, stored options) of `job` when an enqueue of it without
+        options stores nothing but these and its arguments (no unique key, gate, tag nor
+        deadline of its own), else None."""
+        spec = self._spec(job)
+        if (spec.unique or spec.unique_for is not None or spec.unique_until is not None
+                or spec.retry_until is not None or spec.without_overlapping or spec.rate_limit or spec.tags):
+            return None
+        new = self._new_job(job, (), {}, {}, now)
+        return new.queue, new.name, new.priority, new.options
 
     def _store(self, jobs: list[NewJob]) -> list[int]:
         if not jobs:

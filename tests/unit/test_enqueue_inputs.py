@@ -151,3 +151,36 @@ def test_without_the_config_such_jobs_are_still_enqueued(queue):
     queue.enqueue("jobs.chaos:quick", "/dev/null")
     queue.enqueue("jobs.examples:echo", 1, _queue="emails")
     assert total(queue) == before + 3
+
+
+@job(tags=("tagged",))
+def tagged_job(*args, **kwargs):
+    pass
+
+
+@job(unique=True)
+def unique_job(*args, **kwargs):
+    pass
+
+
+@job(retry_until=60, priority=3, queue="low")
+def deadline_job(*args, **kwargs):
+    pass
+
+
+@job(priority=2, queue="low", timeout=5)
+def prioritised_job(*args, **kwargs):
+    pass
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(calls=st.lists(st.tuples(
+    st.sampled_from(["jobs.examples:echo", "jobs.examples:noop", tagged_job, unique_job, deadline_job,
+                     prioritised_job]),
+    st.lists(st.integers(-2**63, 2**63 - 1) | st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(-2**63, 2**63 - 1), max_size=2)), max_size=6))
+def test_enqueue_many_builds_each_job_as_a_lone_enqueue_would(queue, calls):
+    """enqueue_many takes a shorter way for a job that needs nothing but its arguments
+    worked out per item: what it stores must be what enqueue stores."""
+    now = 1000.0
+    assert queue._new_jobs(calls, now, "enqueue_many") == [queue.new_job(j, a, k, {}, now) for j, a, k in calls]
