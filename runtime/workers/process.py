@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import os
 import signal
 import sys
@@ -199,31 +200,36 @@ def describe_exit(status: int) -> str:
     return f"ended with wait status {status}"
 
 
+@functools.cache
+def _prctl():
+    """libc's prctl, or None off Linux. Looked up once: each ctypes.CDLL builds a new
+    function-pointer class (15 us, and the pages it touches are copied in a fresh child),
+    and a worker's life calls prctl four times; looked up in the zygote, its spares and
+    workers find it ready."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def die_with_parent() -> None:
     """In a forked child: be SIGKILLed when the parent dies (PR_SET_PDEATHSIG). Off Linux
     this does nothing; the child's pipes still tell it the parent is gone."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _prctl() is not None:
+        _prctl()(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def set_name(name: str) -> None:
     """This process's name in ps, top and /proc/PID/comm (15 bytes at most): jobrt-worker,
     jobrt-zygote, jobrt-spare, so operators (and tests) tell its processes apart."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _prctl() is not None:
+        _prctl()(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def become_subreaper() -> bool:
     """Adopt orphaned descendants: a process a job started, which escaped its worker's
     process group (setsid) and outlived it, becomes our child, so we can kill it."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _prctl() is not None and _prctl()(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def children() -> list[int]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import _socket  # the C type socket.socket wraps: socket.py would add selectors and array to the image
 import ctypes
+import functools
 import gc
 import os
 import platform
@@ -57,11 +58,18 @@ def supported() -> bool:
     return _SYS_CLONE is not None
 
 
+@functools.cache
+def _syscall():
+    """libc's syscall(), looked up once (each ctypes.PyDLL builds a new function-pointer
+    class). PyDLL: the GIL stays held, as os.fork holds it."""
+    syscall = ctypes.PyDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+    return syscall
+
+
 def _clone_sibling() -> int:
     """fork(), except that the child's parent is this process's parent."""
-    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held, as os.fork holds it
-    syscall = libc.syscall
-    syscall.restype = ctypes.c_long
+    syscall = _syscall()
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
     pid = syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_long(CLONE_PARENT | signal.SIGCHLD),
