@@ -13,6 +13,7 @@ says where it came from (the decorator at import, an enqueue, a config key).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import orjson
@@ -117,11 +118,16 @@ class JobOptions:
 
     @staticmethod
     def decode(raw: bytes | None) -> "JobOptions":
-        if raw is None:
-            return NO_OPTIONS
-        stored = orjson.loads(raw)
-        return JobOptions(**{key: stored[key] for key in _FIELDS if key in stored})
+        return NO_OPTIONS if raw is None else _decode(raw)
 
 
 NO_OPTIONS = JobOptions()
 _FIELDS = ("timeout", "tries", "backoff", "retry_until", "max_exceptions", "on_failure")
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode(raw: bytes) -> JobOptions:
+    """The jobs of one function carry the same stored options: the supervisor decodes them
+    once (1.6 us a job otherwise) and shares the frozen value."""
+    stored = orjson.loads(raw)
+    return JobOptions(**{key: stored[key] for key in _FIELDS if key in stored})
