@@ -215,21 +215,24 @@ def _prctl():
 def die_with_parent() -> None:
     """In a forked child: be SIGKILLed when the parent dies (PR_SET_PDEATHSIG). Off Linux
     this does nothing; the child's pipes still tell it the parent is gone."""
-    if _prctl() is not None:
-        _prctl()(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def set_name(name: str) -> None:
     """This process's name in ps, top and /proc/PID/comm (15 bytes at most): jobrt-worker,
     jobrt-zygote, jobrt-spare, so operators (and tests) tell its processes apart."""
-    if _prctl() is not None:
-        _prctl()(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def become_subreaper() -> bool:
     """Adopt orphaned descendants: a process a job started, which escaped its worker's
     process group (setsid) and outlived it, becomes our child, so we can kill it."""
-    return _prctl() is not None and _prctl()(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def children() -> list[int]:
