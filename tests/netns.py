@@ -23,6 +23,7 @@ their veths) and the bridge; it is safe to call after a half-built network.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -135,8 +136,9 @@ class Network:
         postmaster.send_signal(signal.SIGSTOP)
         while fresh := [p for p in postmaster.children(recursive=True) if p not in stopped]:
             for process in fresh:
-                process.send_signal(signal.SIGSTOP)
                 stopped.append(process)
+                with contextlib.suppress(psutil.NoSuchProcess):  # a backend that just exited
+                    process.send_signal(signal.SIGSTOP)
 
     def heal(self) -> None:
         """Undo every fault in force, latest first."""

@@ -37,14 +37,21 @@ def server_processes(cluster) -> list[psutil.Process]:
     return [postmaster, *postmaster.children(recursive=True)]
 
 
-def freeze(cluster) -> None:
+def signal_server(cluster, signum) -> None:
+    """Send `signum` to every process of the server. A backend that exits between the
+    listing and its signal (an autovacuum worker, which migration 16 starts more often)
+    needs none."""
     for process in server_processes(cluster):
-        process.send_signal(signal.SIGSTOP)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signum)
+
+
+def freeze(cluster) -> None:
+    signal_server(cluster, signal.SIGSTOP)
 
 
 def thaw(cluster) -> None:
-    for process in server_processes(cluster):
-        process.send_signal(signal.SIGCONT)
+    signal_server(cluster, signal.SIGCONT)
 
 
 @contextlib.contextmanager
