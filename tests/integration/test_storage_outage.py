@@ -28,8 +28,10 @@ def own_cluster():
 
     cluster = Cluster()
     yield cluster
-    thaw(cluster)
-    cluster.destroy()
+    try:
+        thaw(cluster)
+    finally:
+        cluster.destroy()
 
 
 def server_processes(cluster) -> list[psutil.Process]:
