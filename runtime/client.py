@@ -23,6 +23,9 @@ from runtime.storage.workflows import BatchRecord, ChainRecord
 
 _UNSEEN = object()
 _NONE_GIVEN: dict = {}
+_SEQUENCES = (tuple, list)
+_new_tuple = tuple.__new__  # NewJob from a whole tuple: no Python-level __new__ per job
+_NEW_JOB_DEFAULTS = tuple(NewJob._field_defaults[field] for field in NewJob._fields[6:])
 _UNIQUE_OPTIONS = frozenset(("unique_for", "unique_until"))
 _RUN_OPTIONS = frozenset(("timeout", "tries", "backoff", "retry_until", "max_exceptions"))  # stored
 _GATE_OPTIONS = frozenset(("without_overlapping", "overlap_key", "rate_limit", "rate_key"))
@@ -265,39 +268,44 @@ class Queue:
         jobs = []
         plain: dict = {}  # job -> what every enqueue of it without options stores, or None
         for index, item in enumerate(items, first):
-            if not isinstance(item, (tuple, list)) or not 1 <= len(item) <= 4:
+            if type(item) is tuple and len(item) == 2:  # (job, args): the bulk of a big one
+                job, args = item
+                kwargs = options = _NONE_GIVEN
+            elif isinstance(item, (tuple, list)) and 1 <= len(item) <= 4:
+                job, args, kwargs, options = (tuple(item) + ((), {}, {}))[:4]
+            else:
                 raise PayloadError(f"{caller} item {index}: expected (job, args[, kwargs[, options]]), "
                                    f"got {item!r:.80}")
-            job, args, kwargs, options = (tuple(item) + ((), {}, {}))[:4]
-            if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
+            if type(args) not in _SEQUENCES and (isinstance(args, (str, bytes)) or not hasattr(args, "__iter__")):
                 raise PayloadError(f"{caller} item {index}: args must be a list or tuple, got {args!r:.80}")
             if caller != "enqueue_many" and isinstance(options, dict) and "_tags" in options:
                 # Storage writes tags with enqueue and enqueue_many only: refused, not dropped.
                 raise PayloadError(f"{caller} item {index}: _tags: the jobs of batches and chains carry "
                                    f"no tags; tag jobs enqueued on their own (enqueue, enqueue_many)")
-            if not options:  # the bulk of a big enqueue_many: only the arguments vary
+            if not options:  # only the arguments vary between such items of a job
                 try:
-                    fixed = plain[job] if job in plain else plain.setdefault(job, self._plain(job, now))
+                    fixed = plain.get(job, _UNSEEN)
+                    if fixed is _UNSEEN:
+                        fixed = plain[job] = self._plain(job, now)
                 except TypeError:  # unhashable: the long way says what is wrong with it
                     fixed = None
                 if fixed is not None:
-                    queue, name, priority, stored = fixed
-                    kwargs = kwargs if type(kwargs) is dict else dict(kwargs)
-                    jobs.append(NewJob(queue, name, dump_payload(name, args, kwargs), now, priority, stored))
+                    payload = dump_payload(fixed[1], args, kwargs if type(kwargs) is dict else dict(kwargs))
+                    jobs.append(_new_tuple(NewJob, fixed[:2] + (payload, now) + fixed[2:]))
                     continue
             jobs.append(self._new_job(job, tuple(args), dict(kwargs), dict(options), now))
         return jobs
 
     def _plain(self, job, now: float) -> tuple | None:
-        """(queue, name, priority, stored options) of `job` when an enqueue of it without
-        options stores nothing but these and its arguments (no unique key, gate, tag nor
-        deadline of its own), else None."""
+        """(queue, name, priority, stored options, then the defaults of NewJob's later fields)
+        of `job` when an enqueue of it without options stores nothing but these and its
+        arguments (no unique key, gate, tag nor deadline of its own), else None."""
         spec = self._spec(job)
         if (spec.unique or spec.unique_for is not None or spec.unique_until is not None
                 or spec.retry_until is not None or spec.without_overlapping or spec.rate_limit or spec.tags):
             return None
         new = self._new_job(job, (), {}, {}, now)
-        return new.queue, new.name, new.priority, new.options
+        return (new.queue, new.name, new.priority, new.options) + _NEW_JOB_DEFAULTS
 
     def _store(self, jobs: list[NewJob]) -> list[int]:
         if not jobs:
