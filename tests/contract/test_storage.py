@@ -11,6 +11,7 @@ import time
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from runtime.errors import StorageError
 from runtime.storage import NewJob, Outcome
@@ -48,6 +49,37 @@ def test_enqueue_returns_ids_in_order_and_records_the_job(store):
         "low", 4, {"tries": 5}, "b1")
     assert store.get(ids[1] + 1000) is None
     assert store.enqueue([]) == []
+
+
+# What a bulk insert may share between rows (SQLite binds it once per run of alike jobs).
+SHAPES = [dict(), dict(queue="low"), dict(name="jobs.examples:fail"), dict(priority=3),
+          dict(options=b'{"tries":2}'), dict(at=50.0), dict(batch_id="b1")]
+
+
+def test_bulk_enqueue_stores_each_job_as_given_in_order_whatever_its_neighbours(store):
+    @settings(max_examples=15, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    # run lengths about SQLite's boundaries: a run shorter than 8 goes in with its
+    # neighbours, and a statement takes 250 rows at most
+    @given(st.lists(st.tuples(st.integers(0, len(SHAPES) - 1), st.sampled_from([1, 2, 7, 8, 9, 251])),
+                    min_size=1, max_size=8))
+    def check(runs):
+        jobs = [new(args=(len(runs), n), **SHAPES[shape]) for shape, length in runs for n in range(length)]
+        before = store.counts(0.0)
+        ids = store.enqueue(jobs)
+        assert len(ids) == len(jobs) and ids == sorted(set(ids))
+        for job_id, job in zip(ids, jobs):
+            got = store.get(job_id)
+            assert (got.queue, got.name, got.priority, got.available_at, got.batch_id, got.state) == (
+                job.queue, job.name, job.priority, job.available_at, job.batch_id, "pending")
+            assert [got.args, got.kwargs] == orjson.loads(job.payload)
+            assert (got.options or {}) == (orjson.loads(job.options) if job.options else {})
+        after = store.counts(0.0)
+        for queue in {job.queue for job in jobs}:
+            waiting = after[queue]["pending"] + after[queue]["delayed"]
+            was = before.get(queue, {}).get("pending", 0) + before.get(queue, {}).get("delayed", 0)
+            assert waiting - was == sum(job.queue == queue for job in jobs)
+    check()
 
 
 def test_bulk_enqueue_is_all_or_none(store):
