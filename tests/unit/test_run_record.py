@@ -173,7 +173,7 @@ def look_alike(draw, value):
     if kind is dict:
         swapped = {}
         for key, item in value.items():
-            new = str(key) if type(key) is int else int(key) if type(key) is str and key.isdigit() else key
+            new = str(key) if type(key) is int else int(key) if type(key) is str and key.isascii() and key.isdigit() else key
             swapped[draw(st.sampled_from([key, new]))] = draw(look_alike(item))
         return swapped
     if kind in (set, frozenset):
