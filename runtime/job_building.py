@@ -201,10 +201,6 @@ class JobBuilding:
                                    f"got {item!r:.80}")
             if type(args) not in _SEQUENCES and (isinstance(args, (str, bytes)) or not hasattr(args, "__iter__")):
                 raise PayloadError(f"{caller} item {index}: args must be a list or tuple, got {args!r:.80}")
-            if caller != "enqueue_many" and isinstance(options, dict) and "_tags" in options:
-                # Storage writes tags with enqueue and enqueue_many only: refused, not dropped.
-                raise PayloadError(f"{caller} item {index}: _tags: the jobs of batches and chains carry "
-                                   f"no tags; tag jobs enqueued on their own (enqueue, enqueue_many)")
             if not options:  # only the arguments vary between such items of a job
                 try:
                     fixed = plain.get(job, _UNSEEN)

@@ -33,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 # tick runs at its time)
 JOB_OPTIONS = ("queue", "priority", "timeout", "tries", "backoff", "retry_until",
                "max_exceptions", "unique", "unique_for", "unique_until", "without_overlapping",
-               "overlap_key", "rate_limit", "rate_key")
+               "overlap_key", "rate_limit", "rate_key", "tags")
 KEYS = ("job", "cron", "every", "timezone", "args", "kwargs", "catch_up", "overlap") + JOB_OPTIONS
 
 

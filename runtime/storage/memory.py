@@ -71,7 +71,7 @@ class MemoryStorage(MemoryBatches, MemoryChains, MemoryTicks, MemoryBrowse, Memo
                 ids.append(existing)
                 continue
             ids.append(self._insert(job, now))
-            if job.tags:  # enqueue's jobs only, as in the SQL backends (not batch members)
+            if job.tags:
                 self.jobs[ids[-1]]["tags"] = tuple(sorted(set(job.tags)))
         return ids
 

@@ -50,7 +50,7 @@ class MemoryBatches:
                 ids.append(self._new_chain(job.steps, job.catch, job.queue, batch_id, now)[1])
                 continue
             before = self.last_id
-            ids += self.enqueue([job._replace(batch_id=str(batch_id), tags=())])  # tags: enqueue's only
+            ids += self.enqueue([job._replace(batch_id=str(batch_id))])
             made += ids[-1] > before  # a job whose unique key a live job held: not a member
         self.batch_rows[batch_id]["total"] += made
         self.batch_rows[batch_id]["due"] = True

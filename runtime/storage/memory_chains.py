@@ -94,8 +94,7 @@ class MemoryChains:
             row["jobs"].append({"batch": batch_id})
             return True
         batch = None if row["batch_id"] is None else str(row["batch_id"])
-        job_id = self.enqueue([step._replace(available_at=now + step.available_at,
-                                             batch_id=batch, tags=())])[0]  # tags: enqueue's only
+        job_id = self.enqueue([step._replace(available_at=now + step.available_at, batch_id=batch)])[0]
         self.jobs[job_id]["chain_id"] = row["id"]
         row["jobs"].append(job_id)
         return False

@@ -27,7 +27,7 @@ class MemoryTicks:
             elif tick.skip_if_running and self._previous_runs(tick.schedule, tick.tick_at):
                 outcome = SKIPPED
             else:
-                outcome, job_id = ENQUEUED, self.enqueue([tick.job._replace(tags=())])[0]  # tags: enqueue's only
+                outcome, job_id = ENQUEUED, self.enqueue([tick.job])[0]
             self.tick_rows[key] = dict(schedule=tick.schedule, tick_at=float(tick.tick_at),
                                        outcome=outcome, job_id=job_id, missed=tick.missed,
                                        created_at=now)

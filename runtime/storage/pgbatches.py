@@ -7,6 +7,7 @@ import time
 
 from runtime.storage import pginsert
 from runtime.storage.workflows import ChainMember, NewBatch, batch_record, jobs_within
+from runtime.storage.pgops import tagging
 from runtime.storage.pgparams import check_jobs
 
 
@@ -47,6 +48,8 @@ class PostgresBatchVerbs:
             if members:  # the jobs since the last chain, in one go
                 insert = pginsert.insert_unique if any(j.unique_key is not None for j in members) \
                     else pginsert.insert_bulk
+                if any(j.tags for j in members):
+                    insert = tagging(insert, members)
                 made = insert(conn, self.SQL, members, time.time(), self.channel, self.target.where)()
                 ids += made
                 plain += made

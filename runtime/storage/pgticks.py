@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from runtime.storage import pginsert
 from runtime.storage.base import PENDING, RUNNING
+from runtime.storage.pgops import tagging
 from runtime.storage.pgparams import check_jobs
 from runtime.storage.ticks import (
     ENQUEUED, MISSED, SKIPPED, TAKEN, NewTick, TickRecord, TickResult, tick_record,
@@ -44,6 +45,8 @@ class PostgresTickVerbs:
         if outcome != ENQUEUED:
             return TickResult(outcome)
         insert = pginsert.insert_unique if tick.job.unique_key is not None else pginsert.insert_bulk
+        if tick.job.tags:
+            insert = tagging(insert, [tick.job])
         (job_id,) = insert(conn, self.SQL, [tick.job], now, self.channel, self.target.where)()
         conn.execute(self.SQL["tick_job"], {**key, "job_id": job_id})
         return TickResult(ENQUEUED, job_id)

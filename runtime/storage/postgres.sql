@@ -976,6 +976,38 @@ CREATE INDEX jobrt_job_tags_job ON jobrt_job_tags (job_id);
 -- before left.
 ALTER TABLE jobrt_jobs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
 
+-- name: migration_17
+-- Chain steps carry their tags: a job step's spec (workflows.step_spec) holds them as its
+-- 11th element when it has any; a step is enqueued with them, in the same statement's
+-- transaction. Specs stored before this have 10 elements: no tags.
+CREATE OR REPLACE FUNCTION jobrt_chain_step(chain bigint, step jsonb, now double precision,
+                                            channel text, batch bigint)
+RETURNS bigint LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    made bigint;
+BEGIN
+    INSERT INTO jobrt_jobs (queue, name, payload, priority, options, available_at, created_at,
+                            overlap_key, rate_key, rate_max, rate_period, blocked, chain_id,
+                            batch_id)
+    VALUES (step ->> 0, step ->> 1, convert_to(step ->> 2, 'UTF8'), (step ->> 3)::bigint,
+            CASE WHEN step -> 4 = 'null' THEN NULL ELSE convert_to(step ->> 4, 'UTF8') END,
+            now + (step ->> 5)::float8, now, step ->> 6, step ->> 7, (step ->> 8)::integer,
+            (step ->> 9)::float8,
+            (step ->> 6 IS NOT NULL)::int + 2 * (step ->> 7 IS NOT NULL)::int, chain,
+            batch::text)
+    RETURNING id INTO made;
+    IF jsonb_typeof(step -> 10) = 'array' THEN
+        INSERT INTO jobrt_job_tags (tag, job_id)
+        SELECT tag, made FROM jsonb_array_elements_text(step -> 10) AS t (tag)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF step ->> 6 IS NOT NULL OR step ->> 7 IS NOT NULL THEN
+        PERFORM jobrt_regate(ARRAY[step ->> 6], ARRAY[step ->> 7], now, channel);
+    END IF;
+    RETURN made;
+END $$;
+
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM jobrt_migrations;
 

@@ -11,32 +11,34 @@ from runtime.storage.base import CANCELLED, PENDING
 from runtime.storage.workflows import ChainMember, NewBatch, batch_record
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL, rows
+from runtime.storage.sqlite_ops import write_tags
 
 
-def create(conn: sqlite3.Connection, tally: Tally, batch: NewBatch, rows: list[tuple],
+def create(conn: sqlite3.Connection, tally: Tally, batch: NewBatch, members: list,
            now: float):
     batch_id = conn.execute(SQL["insert_batch"], (
         batch.name, batch.queue, batch.then, batch.catch, batch.finally_,
         1 if batch.allow_failures else 0, now, None)).lastrowid
-    ids = add(conn, tally, batch_id, rows, now)
+    ids = add(conn, tally, batch_id, members, now)
     return batch_id, ids
 
 
 def add(conn: sqlite3.Connection, tally: Tally, batch_id: int, members: list,
         now: float) -> list[int]:
-    """Insert members in order: jobs (rows for sqlite_insert.insert_each, batch_id set
-    here) and chains (ChainMember: its first step's id), and count the new ones (a job
-    whose unique key a live job held is not made, so not a member; a chain counts each
-    of its steps)."""
+    """Insert members in order: jobs (NewJobs, batch_id set here, with their tags) and
+    chains (ChainMember: its first step's id), and count the new ones (a job whose unique
+    key a live job held is not made, so not a member; a chain counts each of its steps)."""
     ids, made, start = [], 0, 0
     for end in range(len(members) + 1):
         if end < len(members) and not isinstance(members[end], ChainMember):
             continue
         if start < end:  # the jobs since the last chain, in one go
+            jobs = members[start:end]
             before = conn.execute(SQL["max_id"]).fetchone()[0]
             ids += (found := sqlite_insert.insert_each(
-                conn, tally, [row[:8] + (str(batch_id),) + row[9:] for row in members[start:end]]))
+                conn, tally, [row[:8] + (str(batch_id),) + row[9:] for row in member_rows(jobs, now)]))
             made += len({i for i in found if i > before})
+            write_tags(conn, found, jobs, before)
         if end < len(members):
             chain = members[end]
             made += len(chain.steps)
@@ -110,9 +112,8 @@ def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: 
 
 
 def member_rows(jobs: list, now: float) -> list:
-    """Rows for insert_each of batch members (their batch_id set by `add`); a ChainMember
-    stays as it is."""
-    return [j if isinstance(j, ChainMember) else (
+    """Rows for insert_each of NewJobs (a batch's members: their batch_id set by `add`)."""
+    return [(
         j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now, j.unique_key,
         None, j.unique_expires, 1 if j.unique_at_start else 0, j.unique_key, j.overlap_key,
         j.rate_key, j.rate_max, j.rate_period) for j in jobs]
@@ -122,13 +123,13 @@ class SqliteBatchVerbs:
     """The batch verbs of SqliteStorage (mixed in; they use its _write and conn)."""
 
     def create_batch(self, batch: NewBatch, jobs: list, now: float):
-        return self._write("creating a batch", create, batch, member_rows(jobs, now), now)
+        return self._write("creating a batch", create, batch, jobs, now)
 
     def batch_add(self, batch_id: int, jobs: list, now: float):
         def work(conn, tally):
             if not is_open(conn, batch_id):
                 return None
-            return add(conn, tally, batch_id, member_rows(jobs, now), now)
+            return add(conn, tally, batch_id, jobs, now)
         return self._write(f"adding jobs to batch {batch_id}", work)
 
     def batch(self, batch_id: int):

@@ -95,11 +95,13 @@ def _enqueue(conn: sqlite3.Connection, tally: Tally, chain_id: int, batch_id: in
 
 def _insert_job(conn: sqlite3.Connection, tally: Tally, step: list, batch_id, chain_id,
                 now: float) -> int:
-    queue, name, payload, priority, options, delay, overlap, rate, most, period = step
+    queue, name, payload, priority, options, delay, overlap, rate, most, period = step[:10]
     [job_id] = sqlite_insert.insert_each(conn, tally, [(
         queue, name, payload.encode(), priority, None if options is None else options.encode(),
         now + delay, now, None, None if batch_id is None else str(batch_id), None, 0, None,
         overlap, rate, most, period)])
+    if len(step) > 10:  # its tags (workflows.step_spec)
+        conn.executemany(SQL["insert_tag"], [(tag, job_id) for tag in step[10]])
     if chain_id is not None:
         conn.execute(SQL["chain_step"], (chain_id, job_id))
     return job_id

@@ -19,10 +19,16 @@ def tagging(insert, jobs: list):
         # AUTOINCREMENT ids only grow, and nobody else writes inside BEGIN IMMEDIATE.
         before = conn.execute(SQL["max_id"]).fetchone()[0]
         ids = insert(conn, tally, rows)
-        conn.executemany(SQL["insert_tag"], [(tag, job_id) for job_id, job in made_by(ids, jobs)
-                                             if job_id > before for tag in job.tags])
+        write_tags(conn, ids, jobs, before)
         return ids
     return work
+
+
+def write_tags(conn: sqlite3.Connection, ids: list[int], jobs: list, before: int) -> None:
+    """The tags of `jobs`, given `ids`, that this transaction made: their ids are above
+    `before`, the largest id before it (a unique job whose key a live job held made none)."""
+    conn.executemany(SQL["insert_tag"], [(tag, job_id) for job_id, job in made_by(ids, jobs)
+                                         if job_id > before for tag in job.tags])
 
 
 class SqliteOpsVerbs:

@@ -131,15 +131,17 @@ class ChainRecord:
 def step_spec(step) -> list | dict:
     """A chain's step as its chain's row keeps it (its available_at is its delay): a job as
     the JSON array [queue, name, payload, priority, options, delay, overlap_key, rate_key,
-    rate_max, rate_period], payload and options as text; a BatchStep as the object
-    {"batch": [queue, name, then, catch, finally, allow_failures], "members": [job, ...]}."""
+    rate_max, rate_period] and, when it has tags, [..., tags], payload and options as text;
+    a BatchStep as the object {"batch": [queue, name, then, catch, finally, allow_failures],
+    "members": [job, ...]}."""
     if isinstance(step, BatchStep):
         b = step.batch
         return {"batch": [b.queue, b.name, b.then, b.catch, b.finally_, bool(b.allow_failures)],
                 "members": [step_spec(member) for member in step.members]}
-    return [step.queue, step.name, bytes(step.payload).decode(), step.priority,
+    spec = [step.queue, step.name, bytes(step.payload).decode(), step.priority,
             None if step.options is None else bytes(step.options).decode(), step.available_at,
             step.overlap_key, step.rate_key, step.rate_max, step.rate_period]
+    return spec + [list(step.tags)] if step.tags else spec
 
 
 def jobs_within(items: list) -> list:

@@ -95,3 +95,46 @@ def test_a_unique_duplicate_adds_no_tags_to_the_live_job(store):
     assert again[0] == first
     assert store.get(first).tags == ["a"]
     assert [r.id for r in store.jobs_page(tag="b")] == [again[1]]
+
+
+# -- the jobs of workflows and schedules carry their tags as enqueue's do --------------
+
+def test_batch_members_chain_steps_and_ticks_carry_their_tags(store):
+    from runtime.storage.ticks import NewTick
+    from runtime.storage.workflows import BatchStep, ChainMember, NewBatch
+
+    def tags(job_id):
+        return store.get(job_id).tags
+
+    batch_id, (a, b, c) = store.create_batch(NewBatch("default"), [
+        job(tags=["billing"]), job(), ChainMember([job(tags=["step:1"]), job(tags=["step:2"])],
+                                                  None, "default")], 10.0)
+    assert (tags(a), tags(b), tags(c)) == (["billing"], [], ["step:1"])
+    [d] = store.batch_add(batch_id, [job(tags=["late", "billing"])], 11.0)
+    assert tags(d) == ["billing", "late"]
+    assert [r.id for r in store.jobs_page(tag="billing")] == [d, a]
+
+    chain_id, first = store.create_chain([
+        job(tags=["first"]), BatchStep(NewBatch("default"), [job(tags=["member"]), job()]),
+        job(tags=["last"])], None, "default", 20.0)
+    assert tags(first) == ["first"]
+    claimed = store.claim("s1", ["default"], 1, 100.0 + LEASE, 100.0)
+    while claimed:  # run every job as it comes, in id order, until none is left
+        [run] = claimed
+        store.settle("s1", [Outcome(run.id, run.attempt, "succeeded", 100.0, queue=run.queue,
+                                    name=run.name)])
+        claimed = store.claim("s1", ["default"], 1, 100.0 + LEASE, 100.0)
+    jobs = store.chain(chain_id).jobs
+    assert store.chain(chain_id).state == "succeeded"
+    assert tags(jobs[2]) == ["last"]
+    members = store.jobs_page(batch_id=jobs[1]["batch"])
+    assert sorted(r.tags for r in members) == [[], ["member"]]
+    # the batch's chain member went on (its first step ran in the loop), with its tags
+    assert [r.tags for r in store.jobs_page(tag="step:2")] == [["step:2"]]
+
+    [tick] = store.enqueue_ticks([NewTick("nightly", 30.0, job(tags=["cron"]))], 30.0)
+    assert tags(tick.job_id) == ["cron"]
+    # A unique job whose key a live job holds makes no job, so adds no tags to that one.
+    [held] = store.enqueue([job(unique="k")])
+    [again] = store.enqueue_ticks([NewTick("nightly", 31.0, job(unique="k", tags=["cron"]))], 31.0)
+    assert again.job_id == held and tags(held) == []

@@ -65,6 +65,7 @@ def test_nicknames_and_fields():
     ({"job": "a:b", "every": 5, "args": {"a": 1}}, "args", "a list"),
     ({"job": "a:b", "every": 5, "kwargs": [1]}, "kwargs", "a table"),
     ({"job": "a:b", "every": 5, "delay": 3}, "delay", "unknown key"),
+    ({"job": "a:b", "every": 5, "tags": "nightly"}, "tags", "a list of at most 20 tags"),
     ({"job": "a:b", "every": 5, "args": [float("nan")]}, "args", "NaN"),
 ])
 def test_a_bad_schedule_names_file_schedule_and_key(table, key, words):
@@ -76,10 +77,10 @@ def test_a_bad_schedule_names_file_schedule_and_key(table, key, words):
 def test_a_schedule_with_defaults_and_options():
     cfg = config_from_dict({"schedules": {"cleanup": {
         "job": "jobs.examples:add", "cron": "@hourly", "timezone": "Europe/Berlin",
-        "args": [1, 2], "queue": "low", "priority": 5, "overlap": "skip"}}})
+        "args": [1, 2], "queue": "low", "priority": 5, "overlap": "skip", "tags": ["cron"]}}})
     schedule = cfg.schedules["cleanup"]
     assert (schedule.cron, schedule.catch_up, schedule.overlap, schedule.options) == (
-        "0 * * * *", "latest", "skip", {"_queue": "low", "_priority": 5})
+        "0 * * * *", "latest", "skip", {"_queue": "low", "_priority": 5, "_tags": ("cron",)})
     assert schedule.expression == "@hourly Europe/Berlin"
 
 
