@@ -46,6 +46,7 @@ BLACK_HOLE = """table inet jobrt_black_hole {
 }
 """
 STOP_WAIT = 30.0  # seconds a process started here gets after SIGTERM before SIGKILL
+ETC_NETNS = Path("/etc/netns")  # where `ip netns exec` finds a namespace's own /etc files
 
 
 def unavailable() -> str | None:
@@ -61,6 +62,19 @@ def unavailable() -> str | None:
         return f"ip netns add is not permitted here: {made.stderr.strip()}"
     _ip("netns", "del", probe, check=False)
     return None
+
+
+def require(names: list[str]) -> "Network":
+    """A Network of `names`, or the test skipped when this machine cannot host one (failed
+    on CI when scripts/test should have installed what is missing)."""
+    import pytest
+
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI") and "apt-get install" in reason:
+            pytest.fail(f"{reason}; scripts/test should have installed it")
+        pytest.skip(reason)
+    return Network(names)
 
 
 def free_subnet(seed: int) -> ipaddress.IPv4Network:
@@ -145,7 +159,27 @@ class Network:
         while self.undo:
             self.undo.pop()()
 
+    # -- what the namespaces' processes read ------------------------------------------------
+
+    def etc(self, name: str, file: str, text: str) -> None:
+        """Write /etc/netns/<namespace>/<file>: `ip netns exec` binds it over /etc/<file> for
+        what it starts in `name` afterwards (hosts, resolv.conf, nsswitch.conf). Written in
+        place, so a process already started there reads the new text at its next lookup.
+        teardown removes the directory (named after the namespace, so the test's own)."""
+        directory = ETC_NETNS / self.namespaces[name]
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / file, "w") as out:  # the same inode: the bind mount shows it
+            out.write(text)
+
     # -- processes -------------------------------------------------------------------------
+
+    def start_in(self, name: str, *command: str) -> subprocess.Popen:
+        """`command` in namespace `name`, its output on a pipe (text); stopped by teardown."""
+        process = subprocess.Popen(["ip", "netns", "exec", self.namespaces[name], *command],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.processes.append(process)
+        return process
 
     def start_supervisor(self, name: str, config: Path, log: Path) -> subprocess.Popen:
         """`jobrt start --config CONFIG` in namespace `name` as host `name` (JOBRT_HOST), once
@@ -206,6 +240,8 @@ class Network:
             if result.returncode != 0:
                 problems.append(f"ip link del {self.bridge}: {result.stderr.strip()}")
         shutil.rmtree(self.notify_dir, ignore_errors=True)
+        for namespace in self.namespaces.values():
+            shutil.rmtree(ETC_NETNS / namespace, ignore_errors=True)
         return problems
 
 

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import pq, sql
 
 from runtime.errors import StorageError
-from runtime.storage import StorageUrlError
+from runtime.storage import StorageUrlError, pghosts
 
 # Added only when neither the url nor the environment sets them: a supervisor
 # must not hang for minutes on an unreachable host or a silently dead peer
@@ -58,6 +58,8 @@ _ADVICE = {
     "42P01": "jobrt's tables are missing (was the schema dropped?); restart to recreate them",
     "23": "the database rejected the data",
     "22": "the database rejected the data",
+    "lookup": "its host name could not be looked up: check the name in the storage url (or "
+              "PGHOST) and that this host's DNS server answers (/etc/resolv.conf)",
 }
 # A failed connection carries no sqlstate, only libpq's text.
 _CONNECT_FAILURES = (
@@ -66,6 +68,7 @@ _CONNECT_FAILURES = (
                 r"|password"), "28"),
     (re.compile(r"too many clients|out of memory"), "53"),
     (re.compile(r"starting up|shutting down|in recovery mode"), "57P03"),
+    (re.compile(r"could not look up host|failed to resolve host|could not translate host"), "lookup"),
 )
 
 
@@ -145,6 +148,7 @@ class Target:
         defaults = {o.keyword.decode(): o.val.decode() for o in pq.Conninfo.get_defaults()
                     if o.val is not None}
         defaults.update(params)
+        self.params = defaults  # the url's and the environment's: where pghosts looks up names
         host = defaults.get("host") or defaults.get("hostaddr") or "the default unix socket"
         port = defaults.get("port") or "5432"
         dbname = defaults.get("dbname") or defaults.get("user") or "?"
@@ -165,12 +169,14 @@ class Target:
     def connect(self, role: str, bound: float | None = None) -> psycopg.Connection:
         """A new autocommit connection; transactions are explicit BEGIN ... COMMIT.
 
-        With `bound` (seconds), connecting waits at most that long (libpq's floor:
-        2 s) and the connection is a BoundedConnection whose calls the caller bounds."""
+        With `bound` (seconds), looking the host up waits at most that long
+        (pghosts), connecting too (libpq's floor: 2 s), and the connection is a
+        BoundedConnection whose calls the caller bounds."""
         extra = self.extra
-        if bound is not None:
-            extra = {**extra, "connect_timeout": max(2, math.ceil(bound))}
         try:
+            if bound is not None:
+                extra = {**extra, "connect_timeout": max(2, math.ceil(bound)),
+                         **pghosts.pinned(self.params, bound)}
             conn = BoundedConnection.connect(self.url, autocommit=True, **extra)
         except psycopg.Error as exc:
             raise self.error(exc, "connecting", connecting=True) from None

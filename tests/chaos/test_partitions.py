@@ -8,7 +8,6 @@ benchmarks/partitions.py runs the same at full size (20,000 jobs) and prints the
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -29,12 +28,7 @@ WORKERS = 3  # per host
 @pytest.fixture
 def network():
     """The namespaces db, host-a and host-b, joined by a bridge; deleted afterwards, whatever happened."""
-    reason = netns.unavailable()
-    if reason:
-        if os.environ.get("CI") and "apt-get install" in reason:
-            pytest.fail(f"{reason}; scripts/test should have installed it")
-        pytest.skip(reason)
-    network = netns.Network(["db", *HOSTS])
+    network = netns.require(["db", *HOSTS])
     yield network
     assert network.teardown() == []
 
