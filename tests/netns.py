@@ -77,6 +77,31 @@ def require(names: list[str]) -> "Network":
     return Network(names)
 
 
+@contextlib.contextmanager
+def built(names: list[str]):
+    """require(names)'s Network, torn down after; a teardown that left anything fails."""
+    network = require(names)
+    try:
+        yield network
+    finally:
+        problems = network.teardown()
+    assert problems == [], problems
+
+
+@contextlib.contextmanager
+def postgres(network: "Network", name: str = "db"):
+    """A throwaway PostgreSQL (tests/pgcluster.py) in namespace `name`, taking TCP on its
+    address there; healed (a hung cluster cannot stop) and destroyed after."""
+    from tests.pgcluster import Cluster
+
+    cluster = Cluster(netns=network.namespaces[name], listen=network.addresses[name])
+    try:
+        yield cluster
+    finally:
+        network.heal()
+        cluster.destroy()
+
+
 def free_subnet(seed: int) -> ipaddress.IPv4Network:
     """A /24 of SUPERNET that no address or route of this namespace overlaps, tried from a
     place that `seed` (the pid) picks, so two tests at once rarely try the same one."""
@@ -105,6 +130,7 @@ class Network:
         self.addresses: dict[str, str] = {}
         self.processes: list[subprocess.Popen] = []
         self.undo: list = []  # how to heal each fault in force, latest last
+        self.made_etc_netns = False  # etc() made /etc/netns: teardown removes it if empty
         self.notify_dir = tempfile.mkdtemp(prefix="jobrt-netns-")  # short: a socket path is <= 108 bytes
         try:
             _ip("link", "add", self.bridge, "type", "bridge", "forward_delay", "0")
@@ -167,6 +193,7 @@ class Network:
         place, so a process already started there reads the new text at its next lookup.
         teardown removes the directory (named after the namespace, so the test's own)."""
         directory = ETC_NETNS / self.namespaces[name]
+        self.made_etc_netns = self.made_etc_netns or not ETC_NETNS.exists()
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / file, "w") as out:  # the same inode: the bind mount shows it
             out.write(text)
@@ -242,6 +269,9 @@ class Network:
         shutil.rmtree(self.notify_dir, ignore_errors=True)
         for namespace in self.namespaces.values():
             shutil.rmtree(ETC_NETNS / namespace, ignore_errors=True)
+        if self.made_etc_netns:
+            with contextlib.suppress(OSError):  # another test's namespace may use it now
+                ETC_NETNS.rmdir()
         return problems
 
 

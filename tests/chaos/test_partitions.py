@@ -16,7 +16,6 @@ from runtime import connect
 from tests import netns
 from tests.chaos.partition_checker import check, read_runs
 from tests.chaos.partitions import HOSTS, MARGIN, SLACK, run_partitions, states_of, write_partition_config
-from tests.pgcluster import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -28,18 +27,15 @@ WORKERS = 3  # per host
 @pytest.fixture
 def network():
     """The namespaces db, host-a and host-b, joined by a bridge; deleted afterwards, whatever happened."""
-    network = netns.require(["db", *HOSTS])
-    yield network
-    assert network.teardown() == []
+    with netns.built(["db", *HOSTS]) as network:
+        yield network
 
 
 @pytest.fixture
 def database(network):
     """PostgreSQL in the namespace db, listening on its address there."""
-    cluster = Cluster(netns=network.namespaces["db"], listen=network.addresses["db"])
-    yield cluster
-    network.heal()  # a hung cluster cannot stop
-    cluster.destroy()
+    with netns.postgres(network) as cluster:
+        yield cluster
 
 
 def test_partitions_lose_no_job_and_never_run_one_job_twice_at_once(network, database, tmp_path, seed):

@@ -32,23 +32,14 @@ SILENT_DNS = ("import socket, time\n"
 
 
 @pytest.fixture
-def network():
-    network = netns.require(["db", "host"])
-    yield network
-    assert network.teardown() == []
+def database():
+    """The namespaces db (PostgreSQL) and host; the network and the cluster."""
+    with netns.built(["db", "host"]) as network, netns.postgres(network) as cluster:
+        yield network, cluster
 
 
-@pytest.fixture
-def database(network):
-    from tests.pgcluster import Cluster
-
-    cluster = Cluster(netns=network.namespaces["db"], listen=network.addresses["db"])
-    yield cluster
-    cluster.destroy()
-
-
-def test_with_its_dns_server_silent_a_reconnecting_supervisor_still_kills_and_stops(
-        network, database, tmp_path):
+def test_with_its_dns_server_silent_a_reconnecting_supervisor_still_kills_and_stops(database, tmp_path):
+    network, database = database
     by_address = database.create_database()
     by_name = by_address.replace(f"@{network.addresses['db']}:", f"@{NAME}:")
     hosts = f"127.0.0.1 localhost\n{network.addresses['db']} {NAME}\n"
