@@ -234,6 +234,9 @@ class Storage(WorkflowVerbs, TickVerbs, BrowseVerbs, OpsVerbs, JobSetVerbs):
     """
 
     url_for_humans: str = ""
+    # Seconds a call may wait for the server (PostgreSQL's; SQLite and memory wait on none);
+    # None: unbounded. The supervisor sets it at open and again on each reload.
+    call_timeout: float | None = None
     # How many outcomes the last exchange (or settle) refused: runs no longer current
     # (fenced by attempt and owner: rescued, rerun, or reported twice).
     refused: int = 0

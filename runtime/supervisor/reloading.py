@@ -12,6 +12,7 @@ import time
 from runtime.config.load import load_config
 from runtime.errors import ConfigError
 from runtime.supervisor import sd_notify
+from runtime.supervisor.fencing import call_timeout
 from runtime.supervisor.import_check import CHECK_TIMEOUT, ImportCheck
 from runtime.supervisor.ticking import check_schedules
 from runtime.workers.balanced_pool import worker_pool
@@ -91,6 +92,8 @@ class Reloading:
         self.config = config
         self.ticker.use(config, self.registry)  # schedules kept by name keep their cursors
         self._use_lease(config.lease)
+        # and its storage calls end within the new fence margin (at start: open_storage's)
+        self.storage.call_timeout = call_timeout(config)
         # a shorter lease must be renewed before the next heartbeat the old one planned
         self.next_heartbeat = min(self.next_heartbeat, now + self.heartbeat_every)
         self.next_rescue = min(self.next_rescue, now + self.rescue_every)

@@ -231,3 +231,20 @@ def test_a_wall_clock_an_hour_off_neither_rescues_live_jobs_nor_gets_its_own_res
         sweeper = start_supervisor(config, env=second or {"JOBRT_HOST": "plain"})
         wait_for(lambda: q.status(job).state == "succeeded", 30, "the job to succeed")
         assert q.status(job).attempts == 1, sweeper.output()  # never rescued, never rerun
+
+
+def test_a_shorter_lease_on_reload_bounds_the_storage_calls_by_its_own_call_timeout(
+        tmp_path, own_cluster, start_supervisor):
+    """lease 30 s bounds each call at 5 s (lease / 6); reloaded to lease 3, calls must give up
+    after 0.5 s, or one call would outlast the fence margin (1 s) that the new lease sets."""
+    url = own_cluster.create_database()
+    config = write_config(tmp_path, storage={"url": url, "lease": 30, "poll": 0.2})
+    supervisor = start_supervisor(config)
+    config.write_text(config.read_text().replace("lease = 30", "lease = 3"))
+    supervisor.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in supervisor.output(), what="the reload")
+    with frozen(own_cluster):
+        wait_for(lambda: "did not answer within" in supervisor.output(), 30,
+                 "a storage call to give up while storage is frozen")
+        given_up = re.findall(r"did not answer within ([\d.]+) s", supervisor.output())
+        assert set(given_up) == {"0.5"}, given_up
