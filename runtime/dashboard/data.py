@@ -34,7 +34,8 @@ def whole(text: str | None, what: str, low: int = 1, high: int = INT_MAX) -> int
     """A whole number from a query string, or None when absent or empty."""
     if text is None or text == "":
         return None
-    if len(text) > 20 or not text.isdigit() or not low <= int(text) <= high:
+    # isascii: str.isdigit() also takes "²" and other digits int() refuses
+    if len(text) > 20 or not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise BadQuery(f"{what} must be a whole number from {low} to {high}, got {text[:40]!r}")
     return int(text)
 
@@ -165,7 +166,7 @@ def job(storage, job_id: int, show_args: bool) -> dict:
         raise Missing(f"no job {job_id} (it may never have existed, or was pruned)")
     data = job_dict(record, show_args, full=True)
     data["batch"] = None
-    if record.batch_id is not None and str(record.batch_id).isdigit():
+    if record.batch_id is not None and str(record.batch_id).isascii() and str(record.batch_id).isdigit():
         batch = storage.batch(int(record.batch_id))
         data["batch"] = batch.to_dict() if batch is not None else None
     data["chain"] = None

@@ -93,7 +93,7 @@ def watchdog_interval() -> float:
     """Seconds between WATCHDOG=1 pings (half systemd's WatchdogSec), or 0 when not asked."""
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0 or (pid and pid != str(os.getpid())):
         return 0.0
     return int(usec) / 2e6
 
@@ -104,7 +104,7 @@ def monotonic_usec() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "reload" or not sys.argv[2].isdigit():
+    if len(sys.argv) != 3 or sys.argv[1] != "reload" or not (sys.argv[2].isascii() and sys.argv[2].isdigit()):
         sys.exit("usage: python -m runtime.supervisor.sd_notify reload MAINPID")
     try:
         reload(int(sys.argv[2]))

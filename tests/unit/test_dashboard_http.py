@@ -166,7 +166,9 @@ def test_show_args_false_hides_arguments_and_results(made):
     ("/jobs?state=bogus", 400), ("/jobs?before=abc", 400), ("/jobs?before=-1", 400),
     ("/jobs?queue=two%20words", 400), ("/jobs?batch=99999999999999999999999", 400),
     ("/jobs/abc", 400), ("/jobs/0", 400), ("/jobs/424242", 404), ("/batches/424242", 404),
-    ("/metrics-charts?range=year", 400), ("/failed?before=x", 400), ("/nothing/here", 404)])
+    ("/metrics-charts?range=year", 400), ("/failed?before=x", 400), ("/nothing/here", 404),
+    # digits str.isdigit() takes and int() refuses
+    ("/jobs?before=%C2%B2", 400), ("/jobs?q=%23%C2%B9", 400), ("/jobs?q=batch%20%C2%B3", 400)])
 def test_bad_addresses_get_error_pages_not_tracebacks(made, path, status):
     storage, _ = made
     with client(storage) as c:

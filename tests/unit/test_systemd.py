@@ -50,3 +50,11 @@ def test_notify_gives_up_on_a_full_queue_instead_of_blocking(tmp_path, monkeypat
 def test_notify_without_systemd_sends_nothing(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert sd_notify.notify("READY=1") is False
+
+
+def test_the_watchdog_interval_is_half_of_watchdog_usec_and_off_for_anything_else(monkeypatch):
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    for value, interval in (("200000", 0.1), ("0", 0.0), ("", 0.0), ("-5", 0.0), ("1e6", 0.0),
+                            ("²", 0.0)):  # a digit to str.isdigit(), not to int()
+        monkeypatch.setenv("WATCHDOG_USEC", value)
+        assert sd_notify.watchdog_interval() == interval, value
