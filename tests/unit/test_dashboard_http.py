@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import time
+import urllib.parse
 import warnings
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
@@ -208,3 +210,24 @@ def test_the_minute_tally_counts_runs_and_waits_and_gives_rows_back():
     tally.give_back(rows)
     tally.finished(125.0, "q", "a", "succeeded", 3.0)
     assert tally.take()[0] == MinuteRow(120, "q", "a", 3, 2, 1, 5.0, 3.0, 2, 52.0, 26.0)
+
+
+# Whatever a visitor types: every page and its /api/ twin answers with a page or an error
+# naming the field (400, 404), never a traceback (500).
+_PATHS = ["/", "/jobs", "/failed", "/batches", "/schedules", "/metrics-charts", "/jobs/{}", "/batches/{}"]
+_KEYS = ["state", "queue", "name", "tag", "batch", "before", "q", "range", "limit", "after"]
+# numbers, near-numbers (digits that str.isdigit() takes and int() may refuse: ² ① ٣), and any text
+_DIGITS = st.text(alphabet="0123²①٣", min_size=1, max_size=4)
+_VALUES = (_DIGITS | st.builds(lambda prefix, body: prefix + body, st.sampled_from(["#", "batch ", "-"]), _DIGITS)
+           | st.text(alphabet="0123²①٣.e x\x00%é", max_size=24) | st.text(max_size=24))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(_PATHS), segment=_VALUES, api=st.booleans(),
+       query=st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=3))
+def test_no_query_a_visitor_types_gets_a_traceback(made, path, segment, api, query):
+    storage, _ = made
+    with client(storage) as c:
+        url = ("/api" if api else "") + path.format(urllib.parse.quote(segment, safe=""))
+        answer = c.get(url, params=query)
+    assert answer.status_code in (200, 400, 404), (url, query, answer.status_code)
