@@ -132,14 +132,9 @@ class SqliteStorage(sqlite_batches.SqliteBatchVerbs, sqlite_chains.SqliteChainVe
         # read AUTOINCREMENT's counter first, an extra statement for one row.
         if len(jobs) == 1 or any(j.unique_key is not None or j.overlap_key is not None
                                  or j.rate_key is not None for j in jobs):
-            insert = sqlite_insert.insert_each
-            rows = [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now,
-                     j.unique_key, j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0,
-                     j.unique_key, j.overlap_key, j.rate_key, j.rate_max, j.rate_period)
-                    for j in jobs]
+            insert, rows = sqlite_insert.insert_each, sqlite_insert.each_rows(jobs, now)
         else:
-            insert = sqlite_insert.insert_bulk
-            rows = sqlite_insert.bulk_rows(jobs, now)
+            insert, rows = sqlite_insert.insert_bulk, sqlite_insert.bulk_statements(jobs, now)
         if not rows:
             return []
         return self._write("enqueueing", sqlite_ops.tagging(insert, jobs) if tagged else insert, rows)

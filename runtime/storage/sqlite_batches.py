@@ -33,10 +33,9 @@ def add(conn: sqlite3.Connection, tally: Tally, batch_id: int, members: list,
         if end < len(members) and not isinstance(members[end], ChainMember):
             continue
         if start < end:  # the jobs since the last chain, in one go
-            jobs = members[start:end]
+            jobs = [job._replace(batch_id=str(batch_id)) for job in members[start:end]]
             before = conn.execute(SQL["max_id"]).fetchone()[0]
-            ids += (found := sqlite_insert.insert_each(
-                conn, tally, [row[:8] + (str(batch_id),) + row[9:] for row in member_rows(jobs, now)]))
+            ids += (found := sqlite_insert.insert_each(conn, tally, sqlite_insert.each_rows(jobs, now)))
             made += len({i for i in found if i > before})
             write_tags(conn, found, jobs, before)
         if end < len(members):
@@ -109,14 +108,6 @@ def _cancel_members(conn: sqlite3.Connection, tally: Tally, batch_id: int, now: 
     jobs = conn.execute(SQL[query], (now, str(batch_id))).fetchall()
     tally.move(PENDING, CANCELLED, [job[:3] for job in jobs])
     sqlite_gates.regate(conn, [job[3:] for job in jobs], now)
-
-
-def member_rows(jobs: list, now: float) -> list:
-    """Rows for insert_each of NewJobs (a batch's members: their batch_id set by `add`)."""
-    return [(
-        j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now, j.unique_key,
-        None, j.unique_expires, 1 if j.unique_at_start else 0, j.unique_key, j.overlap_key,
-        j.rate_key, j.rate_max, j.rate_period) for j in jobs]
 
 
 class SqliteBatchVerbs:

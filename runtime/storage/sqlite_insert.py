@@ -22,7 +22,7 @@ _BULK = ("INSERT INTO jobs (queue, name, priority, options, available_at, batch_
 _alike = operator.itemgetter(0, 1, 4, 5, 3, 7)
 
 
-def bulk_rows(jobs: list, now: float) -> list[tuple]:
+def bulk_statements(jobs: list, now: float) -> list[tuple]:
     """insert_bulk's statements, in the jobs' order, for jobs with no unique key nor gates:
     a run of alike jobs (as the items of one job in an enqueue_many are) as (what they
     share, their payloads), else (None, whole rows)."""
@@ -53,7 +53,7 @@ def _insert_rows(count: int, alike: bool) -> str:
 
 
 def insert_bulk(conn: sqlite3.Connection, tally: Tally, statements: list[tuple]) -> list[int]:
-    """The statements of bulk_rows. A multi-row VALUES writes the AUTOINCREMENT counter once
+    """The statements of bulk_statements. A multi-row VALUES writes the AUTOINCREMENT counter once
     per statement, not per row, and binds what alike rows share once: measured on 100k jobs
     of one job name, binding the seven shared values once per statement made the insert
     x1.3 faster; rows one by one (executemany) were 2.5x slower than multi-row VALUES."""
@@ -75,8 +75,15 @@ def insert_bulk(conn: sqlite3.Connection, tally: Tally, statements: list[tuple])
     return list(range(before + 1, last + 1))
 
 
+def each_rows(jobs: list, now: float) -> list[tuple]:
+    """insert_each's rows of NewJobs."""
+    return [(j.queue, j.name, j.payload, j.priority, j.options, j.available_at, now, j.unique_key,
+             j.batch_id, j.unique_expires, 1 if j.unique_at_start else 0, j.unique_key, j.overlap_key,
+             j.rate_key, j.rate_max, j.rate_period) for j in jobs]
+
+
 def insert_each(conn: sqlite3.Connection, tally: Tally, rows: list[tuple]) -> list[int]:
-    """Rows of insert_gated: a job whose unique key a live job holds is that job; a job
+    """Rows of each_rows: a job whose unique key a live job holds is that job; a job
     with gates goes in through them when nothing else is there, else held back until
     recompute finds whose turn it is."""
     ids = []

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from runtime.storage import sqlite_insert
+from runtime.storage import sqlite_insert, sqlite_ops
 from runtime.storage.base import PENDING, RUNNING
-from runtime.storage.sqlite_batches import member_rows
-from runtime.storage.sqlite_ops import write_tags
 from runtime.storage.sqlite_counts import Tally
 from runtime.storage.sqlite_file import SQL
 from runtime.storage.ticks import (
@@ -32,9 +30,10 @@ def enqueue_ticks(conn: sqlite3.Connection, tally: Tally, ticks: list[NewTick],
             continue
         job_id = None
         if outcome == ENQUEUED:
-            before = conn.execute(SQL["max_id"]).fetchone()[0]
-            (job_id,) = sqlite_insert.insert_each(conn, tally, member_rows([tick.job], now))
-            write_tags(conn, [job_id], [tick.job], before)
+            insert = sqlite_insert.insert_each
+            if tick.job.tags:
+                insert = sqlite_ops.tagging(insert, [tick.job])
+            (job_id,) = insert(conn, tally, sqlite_insert.each_rows([tick.job], now))
             conn.execute(SQL["tick_job"], (job_id, schedule, at))
             tally.wake = True
         results.append(TickResult(outcome, job_id))
