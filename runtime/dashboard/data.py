@@ -166,8 +166,9 @@ def job(storage, job_id: int, show_args: bool) -> dict:
         raise Missing(f"no job {job_id} (it may never have existed, or was pruned)")
     data = job_dict(record, show_args, full=True)
     data["batch"] = None
-    if record.batch_id is not None and str(record.batch_id).isascii() and str(record.batch_id).isdigit():
-        batch = storage.batch(int(record.batch_id))
+    batch_id = None if record.batch_id is None else str(record.batch_id)
+    if batch_id is not None and batch_id.isascii() and batch_id.isdigit():
+        batch = storage.batch(int(batch_id))
         data["batch"] = batch.to_dict() if batch is not None else None
     data["chain"] = None
     if record.chain_id is not None:
