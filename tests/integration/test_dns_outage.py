@@ -15,11 +15,10 @@ import sys
 
 import psycopg
 import pytest
-import tomli_w
 
 from runtime import connect
 from tests import netns
-from tests.conftest import REPO, wait_for
+from tests.conftest import wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -48,12 +47,8 @@ def test_with_its_dns_server_silent_a_reconnecting_supervisor_still_kills_and_st
     network.etc("host", "resolv.conf", "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
     dns = network.start_in("host", sys.executable, "-c", SILENT_DNS)
     assert dns.stdout.readline().strip() == "listening"
-    config = tmp_path / "supervisor.toml"
-    config.write_text(tomli_w.dumps({
-        "storage": {"url": by_name, "lease": 30, "call_timeout": 0.5},
-        "jobs": {"modules": ["jobs.examples"], "path": [str(REPO)]},
-        "pools": {"default": {"queues": ["default"], "workers": 1, "timeout": 3, "grace": 1,
-                              "run_as_root": True}}}))
+    config = write_config(tmp_path, storage={"url": by_name, "lease": 30, "call_timeout": 0.5},
+                          pools={"default": {"workers": 1, "timeout": 3, "grace": 1}})
     log = tmp_path / "supervisor.log"
     supervisor = network.start_supervisor("host", config, log)
     with connect(by_address) as q:
