@@ -3,15 +3,13 @@
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
 from runtime.errors import PayloadError
 from runtime.payload import MAX_PAYLOAD, dump_payload, dump_result, load
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("args,needle", [
